@@ -1,0 +1,184 @@
+//! The manager's configuration: one type, shared by every adapter.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// What a heartbeat looks like on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Heartbeat {
+    /// A comment line (`: <text>`), invisible to `EventSource` listeners.
+    /// The default, with the text `heartbeat`.
+    Comment(String),
+    /// A named event with empty data, for clients that want to observe
+    /// liveness (`addEventListener(name, ...)`).
+    Event(String),
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat::Comment("heartbeat".to_owned())
+    }
+}
+
+/// What happens when a user opens one connection more than
+/// [`SseConfig::max_connections_per_user`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UserLimitPolicy {
+    /// Close the user's oldest connection to make room (the default: the tab
+    /// the user just opened works).
+    #[default]
+    CloseOldest,
+    /// Refuse the new connection with
+    /// [`ConnectError::UserLimit`](crate::ConnectError::UserLimit).
+    RejectNew,
+}
+
+/// Settings of an [`SseManager`](crate::SseManager).
+///
+/// Every setting has a production-ready default; setters chain:
+///
+/// ```
+/// use std::time::Duration;
+/// use sse_core::SseConfig;
+///
+/// let config = SseConfig::default()
+///     .heartbeat_interval(Some(Duration::from_secs(15)))
+///     .max_connections(50_000)
+///     .max_connections_per_user(Some(5))
+///     .history_size(10_000);
+/// assert_eq!(config.get_max_connections(), 50_000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SseConfig {
+    pub(crate) heartbeat_interval: Option<Duration>,
+    pub(crate) heartbeat: Heartbeat,
+    pub(crate) retry: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_user: Option<usize>,
+    pub(crate) user_limit_policy: UserLimitPolicy,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) client_queue: usize,
+    pub(crate) history_size: usize,
+    pub(crate) history_max_age: Option<Duration>,
+    pub(crate) max_channels_per_connection: usize,
+    pub(crate) max_channel_len: usize,
+    pub(crate) max_metadata_entries: usize,
+    pub(crate) max_metadata_bytes: usize,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        SseConfig {
+            heartbeat_interval: Some(Duration::from_secs(30)),
+            heartbeat: Heartbeat::default(),
+            retry: Duration::from_secs(3),
+            max_connections: 10_000,
+            max_connections_per_user: None,
+            user_limit_policy: UserLimitPolicy::default(),
+            max_lifetime: None,
+            client_queue: 1024,
+            history_size: 1000,
+            history_max_age: None,
+            max_channels_per_connection: 64,
+            max_channel_len: 128,
+            max_metadata_entries: 32,
+            max_metadata_bytes: 4096,
+        }
+    }
+}
+
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $name:ident / $getter:ident : $ty:ty ;)*) => {
+        impl SseConfig {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+
+                #[doc = concat!("The current value of [`SseConfig::", stringify!($name), "`].")]
+                pub fn $getter(&self) -> $ty {
+                    self.$name.clone()
+                }
+            )*
+        }
+    };
+}
+
+settings! {
+    /// How often an idle connection gets a heartbeat (default 30 s; `None`
+    /// disables heartbeats). A frame or heartbeat reaches every connection
+    /// at least this often, which keeps proxies from closing it and lets the
+    /// server notice a client that went away. One timer serves every
+    /// connection; a connection that just received an event is skipped.
+    heartbeat_interval / get_heartbeat_interval: Option<Duration>;
+    /// The shape of a heartbeat (default: a `: heartbeat` comment).
+    heartbeat / get_heartbeat: Heartbeat;
+    /// The `retry:` hint sent first on every connection (default 3 s): how
+    /// long a browser waits before reconnecting.
+    retry / get_retry: Duration;
+    /// The most connections open at once (default 10,000). Over it, a
+    /// connection is refused with the `overloaded` answer.
+    max_connections / get_max_connections: usize;
+    /// The most connections one user may hold (default: unlimited).
+    max_connections_per_user / get_max_connections_per_user: Option<usize>;
+    /// What happens over the per-user limit (default: close the oldest).
+    user_limit_policy / get_user_limit_policy: UserLimitPolicy;
+    /// Closes connections after this long, jittered down by up to 10% so
+    /// clients do not all reconnect at once (default: unlimited). The client
+    /// reconnects and resumes with `Last-Event-ID`; useful to re-check
+    /// credentials periodically.
+    max_lifetime / get_max_lifetime: Option<Duration>;
+    /// Frames queued per connection before it counts as too slow and is
+    /// closed (default 1024).
+    client_queue / get_client_queue: usize;
+    /// Events kept for `Last-Event-ID` replay (default 1000; 0 keeps none).
+    history_size / get_history_size: usize;
+    /// Drops retained events older than this (default: kept until evicted by
+    /// count).
+    history_max_age / get_history_max_age: Option<Duration>;
+    /// The most channels one connection may join (default 64).
+    max_channels_per_connection / get_max_channels_per_connection: usize;
+    /// The longest channel name, in bytes (default 128).
+    max_channel_len / get_max_channel_len: usize;
+    /// The most metadata entries on one connection (default 32).
+    max_metadata_entries / get_max_metadata_entries: usize;
+    /// The most bytes of metadata keys and values on one connection
+    /// (default 4096).
+    max_metadata_bytes / get_max_metadata_bytes: usize;
+}
+
+impl SseConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason| Err(ConfigError::Invalid { name, reason });
+        if self.heartbeat_interval.is_some_and(|i| i < Duration::from_millis(10)) {
+            return invalid("heartbeat_interval", "must be at least 10 ms");
+        }
+        if let Heartbeat::Event(name) = &self.heartbeat {
+            if name.is_empty() || name.contains(['\r', '\n']) {
+                return invalid("heartbeat", "event name must be non-empty without CR or LF");
+            }
+        }
+        if self.client_queue == 0 {
+            return invalid("client_queue", "must be at least 1");
+        }
+        if self.max_connections_per_user == Some(0) {
+            return invalid("max_connections_per_user", "must be at least 1");
+        }
+        if self.max_lifetime.is_some_and(|l| l.is_zero()) {
+            return invalid("max_lifetime", "must be greater than zero");
+        }
+        if self.history_max_age.is_some_and(|a| a.is_zero()) {
+            return invalid("history_max_age", "must be greater than zero");
+        }
+        if self.max_channel_len == 0 {
+            return invalid("max_channel_len", "must be at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! Connections: their identity, their options and the stream of frames each
+//! one reads.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use serde::{Serialize, Serializer};
+
+use crate::error::TransportError;
+use crate::manager::Shared;
+use crate::queue::Queue;
+use crate::transport::Transport;
+
+/// The server-generated id of one connection (a UUID v4 in text form).
+///
+/// Cheap to clone; compares and hashes as its text.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    pub(crate) fn generate() -> Self {
+        ClientId(Arc::from(uuid::Uuid::new_v4().to_string()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Borrow<str> for ClientId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ClientId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ClientId {
+    fn from(id: &str) -> Self {
+        ClientId(Arc::from(id))
+    }
+}
+
+impl From<String> for ClientId {
+    fn from(id: String) -> Self {
+        ClientId(Arc::from(id))
+    }
+}
+
+impl From<&ClientId> for ClientId {
+    fn from(id: &ClientId) -> Self {
+        id.clone()
+    }
+}
+
+impl Serialize for ClientId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// What the manager knows of one connection. Serializes (camelCase) as the
+/// connection listings of the HTTP contract show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The server-generated connection id.
+    pub client_id: ClientId,
+    /// The authenticated user, if any.
+    pub user_id: Option<String>,
+    /// The session, if any (one user may have several sessions, one session
+    /// several connections: tabs).
+    pub session_id: Option<String>,
+    /// The channels this connection is subscribed to.
+    pub channels: BTreeSet<String>,
+    /// When the connection was registered.
+    #[serde(serialize_with = "serialize_time")]
+    pub connected_at: SystemTime,
+    /// Free-form metadata given at connect time.
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn serialize_time<S: Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::event::timestamp(*at))
+}
+
+/// Who is connecting, and how: the input of
+/// [`SseManager::connect`](crate::SseManager::connect).
+///
+/// ```
+/// use sse_core::ConnectOptions;
+///
+/// let options = ConnectOptions::new()
+///     .user("u1")
+///     .session("s1")
+///     .channels(["news", "chat/42"])
+///     .metadata("device", "phone")
+///     .last_event_id(Some("1700000000000017"));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ConnectOptions {
+    pub(crate) user_id: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) channels: BTreeSet<String>,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) last_event_id: Option<String>,
+    pub(crate) expires_after: Option<Duration>,
+}
+
+impl ConnectOptions {
+    /// Options for an anonymous connection with no channel.
+    pub fn new() -> Self {
+        ConnectOptions::default()
+    }
+
+    /// The user this connection belongs to.
+    pub fn user(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+
+    /// The session this connection belongs to.
+    pub fn session(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Subscribes the connection to one more channel.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channels.insert(channel.into());
+        self
+    }
+
+    /// Subscribes the connection to each of `channels`.
+    pub fn channels<I, S>(mut self, channels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.channels.extend(channels.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The `Last-Event-ID` the client sent, if any: retained events after it
+    /// are replayed, or a `reset` event is sent if it is not held.
+    pub fn last_event_id(mut self, id: Option<impl Into<String>>) -> Self {
+        self.last_event_id = id.map(Into::into);
+        self
+    }
+
+    /// Closes the connection after this long at the latest, for instance
+    /// when the credentials it was opened with expire. The client then
+    /// reconnects (with fresh credentials).
+    pub fn expires_after(mut self, after: Duration) -> Self {
+        self.expires_after = Some(after);
+        self
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client went away (its stream was dropped).
+    ClientGone,
+    /// The application disconnected it.
+    Disconnected,
+    /// Its queue overflowed: it could not keep up.
+    SlowConsumer,
+    /// It reached its maximum lifetime or expiry.
+    Expired,
+    /// A newer connection of the same user took its place.
+    Evicted,
+    /// The manager shut down.
+    Shutdown,
+    /// Writing to its transport failed.
+    TransportFailed,
+}
+
+impl CloseReason {
+    /// A short, stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientGone => "client_gone",
+            CloseReason::Disconnected => "disconnected",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Expired => "expired",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::TransportFailed => "transport_failed",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One registered connection: a [`Stream`] of encoded frames to write to the
+/// client as they come.
+///
+/// Each item is every frame queued since the last poll, coalesced into one
+/// buffer (one write). The stream ends when the server closes the connection
+/// (disconnect, lifetime, eviction, shutdown, or the client being too slow).
+/// Dropping the `Connection` unregisters it: a server drops the stream when
+/// its client goes away, so no entry is ever leaked.
+///
+/// Servers with a streaming response body use the stream directly; others
+/// hand a [`Transport`] to [`Connection::pipe`].
+pub struct Connection {
+    pub(crate) client_id: ClientId,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Connection {
+    /// This connection's id.
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+
+    /// Why the connection was closed, once it was.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.queue.close_reason()
+    }
+
+    /// Writes every frame to `transport` until the connection ends, then
+    /// closes the transport.
+    ///
+    /// Returns why the connection ended. If the transport fails, the
+    /// connection is unregistered at once and the error is returned.
+    ///
+    /// # Errors
+    /// The first [`TransportError`] of `transport`.
+    pub async fn pipe<T: Transport + ?Sized>(mut self, transport: &mut T) -> Result<CloseReason, TransportError> {
+        use futures_util::StreamExt as _;
+        while let Some(frames) = self.next().await {
+            if let Err(error) = transport.send(frames).await {
+                self.queue.abort(CloseReason::TransportFailed);
+                tracing::debug!(client_id = %self.client_id, %error, "transport failed");
+                return Err(error);
+            }
+        }
+        let reason = self.queue.close_reason().unwrap_or(CloseReason::Disconnected);
+        drop(self);
+        transport.close().await?;
+        Ok(reason)
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("client_id", &self.client_id)
+            .field("close_reason", &self.queue.close_reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for Connection {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match self.queue.poll_frames(cx) {
+            Poll::Ready(Some((frames, count))) => {
+                self.shared.stats.frames_delivered(count);
+                Poll::Ready(Some(frames))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let reason = self.queue.close_reason().unwrap_or(CloseReason::ClientGone);
+        self.queue.abort(reason);
+        self.shared.unregister(&self.client_id, reason);
+    }
+}

@@ -1,0 +1,134 @@
+//! Typed errors of the engine.
+
+use std::time::Duration;
+
+/// An [`Event`](crate::Event) could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The id holds CR, LF or NUL, which would end the `id:` field early
+    /// (and could inject another event) or make clients ignore it.
+    #[error("event id must not contain CR, LF or NUL")]
+    InvalidId,
+    /// The id is longer than [`MAX_ID_LEN`](crate::event::MAX_ID_LEN) bytes,
+    /// so it could never be resumed from with `Last-Event-ID`.
+    #[error("event id is {len} bytes long; at most {max} are allowed", max = crate::event::MAX_ID_LEN)]
+    IdTooLong {
+        /// The length of the refused id, in bytes.
+        len: usize,
+    },
+    /// The event name holds CR or LF, which would end the `event:` field
+    /// early and could inject another event.
+    #[error("event name must not contain CR or LF")]
+    InvalidEventName,
+    /// The data could not be serialized as JSON.
+    #[error("event data could not be serialized as JSON: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+/// A connection was refused by [`SseManager::connect`](crate::SseManager::connect).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The global connection limit is reached. Answer with
+    /// [`overloaded_body`](crate::overloaded_body): a `200` whose stream
+    /// carries a `retry:` hint of `retry` and one `overloaded` event, so that
+    /// browsers come back later (they give up for good on any other status).
+    #[error("the server is at its connection limit; retry in {retry:?}")]
+    Overloaded {
+        /// How long the client should wait, jittered so refused clients do
+        /// not all return at once.
+        retry: Duration,
+    },
+    /// The user already holds the most connections allowed, and the policy is
+    /// [`UserLimitPolicy::RejectNew`](crate::UserLimitPolicy::RejectNew).
+    #[error("user already has the maximum of {limit} connections")]
+    UserLimit {
+        /// The per-user limit in force.
+        limit: usize,
+    },
+    /// The manager is shutting down and accepts no new connection.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The connection asked for more channels than allowed.
+    #[error("too many channels: {count} requested, at most {max} allowed")]
+    TooManyChannels {
+        /// Channels requested.
+        count: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// A channel name is empty, too long or holds control characters.
+    #[error("invalid channel name {channel:?}: {reason}")]
+    InvalidChannel {
+        /// The refused name (cut to the first 64 characters).
+        channel: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The connection metadata exceeds the configured limits.
+    #[error("connection metadata too large: {reason}")]
+    MetadataTooLarge {
+        /// Which limit was exceeded.
+        reason: &'static str,
+    },
+}
+
+/// A send or publish could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The manager is shut down.
+    #[error("the manager is shut down")]
+    ShutDown,
+}
+
+/// A runtime subscription change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// No connection has this client id.
+    #[error("no connection with client id {0:?}")]
+    UnknownClient(String),
+    /// The channel name is invalid or the connection's channel limit is
+    /// reached.
+    #[error(transparent)]
+    Refused(#[from] ConnectError),
+}
+
+/// The manager's configuration is invalid, or the manager could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting has a value the engine cannot work with.
+    #[error("invalid configuration: {name} {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: &'static str,
+    },
+    /// No [`Runtime`](crate::Runtime) was given and none could be found
+    /// (with the `tokio` feature: the manager was built outside a Tokio
+    /// runtime).
+    #[error("no async runtime: build the manager inside a Tokio runtime or pass one with `runtime`")]
+    NoRuntime,
+}
+
+/// A [`Transport`](crate::Transport) failed to write frames to its client.
+#[derive(Debug, thiserror::Error)]
+#[error("transport failed: {0}")]
+pub struct TransportError(#[source] pub Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl TransportError {
+    /// Wraps any error.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        TransportError(error.into())
+    }
+}
+
+impl From<std::io::Error> for TransportError {
+    fn from(error: std::io::Error) -> Self {
+        TransportError::new(error)
+    }
+}

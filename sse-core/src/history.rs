@@ -1,0 +1,224 @@
+//! The bounded history of published events, for `Last-Event-ID` replay.
+//!
+//! Every dispatching event gets a sequence number, in publication order. The
+//! ids the manager generates are those numbers in decimal; they start at the
+//! manager's creation time in microseconds since the Unix epoch, so that ids
+//! of a previous process (a restarted server) are never mistaken for ids of
+//! this one: they fall below the history's start and get a `reset`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::event::MAX_ID_LEN;
+use crate::target::Target;
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) seq: u64,
+    custom_id: Option<String>,
+    pub(crate) target: Target,
+    pub(crate) frame: Bytes,
+    at: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct History {
+    entries: VecDeque<Entry>,
+    capacity: usize,
+    max_age: Option<Duration>,
+    next_seq: u64,
+    /// Every sequence number at or below this one is no longer retained (or
+    /// was never issued); an id equal to it is still a valid resume point.
+    evicted_upto: u64,
+    /// Ids chosen by publishers, to their sequence numbers.
+    custom: HashMap<String, u64>,
+}
+
+/// Where a resuming client starts.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// Replay every retained entry with a greater sequence number.
+    After(u64),
+    /// The id is not held: the client must refetch its state.
+    Unknown,
+}
+
+impl History {
+    pub(crate) fn new(capacity: usize, max_age: Option<Duration>) -> Self {
+        let base = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+            .max(1);
+        History {
+            entries: VecDeque::with_capacity(capacity.min(4096)),
+            capacity,
+            max_age,
+            next_seq: base,
+            evicted_upto: base - 1,
+            custom: HashMap::new(),
+        }
+    }
+
+    /// Assigns the next sequence number.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// The id of the newest event issued: a resume point that replays
+    /// nothing.
+    pub(crate) fn head_id(&self) -> String {
+        (self.next_seq - 1).to_string()
+    }
+
+    pub(crate) fn push(&mut self, seq: u64, custom_id: Option<String>, target: Target, frame: Bytes, now: Instant) {
+        if self.capacity == 0 {
+            self.evicted_upto = seq;
+            return;
+        }
+        if let Some(id) = &custom_id {
+            self.custom.insert(id.clone(), seq);
+        }
+        self.entries.push_back(Entry {
+            seq,
+            custom_id,
+            target,
+            frame,
+            at: now,
+        });
+        while self.entries.len() > self.capacity {
+            self.pop_front();
+        }
+        self.expire(now);
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(entry) = self.entries.pop_front() {
+            self.evicted_upto = entry.seq;
+            if let Some(id) = entry.custom_id {
+                if self.custom.get(&id) == Some(&entry.seq) {
+                    self.custom.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        if let Some(max_age) = self.max_age {
+            while self
+                .entries
+                .front()
+                .is_some_and(|e| now.saturating_duration_since(e.at) > max_age)
+            {
+                self.pop_front();
+            }
+        }
+    }
+
+    /// Where a client that last saw `last_id` resumes.
+    pub(crate) fn resume(&mut self, last_id: &str, now: Instant) -> Resume {
+        self.expire(now);
+        if last_id.len() > MAX_ID_LEN {
+            return Resume::Unknown;
+        }
+        if let Some(&seq) = self.custom.get(last_id) {
+            return Resume::After(seq);
+        }
+        let canonical = !last_id.starts_with('0') || last_id == "0";
+        match last_id.parse::<u64>() {
+            Ok(seq) if canonical && seq >= self.evicted_upto && seq < self.next_seq => Resume::After(seq),
+            _ => Resume::Unknown,
+        }
+    }
+
+    /// Retained entries after `seq`, oldest first.
+    pub(crate) fn after(&self, seq: u64) -> impl Iterator<Item = &Entry> {
+        let start = self.entries.partition_point(|e| e.seq <= seq);
+        self.entries.range(start..)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(capacity: usize) -> History {
+        History::new(capacity, None)
+    }
+
+    fn publish(h: &mut History, custom: Option<&str>) -> u64 {
+        let seq = h.next_seq();
+        h.push(
+            seq,
+            custom.map(str::to_owned),
+            Target::All,
+            Bytes::new(),
+            Instant::now(),
+        );
+        seq
+    }
+
+    #[test]
+    fn resumes_after_retained_and_head_ids() {
+        let mut h = history(3);
+        let head = h.head_id();
+        assert_eq!(
+            h.resume(&head, Instant::now()),
+            Resume::After(head.parse().unwrap_or(0))
+        );
+        let first = publish(&mut h, None);
+        let second = publish(&mut h, Some("custom"));
+        assert_eq!(h.resume(&first.to_string(), Instant::now()), Resume::After(first));
+        assert_eq!(h.resume("custom", Instant::now()), Resume::After(second));
+        assert_eq!(h.after(first).map(|e| e.seq).collect::<Vec<_>>(), vec![second]);
+    }
+
+    #[test]
+    fn unknown_ids() {
+        let mut h = history(2);
+        let first = publish(&mut h, Some("c1"));
+        publish(&mut h, None);
+        publish(&mut h, None);
+        // `first` was evicted, but is still the resume point of the oldest
+        // retained event: nothing is missing after it.
+        assert_eq!(h.resume(&first.to_string(), Instant::now()), Resume::After(first));
+        assert_eq!(h.resume(&(first - 1).to_string(), Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume("c1", Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume(&(first + 10).to_string(), Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume("garbage", Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume(&format!("0{first}"), Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume(&"9".repeat(300), Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume("", Instant::now()), Resume::Unknown);
+    }
+
+    #[test]
+    fn expires_by_age() {
+        let mut h = History::new(10, Some(Duration::from_millis(10)));
+        let start = Instant::now();
+        let seq = h.next_seq();
+        h.push(seq, None, Target::All, Bytes::new(), start);
+        assert_eq!(h.len(), 1);
+        assert_eq!(
+            h.resume(&(seq - 1).to_string(), start + Duration::from_millis(50)),
+            Resume::Unknown
+        );
+        assert_eq!(h.len(), 0);
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing_but_the_head() {
+        let mut h = history(0);
+        let seq = publish(&mut h, None);
+        assert_eq!(h.len(), 0);
+        assert_eq!(h.resume(&seq.to_string(), Instant::now()), Resume::After(seq));
+        assert_eq!(h.resume(&(seq - 1).to_string(), Instant::now()), Resume::Unknown);
+    }
+}

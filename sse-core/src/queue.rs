@@ -1,0 +1,230 @@
+//! The bounded per-connection frame queue.
+//!
+//! Publishers push shared [`Bytes`] frames; the connection's stream drains
+//! every queued frame at once (coalesced into one write). A queue that is full
+//! when a frame arrives belongs to a client that cannot keep up: it is closed
+//! and its frames are dropped, so a slow client never blocks a publisher and
+//! never grows memory past its bound.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+
+use crate::connection::CloseReason;
+
+#[derive(Debug)]
+pub(crate) struct Queue {
+    inner: Mutex<Inner>,
+    capacity: usize,
+    /// Milliseconds since the manager's epoch at which the last frame was
+    /// queued; lets the heartbeat skip connections that just got something.
+    last_push_ms: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    frames: VecDeque<Bytes>,
+    state: State,
+    waker: Option<Waker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Deliver what is queued, then end.
+    Draining(CloseReason),
+    /// End now; nothing more is delivered.
+    Closed(CloseReason),
+}
+
+/// The outcome of [`Queue::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    Queued,
+    /// The queue was full: it is now closed as too slow, and this many frames
+    /// (the new one included) were dropped.
+    Overflow {
+        dropped: usize,
+    },
+    /// The queue was already closing or closed; the frame was not queued.
+    Closed,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize, now_ms: u64) -> Self {
+        Queue {
+            inner: Mutex::new(Inner {
+                frames: VecDeque::new(),
+                state: State::Open,
+                waker: None,
+            }),
+            capacity,
+            last_push_ms: AtomicU64::new(now_ms),
+        }
+    }
+
+    /// Queues a frame, closing the queue as too slow if it is full.
+    pub(crate) fn push(&self, frame: Bytes, now_ms: u64) -> Push {
+        let (result, waker) = {
+            let mut inner = self.inner.lock();
+            if inner.state != State::Open {
+                return Push::Closed;
+            }
+            if inner.frames.len() >= self.capacity {
+                let dropped = inner.frames.len() + 1;
+                inner.frames = VecDeque::new();
+                inner.state = State::Closed(CloseReason::SlowConsumer);
+                (Push::Overflow { dropped }, inner.waker.take())
+            } else {
+                inner.frames.push_back(frame);
+                (Push::Queued, inner.waker.take())
+            }
+        };
+        self.last_push_ms.store(now_ms, Ordering::Relaxed);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        result
+    }
+
+    /// Queues a frame whatever the queue's length: for the frames that open a
+    /// connection (bounded by the history size), which must not count against
+    /// the client's speed.
+    pub(crate) fn push_unbounded(&self, frame: Bytes) {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Open {
+            inner.frames.push_back(frame);
+        }
+    }
+
+    pub(crate) fn last_push_ms(&self) -> u64 {
+        self.last_push_ms.load(Ordering::Relaxed)
+    }
+
+    /// Delivers what is queued, then ends the stream. Returns false if the
+    /// queue was already closing.
+    pub(crate) fn close_gracefully(&self, reason: CloseReason) -> bool {
+        self.set_state(State::Draining(reason), false).0
+    }
+
+    /// Ends the stream now, dropping what is queued. Returns whether it was
+    /// open, and how many frames were dropped.
+    pub(crate) fn abort(&self, reason: CloseReason) -> (bool, usize) {
+        self.set_state(State::Closed(reason), true)
+    }
+
+    fn set_state(&self, state: State, drop_frames: bool) -> (bool, usize) {
+        let (changed, dropped, waker) = {
+            let mut inner = self.inner.lock();
+            let changed = match inner.state {
+                State::Open => true,
+                // An abort may overtake a drain in progress; nothing else may
+                // reopen or re-reason a closed queue.
+                State::Draining(_) => drop_frames,
+                State::Closed(_) => false,
+            };
+            if !changed {
+                return (false, 0);
+            }
+            inner.state = state;
+            let dropped = if drop_frames {
+                std::mem::take(&mut inner.frames).len()
+            } else {
+                0
+            };
+            (true, dropped, inner.waker.take())
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        (changed, dropped)
+    }
+
+    /// Why the queue was closed, if it was.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        match self.inner.lock().state {
+            State::Open => None,
+            State::Draining(reason) | State::Closed(reason) => Some(reason),
+        }
+    }
+
+    /// Takes every queued frame, coalesced into one buffer, with their count;
+    /// `Ready(None)` once the queue is closed and drained.
+    pub(crate) fn poll_frames(&self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, usize)>> {
+        let mut inner = self.inner.lock();
+        if let State::Closed(_) = inner.state {
+            return Poll::Ready(None);
+        }
+        match inner.frames.len() {
+            0 => {}
+            1 => return Poll::Ready(inner.frames.pop_front().map(|frame| (frame, 1))),
+            count => {
+                let total = inner.frames.iter().map(Bytes::len).sum();
+                let mut buf = BytesMut::with_capacity(total);
+                for frame in inner.frames.drain(..) {
+                    buf.extend_from_slice(&frame);
+                }
+                return Poll::Ready(Some((buf.freeze(), count)));
+            }
+        }
+        match inner.state {
+            State::Open => {
+                if !inner.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    inner.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            State::Draining(reason) => {
+                inner.state = State::Closed(reason);
+                Poll::Ready(None)
+            }
+            State::Closed(_) => Poll::Ready(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::task::noop_waker_ref;
+
+    fn poll(queue: &Queue) -> Poll<Option<(Bytes, usize)>> {
+        queue.poll_frames(&mut Context::from_waker(noop_waker_ref()))
+    }
+
+    #[test]
+    fn coalesces_queued_frames() {
+        let queue = Queue::new(4, 0);
+        assert_eq!(queue.push(Bytes::from_static(b"a\n\n"), 1), Push::Queued);
+        assert_eq!(queue.push(Bytes::from_static(b"b\n\n"), 2), Push::Queued);
+        assert_eq!(poll(&queue), Poll::Ready(Some((Bytes::from_static(b"a\n\nb\n\n"), 2))));
+        assert_eq!(poll(&queue), Poll::Pending);
+        assert_eq!(queue.last_push_ms(), 2);
+    }
+
+    #[test]
+    fn overflow_closes_and_drops() {
+        let queue = Queue::new(2, 0);
+        queue.push(Bytes::from_static(b"1"), 0);
+        queue.push(Bytes::from_static(b"2"), 0);
+        assert_eq!(queue.push(Bytes::from_static(b"3"), 0), Push::Overflow { dropped: 3 });
+        assert_eq!(queue.push(Bytes::from_static(b"4"), 0), Push::Closed);
+        assert_eq!(poll(&queue), Poll::Ready(None));
+        assert_eq!(queue.close_reason(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn graceful_close_drains_first() {
+        let queue = Queue::new(2, 0);
+        queue.push(Bytes::from_static(b"last"), 0);
+        assert!(queue.close_gracefully(CloseReason::Shutdown));
+        assert!(!queue.close_gracefully(CloseReason::Disconnected));
+        assert_eq!(queue.push(Bytes::from_static(b"late"), 0), Push::Closed);
+        assert_eq!(poll(&queue), Poll::Ready(Some((Bytes::from_static(b"last"), 1))));
+        assert_eq!(poll(&queue), Poll::Ready(None));
+        assert_eq!(queue.close_reason(), Some(CloseReason::Shutdown));
+    }
+}

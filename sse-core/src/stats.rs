@@ -1,0 +1,74 @@
+//! Counters and the statistics snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// A snapshot of the manager's statistics, as `getStats` gives them.
+/// Serializes in camelCase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Distinct users with at least one connection.
+    pub unique_users: usize,
+    /// Connections per channel, for every channel with at least one.
+    pub channels: BTreeMap<String, usize>,
+    /// Connections opened since start.
+    pub connections_opened: u64,
+    /// Connections refused (global or per-user limit, shutdown).
+    pub connections_rejected: u64,
+    /// Connections closed because they could not keep up.
+    pub slow_closed: u64,
+    /// Events published (each counted once, whatever its audience).
+    pub events_published: u64,
+    /// Frames handed to connections' writers (events, heartbeats, replay).
+    pub frames_delivered: u64,
+    /// Frames discarded because their connection was closed as too slow.
+    pub frames_dropped: u64,
+    /// Events sent again to a resuming client from the history.
+    pub events_replayed: u64,
+    /// `reset` events sent for a `Last-Event-ID` the history does not hold.
+    pub resets: u64,
+    /// Heartbeats queued.
+    pub heartbeats: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connections_opened: AtomicU64,
+    pub(crate) connections_rejected: AtomicU64,
+    pub(crate) slow_closed: AtomicU64,
+    pub(crate) events_published: AtomicU64,
+    pub(crate) frames_delivered: AtomicU64,
+    pub(crate) frames_dropped: AtomicU64,
+    pub(crate) events_replayed: AtomicU64,
+    pub(crate) resets: AtomicU64,
+    pub(crate) heartbeats: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn frames_delivered(&self, n: usize) {
+        Self::add(&self.frames_delivered, n as u64);
+    }
+
+    pub(crate) fn fill(&self, stats: &mut Stats) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        stats.connections_opened = get(&self.connections_opened);
+        stats.connections_rejected = get(&self.connections_rejected);
+        stats.slow_closed = get(&self.slow_closed);
+        stats.events_published = get(&self.events_published);
+        stats.frames_delivered = get(&self.frames_delivered);
+        stats.frames_dropped = get(&self.frames_dropped);
+        stats.events_replayed = get(&self.events_replayed);
+        stats.resets = get(&self.resets);
+        stats.heartbeats = get(&self.heartbeats);
+    }
+}

@@ -1,0 +1,2 @@
+//! The conformance suite shared by every adapter.
+#![forbid(unsafe_code)]
