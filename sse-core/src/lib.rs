@@ -41,6 +41,8 @@ mod connection;
 mod error;
 pub mod event;
 mod history;
+#[cfg(feature = "http")]
+pub mod http;
 mod manager;
 mod queue;
 pub mod runtime;

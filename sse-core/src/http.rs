@@ -1,0 +1,814 @@
+//! The HTTP side of SSE, written once for every framework (feature `http`).
+//!
+//! [`SseEndpoints`] turns requests (as [`http`] crate types, which axum, warp
+//! and poem all share) into connections and answers the ready-made endpoints:
+//! publish, stats, connection listing, runtime subscribe and unsubscribe, and
+//! disconnect. An adapter only routes requests to it and converts the
+//! [`SseReply`] into its framework's response type, so every framework
+//! behaves identically, down to the bytes and the error bodies.
+//!
+//! | method and path (under the mount point, e.g. `/api/sse`) | handled by |
+//! | --- | --- |
+//! | `GET /` | [`SseEndpoints::connect`] |
+//! | `POST /publish`, `GET /stats`, `GET /connections`, `POST /subscribe`, `POST /unsubscribe`, `DELETE /connections/{clientId}` | [`SseEndpoints::api`] |
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use serde::Deserialize;
+
+use crate::config::SseConfig;
+use crate::connection::{ConnectOptions, Connection};
+use crate::error::{ConnectError, SendError, SubscribeError};
+use crate::event::Event;
+use crate::manager::{SseManager, overloaded_body};
+use crate::runtime::BoxFuture;
+use crate::target::Target;
+
+/// The largest request body the endpoints accept (1 MiB); adapters answer a
+/// larger one with [`payload_too_large`].
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The headers of every event-stream response: `content-type:
+/// text/event-stream`, `cache-control: no-cache, no-transform` (no proxy may
+/// buffer, transform or compress it) and `x-accel-buffering: no` (for nginx).
+pub fn sse_headers() -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers
+}
+
+/// Who a subscriber is, as an [`Authenticator`] establishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Identity {
+    /// The user id.
+    pub user_id: Option<String>,
+    /// The session id.
+    pub session_id: Option<String>,
+    /// The channels this subscriber may join: `None` allows any; an entry
+    /// ending in `*` is a prefix pattern (`"orders/*"` allows `"orders/17"`).
+    pub allowed_channels: Option<Vec<String>>,
+    /// Extra metadata to attach to the connection.
+    pub metadata: BTreeMap<String, String>,
+    /// When the credentials expire; the connection is closed then, so the
+    /// client reconnects with fresh ones.
+    pub expires_in: Option<Duration>,
+}
+
+impl Identity {
+    /// An anonymous identity allowed to join any channel.
+    pub fn anonymous() -> Self {
+        Identity::default()
+    }
+
+    /// An identity for `user_id`.
+    pub fn user(user_id: impl Into<String>) -> Self {
+        Identity {
+            user_id: Some(user_id.into()),
+            ..Identity::default()
+        }
+    }
+
+    /// Sets the session id.
+    #[must_use]
+    pub fn with_session(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Restricts the channels this subscriber may join.
+    #[must_use]
+    pub fn with_allowed_channels<I, S>(mut self, channels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_channels = Some(channels.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether this identity may join `channel`.
+    pub fn may_join(&self, channel: &str) -> bool {
+        match &self.allowed_channels {
+            None => true,
+            Some(allowed) => allowed.iter().any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => channel.starts_with(prefix),
+                None => pattern == channel,
+            }),
+        }
+    }
+}
+
+/// Why a request was refused by an authentication or authorization hook.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No valid credentials: `401`.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The credentials do not allow this channel: `403`, naming it.
+    #[error("not allowed to join channel {channel:?}")]
+    ChannelForbidden {
+        /// The refused channel.
+        channel: String,
+    },
+}
+
+/// Establishes who a subscriber is, from the request's headers, query and
+/// cookies. Browsers' `EventSource` cannot send custom headers, so tokens
+/// usually come in the query or a cookie.
+pub trait Authenticator: Send + Sync + 'static {
+    /// The identity of the request's sender, or why it is refused.
+    fn authenticate<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<Identity, AuthError>>;
+}
+
+const _: Option<&dyn Authenticator> = None;
+
+/// Development mode: the identity is taken from the query parameters
+/// `userId` and `sessionId`, unchecked. Anybody can claim to be anybody: use
+/// it only on a development machine. [`DevIdentity::enable`] logs a warning
+/// saying so.
+#[derive(Debug, Clone, Copy)]
+pub struct DevIdentity {
+    _explicit: (),
+}
+
+impl DevIdentity {
+    /// Turns development mode on, with a warning in the log.
+    pub fn enable() -> Self {
+        tracing::warn!(
+            "sse: development identity mode: subscribers choose their own userId; never use it in production"
+        );
+        DevIdentity { _explicit: () }
+    }
+}
+
+impl Authenticator for DevIdentity {
+    fn authenticate<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        let mut identity = Identity::anonymous();
+        for (key, value) in query_pairs(request) {
+            match &*key {
+                "userId" if !value.is_empty() => identity.user_id = Some(value.into_owned()),
+                "sessionId" if !value.is_empty() => identity.session_id = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Box::pin(std::future::ready(Ok(identity)))
+    }
+}
+
+/// Decides who may publish and administer.
+pub trait PublishAuthorizer: Send + Sync + 'static {
+    /// `Ok` if the request may use the publish and administration endpoints.
+    fn authorize<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<(), AuthError>>;
+}
+
+const _: Option<&dyn PublishAuthorizer> = None;
+
+/// Publishers must send `Authorization: Bearer <token>` with this token
+/// (compared in constant time).
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Requires `token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        BearerToken(token.into())
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+impl PublishAuthorizer for BearerToken {
+    fn authorize<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<(), AuthError>> {
+        use subtle::ConstantTimeEq as _;
+        let given = bearer_token(&request.headers).unwrap_or_default();
+        let ok = bool::from(given.as_bytes().ct_eq(self.0.as_bytes()));
+        let result = if ok {
+            Ok(())
+        } else {
+            Err(AuthError::Unauthorized("a valid bearer token is required".to_owned()))
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if any.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The decoded query parameters of a request, in order.
+pub fn query_pairs(request: &Parts) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(request.uri.query().unwrap_or_default().as_bytes())
+}
+
+/// Query parameters with a meaning of their own; every other one becomes
+/// connection metadata.
+const RESERVED_PARAMS: [&str; 5] = ["userId", "sessionId", "channel", "lastEventId", "access_token"];
+
+/// What an adapter sends back.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SseReply {
+    /// `200` with [`sse_headers`], the body being the connection's frames as
+    /// they come.
+    Stream(Connection),
+    /// A complete response (JSON, an error, or the finite `overloaded`
+    /// event stream).
+    Response(Response<Bytes>),
+}
+
+/// The SSE endpoints of the HTTP contract, independent of any framework.
+///
+/// ```
+/// use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
+/// use sse_core::SseManager;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SseManager::builder().build()?;
+/// let endpoints = SseEndpoints::new(manager, DevIdentity::enable()).publish_authorizer(BearerToken::new("secret"));
+/// # let _ = endpoints;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SseEndpoints {
+    manager: SseManager,
+    authenticator: Arc<dyn Authenticator>,
+    publisher: Option<Arc<dyn PublishAuthorizer>>,
+}
+
+impl fmt::Debug for SseEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseEndpoints")
+            .field("manager", &self.manager)
+            .field("publish_authorizer", &self.publisher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SseEndpoints {
+    /// Endpoints over `manager`, identifying subscribers with
+    /// `authenticator`. Publishing and administration are open until
+    /// [`SseEndpoints::publish_authorizer`] guards them.
+    pub fn new(manager: SseManager, authenticator: impl Authenticator) -> Self {
+        SseEndpoints {
+            manager,
+            authenticator: Arc::new(authenticator),
+            publisher: None,
+        }
+    }
+
+    /// Guards publish and every administration endpoint with `authorizer`.
+    #[must_use]
+    pub fn publish_authorizer(mut self, authorizer: impl PublishAuthorizer) -> Self {
+        self.publisher = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// The manager behind the endpoints.
+    pub fn manager(&self) -> &SseManager {
+        &self.manager
+    }
+
+    /// Answers `GET` on the stream endpoint: authenticates, checks the
+    /// requested channels, and registers the connection.
+    ///
+    /// The query may hold `channel` (repeatable), `lastEventId` (the
+    /// `Last-Event-ID` header wins over it) and `access_token` (for the
+    /// authenticator); every other parameter becomes connection metadata.
+    pub async fn connect(&self, request: &Parts) -> SseReply {
+        let identity = match self.authenticator.authenticate(request).await {
+            Ok(identity) => identity,
+            Err(error) => return SseReply::Response(auth_error(&error)),
+        };
+        let mut options = ConnectOptions::new();
+        let mut last_event_id = None;
+        for (key, value) in query_pairs(request) {
+            match &*key {
+                "channel" => {
+                    if !identity.may_join(&value) {
+                        let error = AuthError::ChannelForbidden {
+                            channel: value.into_owned(),
+                        };
+                        return SseReply::Response(auth_error(&error));
+                    }
+                    options = options.channel(value);
+                }
+                "lastEventId" => last_event_id = Some(value.into_owned()),
+                key if RESERVED_PARAMS.contains(&key) => {}
+                _ => options = options.metadata(key, value),
+            }
+        }
+        if let Some(header) = request.headers.get("last-event-id") {
+            // A header that is not text can never match an id: it resets.
+            last_event_id = Some(String::from_utf8_lossy(header.as_bytes()).into_owned());
+        }
+        if let Some(user) = identity.user_id {
+            options = options.user(user);
+        }
+        if let Some(session) = identity.session_id {
+            options = options.session(session);
+        }
+        for (key, value) in identity.metadata {
+            options = options.metadata(key, value);
+        }
+        if let Some(expires_in) = identity.expires_in {
+            options = options.expires_after(expires_in);
+        }
+        match self.manager.connect(options.last_event_id(last_event_id)).await {
+            Ok(connection) => SseReply::Stream(connection),
+            Err(error) => SseReply::Response(connect_error(&error)),
+        }
+    }
+
+    /// Answers the publish and administration endpoints. `path` is the
+    /// request path below the mount point (`"publish"`, `"stats"`,
+    /// `"connections"`, `"connections/{clientId}"`, `"subscribe"`,
+    /// `"unsubscribe"`); `body` is the request body, already limited to
+    /// [`MAX_BODY_BYTES`] by the adapter.
+    pub async fn api(&self, request: &Parts, path: &str, body: Bytes) -> Response<Bytes> {
+        let path = path.trim_matches('/');
+        let method = &request.method;
+        let route = match (path, method) {
+            ("publish", &Method::POST) => Route::Publish,
+            ("stats", &Method::GET) => Route::Stats,
+            ("connections", &Method::GET) => Route::Connections,
+            ("subscribe", &Method::POST) => Route::Subscribe(true),
+            ("unsubscribe", &Method::POST) => Route::Subscribe(false),
+            (path, &Method::DELETE) if path.starts_with("connections/") => {
+                Route::Disconnect(&path["connections/".len()..])
+            }
+            ("publish" | "stats" | "connections" | "subscribe" | "unsubscribe", _) => {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            }
+            (path, _) if path.starts_with("connections/") => {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            }
+            _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+        };
+        if let Some(publisher) = &self.publisher {
+            if let Err(error) = publisher.authorize(request).await {
+                return auth_error(&error);
+            }
+        }
+        match route {
+            Route::Publish => self.publish(&body).await,
+            Route::Stats => json(StatusCode::OK, &self.manager.stats()),
+            Route::Connections => json(StatusCode::OK, &self.manager.connections()),
+            Route::Subscribe(subscribe) => self.subscribe(&body, subscribe),
+            Route::Disconnect(client_id) => {
+                if self.manager.disconnect(client_id) {
+                    empty(StatusCode::NO_CONTENT)
+                } else {
+                    error(StatusCode::NOT_FOUND, "no connection with this clientId")
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, body: &[u8]) -> Response<Bytes> {
+        let request: PublishRequest = match parse_json(body) {
+            Ok(request) => request,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let (target, event) = match request.into_parts() {
+            Ok(parts) => parts,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        match self.manager.send(target, event).await {
+            Ok(delivery) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "id": delivery.id, "delivered": delivery.delivered }),
+            ),
+            Err(SendError::ShutDown) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
+        }
+    }
+
+    fn subscribe(&self, body: &[u8], subscribe: bool) -> Response<Bytes> {
+        let request: SubscribeRequest = match parse_json(body) {
+            Ok(request) => request,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let result = if subscribe {
+            self.manager.subscribe(&request.client_id, &request.channel)
+        } else {
+            self.manager.unsubscribe(&request.client_id, &request.channel)
+        };
+        match result {
+            Ok(changed) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "clientId": request.client_id, "channel": request.channel, "changed": changed }),
+            ),
+            Err(SubscribeError::UnknownClient(_)) => error(StatusCode::NOT_FOUND, "no connection with this clientId"),
+            Err(error @ SubscribeError::Refused(_)) => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
+        }
+    }
+}
+
+enum Route<'a> {
+    Publish,
+    Stats,
+    Connections,
+    Subscribe(bool),
+    Disconnect(&'a str),
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribeRequest {
+    client_id: String,
+    channel: String,
+}
+
+/// The body of `POST /publish`.
+///
+/// ```json
+/// { "event": "notification", "data": {"any": "json"}, "id": "optional",
+///   "retry": 5000, "target": "all", "targetId": "...", "targetIds": ["..."] }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct PublishRequest {
+    /// The event name.
+    pub event: Option<String>,
+    /// The data: a JSON string is sent as its text, any other value as its
+    /// JSON serialization.
+    pub data: Option<serde_json::Value>,
+    /// The event id; the manager assigns one when absent.
+    pub id: Option<String>,
+    /// A reconnection hint, in milliseconds.
+    pub retry: Option<u64>,
+    /// `all` (default), `user`, `users`, `session`, `client` or `channel`.
+    pub target: Option<String>,
+    /// The user, session, client or channel of a single target.
+    pub target_id: Option<String>,
+    /// The users of the `users` target.
+    pub target_ids: Option<Vec<String>>,
+}
+
+impl PublishRequest {
+    /// Checks the request and turns it into a target and an event.
+    ///
+    /// # Errors
+    /// A message saying what is wrong: an unknown target, a missing
+    /// `targetId` or `targetIds`, or an event name or id that is invalid.
+    pub fn into_parts(self) -> Result<(Target, Event), String> {
+        let target_id = |kind: &str| match &self.target_id {
+            Some(id) if !id.is_empty() => Ok(id.clone()),
+            _ => Err(format!("target {kind:?} requires a non-empty targetId")),
+        };
+        let target = match self.target.as_deref().unwrap_or("all") {
+            "all" => Target::All,
+            "user" => Target::User(target_id("user")?),
+            "session" => Target::Session(target_id("session")?),
+            "client" => Target::client(target_id("client")?),
+            "channel" => Target::Channel(target_id("channel")?),
+            "users" => match &self.target_ids {
+                Some(ids) => Target::Users(ids.clone()),
+                None => return Err("target \"users\" requires targetIds".to_owned()),
+            },
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(format!(
+                    "unknown target {shown:?}: expected all, user, users, session, client or channel"
+                ));
+            }
+        };
+        let mut builder = Event::builder();
+        if let Some(name) = self.event {
+            builder = builder.event(name);
+        }
+        if let Some(id) = self.id {
+            builder = builder.id(id);
+        }
+        if let Some(retry) = self.retry {
+            builder = builder.retry(Duration::from_millis(retry));
+        }
+        builder = match self.data {
+            Some(serde_json::Value::String(text)) => builder.data(text),
+            Some(value) => builder.data(value.to_string()),
+            None => builder,
+        };
+        let event = builder.build().map_err(|e| e.to_string())?;
+        Ok((target, event))
+    }
+}
+
+/// A JSON response.
+pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Bytes> {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_body(status, "application/json", Bytes::from(body)),
+        Err(_) => with_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/json",
+            Bytes::from_static(br#"{"error":"could not serialize the response"}"#),
+        ),
+    }
+}
+
+/// A JSON error response `{"error": message}`.
+pub fn error(status: StatusCode, message: &str) -> Response<Bytes> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// The `413` answer to a body over [`MAX_BODY_BYTES`].
+pub fn payload_too_large() -> Response<Bytes> {
+    error(StatusCode::PAYLOAD_TOO_LARGE, "request body is larger than 1 MiB")
+}
+
+fn empty(status: StatusCode) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response
+}
+
+fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The response for a refused authentication or authorization.
+pub fn auth_error(error: &AuthError) -> Response<Bytes> {
+    match error {
+        AuthError::Unauthorized(_) => {
+            let mut response = self::error(StatusCode::UNAUTHORIZED, &error.to_string());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        AuthError::ChannelForbidden { channel } => json(
+            StatusCode::FORBIDDEN,
+            &serde_json::json!({ "error": error.to_string(), "channel": channel }),
+        ),
+    }
+}
+
+/// The response for a refused connection. [`ConnectError::Overloaded`] is a
+/// `200` event stream holding a `retry:` hint and one `overloaded` event, so
+/// that browsers retry later instead of giving up.
+pub fn connect_error(error: &ConnectError) -> Response<Bytes> {
+    match error {
+        ConnectError::Overloaded { retry } => {
+            let mut response = Response::new(overloaded_body(*retry));
+            *response.headers_mut() = sse_headers();
+            response
+        }
+        ConnectError::UserLimit { .. } => self::error(StatusCode::TOO_MANY_REQUESTS, &error.to_string()),
+        ConnectError::ShuttingDown => self::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+        _ => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
+    }
+}
+
+/// The demo servers' configuration, read from the environment variables of
+/// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EnvConfig {
+    /// `SSE_ADDR`: the listen address (default `127.0.0.1:3000`).
+    pub addr: SocketAddr,
+    /// The engine's settings.
+    pub sse: SseConfig,
+    /// `SSE_AUTH_SECRET`: the HS256 secret subscribers' tokens are signed
+    /// with.
+    pub auth_secret: Option<String>,
+    /// `SSE_PUBLISH_TOKEN`: the bearer token publishers must present.
+    pub publish_token: Option<String>,
+    /// `SSE_CORS_ORIGINS`: origins allowed cross-origin.
+    pub cors_origins: Vec<String>,
+    /// `SSE_REDIS_URL`: the Redis backplane.
+    pub redis_url: Option<String>,
+}
+
+/// An environment variable holds a value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?}: {reason}")]
+#[non_exhaustive]
+pub struct EnvError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl EnvConfig {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// An [`EnvError`] naming the first malformed variable; a malformed value
+    /// is never replaced by a default.
+    pub fn from_env() -> Result<Self, EnvError> {
+        EnvConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (for tests).
+    ///
+    /// # Errors
+    /// As [`EnvConfig::from_env`].
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let get = |name: &'static str| lookup(name).map(|value| (name, value));
+        let parse_with =
+            |name: &'static str, parse: &dyn Fn(&str) -> Result<u64, String>| -> Result<Option<u64>, EnvError> {
+                match get(name) {
+                    None => Ok(None),
+                    Some((variable, value)) => parse(value.trim()).map(Some).map_err(|reason| EnvError {
+                        variable,
+                        value,
+                        reason,
+                    }),
+                }
+            };
+        let positive = |text: &str| -> Result<u64, String> {
+            match text.parse::<u64>() {
+                Ok(0) => Err("must be greater than zero".to_owned()),
+                Ok(n) => Ok(n),
+                Err(e) => Err(format!("not a whole number: {e}")),
+            }
+        };
+        let count =
+            |text: &str| -> Result<u64, String> { text.parse::<u64>().map_err(|e| format!("not a whole number: {e}")) };
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+
+        let addr = match get("SSE_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some((variable, value)) => value.trim().parse().map_err(|e| EnvError {
+                variable,
+                value: value.clone(),
+                reason: format!("not a socket address: {e}"),
+            })?,
+        };
+        let mut sse = SseConfig::default();
+        if let Some(ms) = parse_with("SSE_HEARTBEAT_MS", &|t| {
+            positive(t).and_then(|n| {
+                if n < 10 {
+                    Err("must be at least 10".to_owned())
+                } else {
+                    Ok(n)
+                }
+            })
+        })? {
+            sse = sse.heartbeat_interval(Some(Duration::from_millis(ms)));
+        }
+        if let Some(ms) = parse_with("SSE_RETRY_MS", &count)? {
+            sse = sse.retry(Duration::from_millis(ms));
+        }
+        if let Some(n) = parse_with("SSE_MAX_CONNECTIONS", &count)? {
+            sse = sse.max_connections(size(n));
+        }
+        if let Some(n) = parse_with("SSE_MAX_PER_USER", &positive)? {
+            sse = sse.max_connections_per_user(Some(size(n)));
+        }
+        if let Some(ms) = parse_with("SSE_MAX_LIFETIME_MS", &positive)? {
+            sse = sse.max_lifetime(Some(Duration::from_millis(ms)));
+        }
+        if let Some(n) = parse_with("SSE_CLIENT_QUEUE", &positive)? {
+            sse = sse.client_queue(size(n));
+        }
+        if let Some(n) = parse_with("SSE_HISTORY", &count)? {
+            sse = sse.history_size(size(n));
+        }
+        let non_empty = |name: &'static str| -> Result<Option<String>, EnvError> {
+            match get(name) {
+                None => Ok(None),
+                Some((variable, value)) if value.trim().is_empty() => Err(EnvError {
+                    variable,
+                    value,
+                    reason: "must not be empty when set".to_owned(),
+                }),
+                Some((_, value)) => Ok(Some(value)),
+            }
+        };
+        let cors_origins = match non_empty("SSE_CORS_ORIGINS")? {
+            None => Vec::new(),
+            Some(value) => {
+                let origins: Vec<String> = value.split(',').map(|o| o.trim().to_owned()).collect();
+                if let Some(bad) = origins
+                    .iter()
+                    .find(|o| o.is_empty() || *o == "*" || *o == "null" || !o.contains("://"))
+                {
+                    return Err(EnvError {
+                        variable: "SSE_CORS_ORIGINS",
+                        value: value.clone(),
+                        reason: format!(
+                            "{bad:?} is not an origin like https://example.com (\"*\" and \"null\" are refused)"
+                        ),
+                    });
+                }
+                origins
+            }
+        };
+        Ok(EnvConfig {
+            addr,
+            sse,
+            auth_secret: non_empty("SSE_AUTH_SECRET")?,
+            publish_token: non_empty("SSE_PUBLISH_TOKEN")?,
+            cors_origins,
+            redis_url: non_empty("SSE_REDIS_URL")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<EnvConfig, EnvError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        EnvConfig::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn env_defaults_and_values() {
+        let config = env(&[]).expect("defaults");
+        assert_eq!(config.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.sse.get_heartbeat_interval(), Some(Duration::from_secs(30)));
+        let config = env(&[
+            ("SSE_HEARTBEAT_MS", "500"),
+            ("SSE_MAX_PER_USER", "2"),
+            ("SSE_CORS_ORIGINS", "http://a.test, https://b.test"),
+        ])
+        .expect("valid");
+        assert_eq!(config.sse.get_heartbeat_interval(), Some(Duration::from_millis(500)));
+        assert_eq!(config.sse.get_max_connections_per_user(), Some(2));
+        assert_eq!(config.cors_origins, ["http://a.test", "https://b.test"]);
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        for (name, value) in [
+            ("SSE_ADDR", "nowhere"),
+            ("SSE_HEARTBEAT_MS", "fast"),
+            ("SSE_HEARTBEAT_MS", "0"),
+            ("SSE_MAX_PER_USER", "-1"),
+            ("SSE_CLIENT_QUEUE", "0"),
+            ("SSE_CORS_ORIGINS", "*"),
+            ("SSE_AUTH_SECRET", ""),
+        ] {
+            let error = env(&[(name, value)]).expect_err(name);
+            assert_eq!(error.variable, name);
+            assert!(error.to_string().starts_with(name));
+        }
+    }
+
+    #[test]
+    fn channel_patterns() {
+        let identity = Identity::user("u").with_allowed_channels(["news", "orders/*"]);
+        assert!(identity.may_join("news"));
+        assert!(identity.may_join("orders/17"));
+        assert!(!identity.may_join("newsroom"));
+        assert!(!identity.may_join("admin"));
+        assert!(Identity::anonymous().may_join("anything"));
+    }
+
+    #[test]
+    fn publish_requests() {
+        let parse = |body: &str| {
+            serde_json::from_str::<PublishRequest>(body)
+                .map_err(|e| e.to_string())
+                .and_then(PublishRequest::into_parts)
+        };
+        let (target, event) = parse(r#"{"data":"line1\nline2","target":"user","targetId":"u"}"#).expect("valid");
+        assert!(matches!(target, Target::User(ref u) if u == "u"));
+        assert_eq!(event.data(), Some("line1\nline2"));
+        let (_, event) = parse(r#"{"event":"n","data":{"a":1}}"#).expect("valid");
+        assert_eq!(event.data(), Some(r#"{"a":1}"#));
+        assert!(parse(r#"{"target":"planet"}"#).is_err_and(|e| e.contains("unknown target")));
+        assert!(parse(r#"{"target":"user"}"#).is_err_and(|e| e.contains("targetId")));
+        assert!(parse(r#"{"target":"users"}"#).is_err_and(|e| e.contains("targetIds")));
+        assert!(parse(r#"{"event":"a\nb"}"#).is_err());
+        assert!(parse(r#"{"id":"a\rb"}"#).is_err());
+    }
+}
