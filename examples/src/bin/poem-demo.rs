@@ -1,0 +1,7 @@
+//! The poem demo server: serves the demo HTTP contract.
+//!
+//! `cargo run -p sse-examples --bin poem-demo`, then open <http://127.0.0.1:3000/sse-demo>.
+
+fn main() -> std::process::ExitCode {
+    sse_examples::run(sse_examples::poem_demo::serve)
+}

@@ -1,0 +1,186 @@
+//! What the demo servers share: configuration from the environment, the
+//! manager and endpoints built from it, the demo page, and a `main` that
+//! binds, announces itself and shuts down gracefully on SIGINT or SIGTERM.
+//!
+//! Each framework's demo is a `serve` function in its own module, run by the
+//! binaries (`axum-demo`, `warp-demo`, `poem-demo`) and, in-process, by the
+//! conformance suite.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use sse_core::http::{BearerToken, DevIdentity, EnvConfig, EnvError, SseEndpoints};
+use sse_core::{ConfigError, Event, SseManager};
+use tokio::net::TcpListener;
+
+pub mod axum_demo;
+pub mod poem_demo;
+pub mod warp_demo;
+
+/// The demo page served at `/sse-demo` by every demo.
+pub const DEMO_PAGE: &str = include_str!("../static/sse-demo.html");
+
+/// How long a demo waits for open connections to finish after a shutdown
+/// signal before it exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// An environment variable is malformed.
+    #[error("configuration error: {0}")]
+    Env(#[from] EnvError),
+    /// The engine refused the configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A setting is valid but this demo does not support it yet.
+    #[error("{0} is not supported by this build")]
+    Unsupported(&'static str),
+    /// Binding or serving failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A demo's state: its configuration and the endpoints over its manager.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// The configuration it was built from.
+    pub config: EnvConfig,
+    /// The endpoints (and, through them, the manager).
+    pub endpoints: SseEndpoints,
+}
+
+impl Demo {
+    /// Builds the manager and endpoints for `config`. Must run inside a Tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`DemoError::Config`] if the engine refuses the settings;
+    /// [`DemoError::Unsupported`] for settings this build cannot honour.
+    pub fn new(config: EnvConfig) -> Result<Self, DemoError> {
+        if config.auth_secret.is_some() {
+            return Err(DemoError::Unsupported("SSE_AUTH_SECRET"));
+        }
+        if !config.cors_origins.is_empty() {
+            return Err(DemoError::Unsupported("SSE_CORS_ORIGINS"));
+        }
+        if config.redis_url.is_some() {
+            return Err(DemoError::Unsupported("SSE_REDIS_URL"));
+        }
+        let manager = SseManager::new(config.sse.clone())?;
+        let mut endpoints = SseEndpoints::new(manager, DevIdentity::enable());
+        if let Some(token) = &config.publish_token {
+            endpoints = endpoints.publish_authorizer(BearerToken::new(token.clone()));
+        }
+        Ok(Demo { config, endpoints })
+    }
+
+    /// The manager behind the endpoints.
+    pub fn manager(&self) -> &SseManager {
+        self.endpoints.manager()
+    }
+}
+
+/// A boxed future that completes when the server should stop.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// The shutdown future handed to a framework: completes when `signal` does,
+/// after closing every SSE connection (with a final `system` event) so that
+/// the framework's graceful shutdown does not wait on endless streams.
+pub fn graceful(manager: SseManager, signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+    Box::pin(async move {
+        signal.await;
+        tracing::info!("shutting down: closing every SSE connection");
+        let goodbye = Event::system("shutdown", &serde_json::json!({ "reason": "server shutting down" })).ok();
+        manager.shutdown(goodbye).await;
+    })
+}
+
+/// A framework's demo server: serves `demo` on `listener` until `shutdown`
+/// completes, then returns once its connections are closed.
+pub type ServeFn = fn(Demo, TcpListener, Shutdown) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// The `main` of every demo binary: reads the environment, binds, prints
+/// `listening on http://ADDR`, serves until SIGINT or SIGTERM, and exits with
+/// status 0 within [`SHUTDOWN_GRACE`] of the signal however many connections
+/// are open. A malformed variable is a startup error naming it (status 2).
+pub fn run(serve: ServeFn) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let config = EnvConfig::from_env()?;
+        let addr: SocketAddr = config.addr;
+        let demo = Demo::new(config)?;
+        let listener = TcpListener::bind(addr).await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = signalled_tx.send(());
+        };
+        let shutdown = graceful(demo.manager().clone(), signal);
+        let server = serve(demo, listener, shutdown);
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result?,
+            Ok(()) = signalled_rx => {
+                // Connections are closing; give the server a bounded time.
+                if let Ok(result) = tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                    result?;
+                } else {
+                    tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
+                }
+            }
+        }
+        Ok::<(), DemoError>(())
+    });
+    // Tasks still writing to a client that does not read are abandoned.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
