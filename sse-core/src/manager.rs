@@ -439,6 +439,17 @@ impl Shared {
     }
 }
 
+/// `duration` times `factor`, saturating instead of overflowing.
+fn scale(duration: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(duration.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+}
+
+/// An instant far enough ahead to stand for "never", that does not overflow.
+fn far_future(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
 /// The period of the heartbeat timer for a heartbeat `interval`.
 fn heartbeat_tick(interval: Duration) -> Duration {
     interval / 8
@@ -459,7 +470,8 @@ async fn maintenance(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
             if let Some(tick) = tick {
                 if now >= next_heartbeat {
                     shared.heartbeat();
-                    next_heartbeat = now + tick;
+                    // An interval too long to add to the clock means never.
+                    next_heartbeat = now.checked_add(tick).unwrap_or(far_future(now));
                 }
             }
             let next_deadline = shared.expire(now);
@@ -571,12 +583,12 @@ impl SseManager {
         let now = Instant::now();
         let deadline = match (config.max_lifetime, options.expires_after) {
             (Some(lifetime), expiry) => {
-                let jittered = lifetime.mul_f64(1.0 - fastrand::f64() * 0.1);
+                let jittered = scale(lifetime, 1.0 - fastrand::f64() * 0.1);
                 Some(expiry.map_or(jittered, |e| e.min(jittered)))
             }
             (None, expiry) => expiry,
         }
-        .map(|after| now + after);
+        .and_then(|after| now.checked_add(after));
 
         let mut history = options.last_event_id.as_ref().map(|_| shared.history.lock());
         let mut registry = shared.registry.write();
@@ -587,7 +599,7 @@ impl SseManager {
         if registry.connections.len() >= config.max_connections {
             drop(registry);
             Counters::add(&shared.stats.connections_rejected, 1);
-            let retry = config.retry.mul_f64(1.0 + fastrand::f64());
+            let retry = scale(config.retry, 1.0 + fastrand::f64());
             tracing::warn!(
                 limit = config.max_connections,
                 "sse connection refused: server at its connection limit"
@@ -979,4 +991,28 @@ pub fn overloaded_body(retry: Duration) -> Bytes {
         body.extend_from_slice(&event.encode());
     }
     Bytes::from(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn extreme_durations_never_panic() {
+        let config = SseConfig::default()
+            .retry(Duration::MAX)
+            .heartbeat_interval(Some(Duration::MAX))
+            .max_lifetime(Some(Duration::MAX))
+            .max_connections(1);
+        let manager = SseManager::new(config).expect("valid configuration");
+        let first = manager
+            .connect(ConnectOptions::new().expires_after(Duration::MAX))
+            .await
+            .expect("registered");
+        let refused = manager.connect(ConnectOptions::new()).await;
+        assert!(matches!(refused, Err(ConnectError::Overloaded { retry }) if retry >= Duration::from_secs(1)));
+        assert!(!overloaded_body(Duration::MAX).is_empty());
+        drop(first);
+        assert_eq!(manager.connection_count(), 0);
+    }
 }
