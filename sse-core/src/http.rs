@@ -11,6 +11,12 @@
 //! | --- | --- |
 //! | `GET /` | [`SseEndpoints::connect`] |
 //! | `POST /publish`, `GET /stats`, `GET /connections`, `POST /subscribe`, `POST /unsubscribe`, `DELETE /connections/{clientId}` | [`SseEndpoints::api`] |
+//!
+//! [`SseEndpoints::handle`] dispatches between the two, so an adapter can
+//! route every request under its mount point to it, and
+//! [`SseReply::into_http_response`] builds the response with the
+//! framework's body type: unknown paths and wrong methods then get the same
+//! JSON errors (`404`, `405`) whatever the framework.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -238,6 +244,47 @@ pub enum SseReply {
     Response(Response<Bytes>),
 }
 
+impl SseReply {
+    /// Converts the reply into an [`http::Response`], whatever the
+    /// framework's body type `B`: a live connection becomes `200` with
+    /// [`sse_headers`] and the body `stream` makes of it (its frames written
+    /// as they come, never re-encoded or compressed); a complete response
+    /// keeps its status, headers and bytes.
+    pub fn into_http_response<B: From<Bytes>>(self, stream: impl FnOnce(Connection) -> B) -> Response<B> {
+        match self {
+            SseReply::Stream(connection) => {
+                let mut response = Response::new(stream(connection));
+                *response.headers_mut() = sse_headers();
+                response
+            }
+            SseReply::Response(response) => response.map(B::from),
+        }
+    }
+}
+
+impl From<Connection> for SseReply {
+    fn from(connection: Connection) -> Self {
+        SseReply::Stream(connection)
+    }
+}
+
+impl From<Response<Bytes>> for SseReply {
+    fn from(response: Response<Bytes>) -> Self {
+        SseReply::Response(response)
+    }
+}
+
+/// The outcome of [`SseManager::connect`]: the connection, or the answer to
+/// its refusal ([`connect_error`]).
+impl From<Result<Connection, ConnectError>> for SseReply {
+    fn from(result: Result<Connection, ConnectError>) -> Self {
+        match result {
+            Ok(connection) => SseReply::Stream(connection),
+            Err(error) => SseReply::Response(connect_error(&error)),
+        }
+    }
+}
+
 /// The SSE endpoints of the HTTP contract, independent of any framework.
 ///
 /// ```
@@ -337,9 +384,19 @@ impl SseEndpoints {
         if let Some(expires_in) = identity.expires_in {
             options = options.expires_after(expires_in);
         }
-        match self.manager.connect(options.last_event_id(last_event_id)).await {
-            Ok(connection) => SseReply::Stream(connection),
-            Err(error) => SseReply::Response(connect_error(&error)),
+        self.manager.connect(options.last_event_id(last_event_id)).await.into()
+    }
+
+    /// Answers any request under the mount point: `GET` on the mount root
+    /// (`path` empty or `/`) is [`SseEndpoints::connect`], anything else
+    /// [`SseEndpoints::api`]. `path` is the raw (still percent-encoded)
+    /// request path below the mount point; `body` is the request body,
+    /// already limited to [`MAX_BODY_BYTES`] by the adapter.
+    pub async fn handle(&self, request: &Parts, path: &str, body: Bytes) -> SseReply {
+        if request.method == Method::GET && path.trim_matches('/').is_empty() {
+            self.connect(request).await
+        } else {
+            SseReply::Response(self.api(request, path, body).await)
         }
     }
 
@@ -360,7 +417,7 @@ impl SseEndpoints {
             (path, &Method::DELETE) if path.starts_with("connections/") => {
                 Route::Disconnect(&path["connections/".len()..])
             }
-            ("publish" | "stats" | "connections" | "subscribe" | "unsubscribe", _) => {
+            ("" | "publish" | "stats" | "connections" | "subscribe" | "unsubscribe", _) => {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
             (path, _) if path.starts_with("connections/") => {
@@ -780,6 +837,31 @@ mod tests {
             let error = env(&[(name, value)]).expect_err(name);
             assert_eq!(error.variable, name);
             assert!(error.to_string().starts_with(name));
+        }
+    }
+
+    #[tokio::test]
+    async fn handle_routes_the_mount_point() {
+        let manager = SseManager::builder().build().expect("manager");
+        let endpoints = SseEndpoints::new(manager.clone(), DevIdentity::enable());
+        let request = |method: Method, uri: &str| {
+            let (mut parts, ()) = http::Request::new(()).into_parts();
+            parts.method = method;
+            parts.uri = uri.parse().expect("uri");
+            parts
+        };
+        let reply = endpoints.handle(&request(Method::GET, "/?userId=u"), "/", Bytes::new()).await;
+        let response = reply.into_http_response(|connection| Bytes::from(connection.client_id().to_string()));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers(), &sse_headers());
+        assert_eq!(manager.connection_count(), 0, "the connection was dropped with its stream");
+        for (method, path, status) in [
+            (Method::POST, "", StatusCode::METHOD_NOT_ALLOWED),
+            (Method::GET, "stats", StatusCode::OK),
+            (Method::GET, "nothing", StatusCode::NOT_FOUND),
+        ] {
+            let reply = endpoints.handle(&request(method, "/"), path, Bytes::new()).await;
+            assert_eq!(reply.into_http_response(|_| Bytes::new()).status(), status, "{path}");
         }
     }
 
