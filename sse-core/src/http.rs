@@ -850,11 +850,17 @@ mod tests {
             parts.uri = uri.parse().expect("uri");
             parts
         };
-        let reply = endpoints.handle(&request(Method::GET, "/?userId=u"), "/", Bytes::new()).await;
+        let reply = endpoints
+            .handle(&request(Method::GET, "/?userId=u"), "/", Bytes::new())
+            .await;
         let response = reply.into_http_response(|connection| Bytes::from(connection.client_id().to_string()));
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers(), &sse_headers());
-        assert_eq!(manager.connection_count(), 0, "the connection was dropped with its stream");
+        assert_eq!(
+            manager.connection_count(),
+            0,
+            "the connection was dropped with its stream"
+        );
         for (method, path, status) in [
             (Method::POST, "", StatusCode::METHOD_NOT_ALLOWED),
             (Method::GET, "stats", StatusCode::OK),
