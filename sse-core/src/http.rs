@@ -492,6 +492,12 @@ enum Route<'a> {
     Disconnect(&'a str),
 }
 
+/// Deserializes a field that is present as `Some`, even when it is `null`
+/// (a plain `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
 }
@@ -516,7 +522,9 @@ pub struct PublishRequest {
     /// The event name.
     pub event: Option<String>,
     /// The data: a JSON string is sent as its text, any other value as its
-    /// JSON serialization.
+    /// JSON serialization (`null` included: it is sent as `null`). `None`
+    /// only when the field is absent.
+    #[serde(default, deserialize_with = "present")]
     pub data: Option<serde_json::Value>,
     /// The event id; the manager assigns one when absent.
     pub id: Option<String>,
@@ -893,6 +901,10 @@ mod tests {
         assert_eq!(event.data(), Some("line1\nline2"));
         let (_, event) = parse(r#"{"event":"n","data":{"a":1}}"#).expect("valid");
         assert_eq!(event.data(), Some(r#"{"a":1}"#));
+        let (_, event) = parse(r#"{"event":"n","data":null}"#).expect("valid");
+        assert_eq!(event.data(), Some("null"), "null is sent as its JSON serialization");
+        let (_, event) = parse(r#"{"event":"n"}"#).expect("valid");
+        assert_eq!(event.data(), None, "absent data is no data");
         assert!(parse(r#"{"target":"planet"}"#).is_err_and(|e| e.contains("unknown target")));
         assert!(parse(r#"{"target":"user"}"#).is_err_and(|e| e.contains("targetId")));
         assert!(parse(r#"{"target":"users"}"#).is_err_and(|e| e.contains("targetIds")));
