@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
 use sse_core::http::{BearerToken, DevIdentity, EnvConfig, EnvError, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
 use tokio::net::TcpListener;
@@ -23,6 +25,25 @@ pub mod warp_demo;
 
 /// The demo page served at `/sse-demo` by every demo.
 pub const DEMO_PAGE: &str = include_str!("../static/sse-demo.html");
+
+/// Answers every request outside the SSE endpoints the same way in every
+/// demo: the demo page for `GET` (or `HEAD`) `/sse-demo`, as
+/// `text/html; charset=utf-8`; a JSON `405` for another method there; a JSON
+/// `404` anywhere else.
+pub fn page(method: &Method, path: &str) -> Response<Bytes> {
+    match (path, method) {
+        ("/sse-demo", &Method::GET | &Method::HEAD) => {
+            let mut response = Response::new(Bytes::from_static(DEMO_PAGE.as_bytes()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        ("/sse-demo", _) => sse_core::http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => sse_core::http::error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
 
 /// How long a demo waits for open connections to finish after a shutdown
 /// signal before it exits anyway.
