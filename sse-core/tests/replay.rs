@@ -159,6 +159,25 @@ async fn an_id_that_is_not_held_gets_one_reset() {
 }
 
 #[tokio::test]
+async fn an_evicted_id_chosen_by_the_publisher_gets_a_reset() {
+    let manager = manager(SseConfig::default().history_size(2));
+    let custom = Event::builder()
+        .id("custom-1")
+        .data("first")
+        .build()
+        .expect("valid event");
+    manager.send(Target::All, custom).await.expect("manager is running");
+    publish(&manager, Target::All, "second").await;
+    let head = publish(&manager, Target::All, "third").await;
+
+    let mut resumed = resume(&manager, ConnectOptions::new(), "custom-1").await;
+    let events = after_connected(drain(&mut resumed));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event, "reset");
+    assert_eq!(events[0].id, head);
+}
+
+#[tokio::test]
 async fn events_older_than_the_maximum_age_are_not_replayed() {
     let manager = manager(SseConfig::default().history_max_age(Some(Duration::from_millis(50))));
     let first = publish(&manager, Target::All, "old").await;
