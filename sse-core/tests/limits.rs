@@ -1,4 +1,7 @@
 //! Limits and lifecycle: slow consumers, connection limits, lifetimes, heartbeats, disconnection, shutdown and validation.
+//!
+//! These tests build the manager on the current Tokio runtime (default feature `tokio`).
+#![cfg(feature = "tokio")]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -316,7 +319,9 @@ async fn an_idle_connection_gets_heartbeat_comments() {
             .expect("the stream stays open");
         text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
     }
-    assert!(manager.stats().heartbeats >= 3);
+    // The counter moves just after a tick's frames are queued: every tick
+    // before the last one seen is counted.
+    assert!(manager.stats().heartbeats >= 2);
     // Heartbeats are comments: no event reaches a listener.
     let events = parse(vec![Bytes::from(text)]);
     assert_eq!(

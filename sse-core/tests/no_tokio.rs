@@ -97,7 +97,9 @@ fn heartbeats_come_from_the_given_runtime() {
             let chunk = next_chunk(&mut connection).await;
             text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
         }
-        assert!(manager.stats().heartbeats >= 2);
+        // The counter moves just after a tick's frames are queued: every tick
+        // before the last one seen is counted.
+        assert!(manager.stats().heartbeats >= 1);
     });
 }
 

@@ -1,4 +1,7 @@
 //! Serving SSE from a raw TCP socket through the `Transport` trait, with a raw socket client.
+//!
+//! These tests build the manager on the current Tokio runtime (default feature `tokio`).
+#![cfg(feature = "tokio")]
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -1,4 +1,7 @@
 //! `Last-Event-ID` replay: what is replayed, what gets a reset, and the replay seam under concurrent publishing.
+//!
+//! These tests build the manager on the current Tokio runtime (default feature `tokio`).
+#![cfg(feature = "tokio")]
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,4 +1,7 @@
 //! Targeting: every connection receives exactly the events aimed at it, checked against a model.
+//!
+//! These tests build the manager on the current Tokio runtime (default feature `tokio`).
+#![cfg(feature = "tokio")]
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
