@@ -608,6 +608,12 @@ pub fn payload_too_large() -> Response<Bytes> {
     error(StatusCode::PAYLOAD_TOO_LARGE, "request body is larger than 1 MiB")
 }
 
+/// The `400` answer to a request body that could not be read (the client
+/// broke off, or sent a malformed chunked body).
+pub fn unreadable_body() -> Response<Bytes> {
+    error(StatusCode::BAD_REQUEST, "could not read the request body")
+}
+
 fn empty(status: StatusCode) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
     *response.status_mut() = status;
