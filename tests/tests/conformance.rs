@@ -2,6 +2,7 @@
 //! framework's demo: each case below runs once per framework.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -30,6 +31,7 @@ macro_rules! conformance_tests {
                 header_wins_over_query,
                 reset_for_unknown_ids,
                 history_size_bounds_replay,
+                replay_seam_has_no_gap_or_duplicate,
                 per_user_limit_closes_oldest,
                 global_limit_answers_overloaded,
                 max_lifetime_closes_streams,
@@ -113,7 +115,15 @@ async fn stream_headers(serve: ServeFn) {
         "userId=alice&sessionId=s1",
         "channel=news&channel=sport&device=phone",
     ] {
-        server.connect(query).await.assert_event_stream();
+        let response = server.connect(query).await;
+        response.assert_event_stream();
+        let mut stream = response.into_stream();
+        stream.expect_event("connected").await;
+        assert_eq!(
+            leading_retry(&stream.raw()),
+            Some(3000),
+            "the default retry hint: {stream:?}"
+        );
     }
 }
 
@@ -637,6 +647,55 @@ async fn history_size_bounds_replay(serve: ServeFn) {
     assert_eq!(event.id, ids[3]);
 }
 
+async fn replay_seam_has_no_gap_or_duplicate(serve: ServeFn) {
+    const EVENTS: u64 = 300;
+    let server = Arc::new(TestServer::start(serve, &[]).await);
+    // Numbered events published back to back; their ids, as they are known.
+    let ids = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let publisher = {
+        let (server, ids) = (server.clone(), ids.clone());
+        tokio::spawn(async move {
+            for n in 1..=EVENTS {
+                let published = server.publish_ok(&json!({"event": "n", "data": n})).await;
+                ids.lock().expect("ids lock").push((n, published.id));
+            }
+        })
+    };
+    // Clients resume from the last id they know while publishing goes on:
+    // each must get every later event exactly once, replayed or live.
+    let mut resumed = Vec::new();
+    while resumed.len() < 6 {
+        let known = ids.lock().expect("ids lock").last().cloned();
+        let Some((n, id)) = known else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        if n >= EVENTS - 20 {
+            break;
+        }
+        let subscriber = server.subscribe_with("", &[("last-event-id", &id)]).await;
+        resumed.push((n, subscriber));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(resumed.len() >= 2, "clients resumed while events were being published");
+    tokio::time::timeout(WAIT, publisher)
+        .await
+        .expect("publishing finishes")
+        .expect("the publisher succeeded");
+    for (from, mut subscriber) in resumed {
+        let mut got = Vec::new();
+        while got.last() != Some(&EVENTS) {
+            let event = subscriber.stream.expect_event("n").await;
+            got.push(event.data.parse::<u64>().expect("a number"));
+        }
+        let expected: Vec<u64> = (from + 1..=EVENTS).collect();
+        assert_eq!(
+            got, expected,
+            "resumed after event {from}: every later event once, in order"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Limits
 
@@ -911,7 +970,9 @@ async fn connection_listing(serve: ServeFn) {
     let server = TestServer::start(serve, &[]).await;
     assert!(server.connections().await.is_empty());
     let a = server
-        .subscribe("userId=alice&sessionId=s1&channel=red&channel=blue&device=phone&lang=en%20GB&lastEventId=x")
+        .subscribe(
+            "userId=alice&sessionId=s1&channel=red&channel=blue&device=phone&lang=en%20GB&lastEventId=x&access_token=t",
+        )
         .await;
     let d = server.subscribe("").await;
     let listed = server.connections().await;
