@@ -993,7 +993,7 @@ pub fn overloaded_body(retry: Duration) -> Bytes {
     Bytes::from(body)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tokio"))]
 mod tests {
     use super::*;
 

@@ -27,6 +27,9 @@ pub(crate) struct Queue {
 #[derive(Debug)]
 struct Inner {
     frames: VecDeque<Bytes>,
+    /// How many of `frames` were queued by `push_unbounded` and not read
+    /// yet: they do not count against the capacity.
+    unbounded: usize,
     state: State,
     waker: Option<Waker>,
 }
@@ -58,6 +61,7 @@ impl Queue {
         Queue {
             inner: Mutex::new(Inner {
                 frames: VecDeque::new(),
+                unbounded: 0,
                 state: State::Open,
                 waker: None,
             }),
@@ -73,9 +77,10 @@ impl Queue {
             if inner.state != State::Open {
                 return Push::Closed;
             }
-            if inner.frames.len() >= self.capacity {
+            if inner.frames.len() - inner.unbounded >= self.capacity {
                 let dropped = inner.frames.len() + 1;
                 inner.frames = VecDeque::new();
+                inner.unbounded = 0;
                 inner.state = State::Closed(CloseReason::SlowConsumer);
                 (Push::Overflow { dropped }, inner.waker.take())
             } else {
@@ -97,6 +102,7 @@ impl Queue {
         let mut inner = self.inner.lock();
         if inner.state == State::Open {
             inner.frames.push_back(frame);
+            inner.unbounded += 1;
         }
     }
 
@@ -131,6 +137,7 @@ impl Queue {
             }
             inner.state = state;
             let dropped = if drop_frames {
+                inner.unbounded = 0;
                 std::mem::take(&mut inner.frames).len()
             } else {
                 0
@@ -158,6 +165,8 @@ impl Queue {
         if let State::Closed(_) = inner.state {
             return Poll::Ready(None);
         }
+        // Every queued frame is taken at once, the opening ones included.
+        inner.unbounded = 0;
         match inner.frames.len() {
             0 => {}
             1 => return Poll::Ready(inner.frames.pop_front().map(|frame| (frame, 1))),
@@ -214,6 +223,15 @@ mod tests {
         assert_eq!(queue.push(Bytes::from_static(b"4"), 0), Push::Closed);
         assert_eq!(poll(&queue), Poll::Ready(None));
         assert_eq!(queue.close_reason(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn opening_frames_do_not_count_against_the_capacity() {
+        let queue = Queue::new(1, 0);
+        queue.push_unbounded(Bytes::from_static(b"retry"));
+        queue.push_unbounded(Bytes::from_static(b"connected"));
+        assert_eq!(queue.push(Bytes::from_static(b"live"), 0), Push::Queued);
+        assert_eq!(queue.push(Bytes::from_static(b"more"), 0), Push::Overflow { dropped: 4 });
     }
 
     #[test]

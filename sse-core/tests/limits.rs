@@ -140,7 +140,6 @@ async fn a_slow_consumer_is_closed_and_resumes_from_history() {
 /// bounded queue: the first live event closes the connection as too slow and
 /// drops the replay.
 #[tokio::test]
-#[ignore = "bug: frames queued by push_unbounded count against client_queue (sse-core/src/queue.rs, Queue::push)"]
 async fn opening_frames_do_not_count_against_the_queue_bound() {
     let manager = manager(quiet().client_queue(8));
     let mut ids = Vec::new();
