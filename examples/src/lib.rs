@@ -106,6 +106,15 @@ impl Demo {
     }
 }
 
+/// The address a scenario example listens on: `SSE_ADDR`, or
+/// `127.0.0.1:3000`.
+///
+/// # Errors
+/// [`DemoError::Env`] when `SSE_ADDR` is not a socket address.
+pub fn scenario_addr() -> Result<SocketAddr, DemoError> {
+    Ok(EnvConfig::from_lookup(|name| (name == "SSE_ADDR").then(|| std::env::var(name).ok()).flatten())?.addr)
+}
+
 /// A boxed future that completes when the server should stop.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
