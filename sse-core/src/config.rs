@@ -58,6 +58,7 @@ pub struct SseConfig {
     pub(crate) retry: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_user: Option<usize>,
+    pub(crate) max_connections_per_addr: Option<usize>,
     pub(crate) user_limit_policy: UserLimitPolicy,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) client_queue: usize,
@@ -77,6 +78,7 @@ impl Default for SseConfig {
             retry: Duration::from_secs(3),
             max_connections: 10_000,
             max_connections_per_user: None,
+            max_connections_per_addr: None,
             user_limit_policy: UserLimitPolicy::default(),
             max_lifetime: None,
             client_queue: 1024,
@@ -127,6 +129,13 @@ settings! {
     max_connections / get_max_connections: usize;
     /// The most connections one user may hold (default: unlimited).
     max_connections_per_user / get_max_connections_per_user: Option<usize>;
+    /// The most connections one client address may hold (default:
+    /// unlimited); over it a connection is refused with
+    /// [`ConnectError::AddrLimit`](crate::ConnectError::AddrLimit). Counts
+    /// connections whose [`ConnectOptions::remote_addr`](crate::ConnectOptions::remote_addr)
+    /// is set. Behind a proxy, every client may share its address: set the
+    /// limit with that in mind.
+    max_connections_per_addr / get_max_connections_per_addr: Option<usize>;
     /// What happens over the per-user limit (default: close the oldest).
     user_limit_policy / get_user_limit_policy: UserLimitPolicy;
     /// Closes connections after this long, jittered down by up to 10% so
@@ -169,6 +178,9 @@ impl SseConfig {
         }
         if self.max_connections_per_user == Some(0) {
             return invalid("max_connections_per_user", "must be at least 1");
+        }
+        if self.max_connections_per_addr == Some(0) {
+            return invalid("max_connections_per_addr", "must be at least 1");
         }
         if self.max_lifetime.is_some_and(|l| l.is_zero()) {
             return invalid("max_lifetime", "must be greater than zero");

@@ -4,6 +4,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -132,6 +133,8 @@ pub struct ConnectOptions {
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) last_event_id: Option<String>,
     pub(crate) expires_after: Option<Duration>,
+    pub(crate) allowed_channels: Option<Arc<[String]>>,
+    pub(crate) remote_addr: Option<IpAddr>,
 }
 
 impl ConnectOptions {
@@ -181,6 +184,26 @@ impl ConnectOptions {
         self
     }
 
+    /// Restricts the channels this connection may join, at connect time and
+    /// on every later [`SseManager::subscribe`](crate::SseManager::subscribe):
+    /// an entry ending in `*` is a prefix pattern (`"orders/*"` allows
+    /// `"orders/17"`). Without it, any channel may be joined.
+    pub fn allowed_channels<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_channels = Some(patterns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The client's network address, counted against
+    /// [`SseConfig::max_connections_per_addr`](crate::SseConfig::max_connections_per_addr).
+    pub fn remote_addr(mut self, addr: IpAddr) -> Self {
+        self.remote_addr = Some(addr);
+        self
+    }
+
     /// Closes the connection after this long at the latest, for instance
     /// when the credentials it was opened with expire. The client then
     /// reconnects (with fresh credentials).
@@ -188,6 +211,23 @@ impl ConnectOptions {
         self.expires_after = Some(after);
         self
     }
+}
+
+/// Whether `channel` is allowed by one of `patterns`: equal to a pattern, or
+/// starting with the prefix of a pattern that ends in `*`.
+///
+/// ```
+/// use sse_core::channel_allowed;
+///
+/// let patterns = ["news".to_owned(), "orders/*".to_owned()];
+/// assert!(channel_allowed(&patterns, "orders/17"));
+/// assert!(!channel_allowed(&patterns, "newsroom"));
+/// ```
+pub fn channel_allowed(patterns: &[String], channel: &str) -> bool {
+    patterns.iter().any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) => channel.starts_with(prefix),
+        None => pattern == channel,
+    })
 }
 
 /// Why a connection ended.

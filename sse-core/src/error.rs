@@ -47,6 +47,19 @@ pub enum ConnectError {
         /// The per-user limit in force.
         limit: usize,
     },
+    /// The client's address already holds the most connections allowed
+    /// ([`SseConfig::max_connections_per_addr`](crate::SseConfig::max_connections_per_addr)).
+    #[error("this address already has the maximum of {limit} connections")]
+    AddrLimit {
+        /// The per-address limit in force.
+        limit: usize,
+    },
+    /// A requested channel is not among the connection's allowed channels.
+    #[error("not allowed to join channel {channel:?}")]
+    ChannelForbidden {
+        /// The refused channel (cut to its first 128 characters).
+        channel: String,
+    },
     /// The manager is shutting down and accepts no new connection.
     #[error("the server is shutting down")]
     ShuttingDown,

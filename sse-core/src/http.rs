@@ -18,6 +18,9 @@
 //! framework's body type: unknown paths and wrong methods then get the same
 //! JSON errors (`404`, `405`) whatever the framework.
 
+#[cfg(feature = "jwt")]
+pub mod jwt;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -31,7 +34,7 @@ use http::{Method, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::config::SseConfig;
-use crate::connection::{ConnectOptions, Connection};
+use crate::connection::{ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 use crate::error::{ConnectError, SendError, SubscribeError};
 use crate::event::Event;
 use crate::manager::{SseManager, overloaded_body};
@@ -108,13 +111,9 @@ impl Identity {
 
     /// Whether this identity may join `channel`.
     pub fn may_join(&self, channel: &str) -> bool {
-        match &self.allowed_channels {
-            None => true,
-            Some(allowed) => allowed.iter().any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => channel.starts_with(prefix),
-                None => pattern == channel,
-            }),
-        }
+        self.allowed_channels
+            .as_deref()
+            .is_none_or(|allowed| channel_allowed(allowed, channel))
     }
 }
 
@@ -175,6 +174,35 @@ impl Authenticator for DevIdentity {
         Box::pin(std::future::ready(Ok(identity)))
     }
 }
+
+/// Decides whether a subscriber may join a channel, beyond the channel
+/// patterns of its [`Identity`]: asked for every channel at connect time and
+/// on every runtime subscribe through [`SseEndpoints::api`]. A refusal is a
+/// `403` naming the channel.
+pub trait ChannelAuthorizer: Send + Sync + 'static {
+    /// `true` if `subscriber` may join `channel`.
+    fn authorize<'a>(&'a self, subscriber: &'a Subscriber<'a>, channel: &'a str) -> BoxFuture<'a, bool>;
+}
+
+const _: Option<&dyn ChannelAuthorizer> = None;
+
+/// Who asks to join a channel, as a [`ChannelAuthorizer`] sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Subscriber<'a> {
+    /// The user, if any.
+    pub user_id: Option<&'a str>,
+    /// The session, if any.
+    pub session_id: Option<&'a str>,
+    /// The connection, for a runtime subscribe (`None` at connect time).
+    pub client_id: Option<&'a str>,
+}
+
+/// The client's network address, which an adapter puts in the request's
+/// extensions so that [`SseEndpoints::connect`] can apply
+/// [`SseConfig::max_connections_per_addr`](crate::SseConfig::max_connections_per_addr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
 
 /// Decides who may publish and administer.
 pub trait PublishAuthorizer: Send + Sync + 'static {
@@ -304,6 +332,7 @@ pub struct SseEndpoints {
     manager: SseManager,
     authenticator: Arc<dyn Authenticator>,
     publisher: Option<Arc<dyn PublishAuthorizer>>,
+    channels: Option<Arc<dyn ChannelAuthorizer>>,
 }
 
 impl fmt::Debug for SseEndpoints {
@@ -324,6 +353,7 @@ impl SseEndpoints {
             manager,
             authenticator: Arc::new(authenticator),
             publisher: None,
+            channels: None,
         }
     }
 
@@ -332,6 +362,21 @@ impl SseEndpoints {
     pub fn publish_authorizer(mut self, authorizer: impl PublishAuthorizer) -> Self {
         self.publisher = Some(Arc::new(authorizer));
         self
+    }
+
+    /// Asks `authorizer` for every channel a subscriber joins, at connect
+    /// time and on runtime subscribes.
+    #[must_use]
+    pub fn channel_authorizer(mut self, authorizer: impl ChannelAuthorizer) -> Self {
+        self.channels = Some(Arc::new(authorizer));
+        self
+    }
+
+    async fn may_join(&self, subscriber: &Subscriber<'_>, channel: &str) -> bool {
+        match &self.channels {
+            Some(authorizer) => authorizer.authorize(subscriber, channel).await,
+            None => true,
+        }
     }
 
     /// The manager behind the endpoints.
@@ -352,12 +397,17 @@ impl SseEndpoints {
         };
         let mut options = ConnectOptions::new();
         let mut last_event_id = None;
+        let subscriber = Subscriber {
+            user_id: identity.user_id.as_deref(),
+            session_id: identity.session_id.as_deref(),
+            client_id: None,
+        };
         for (key, value) in query_pairs(request) {
             match &*key {
                 "channel" => {
-                    if !identity.may_join(&value) {
+                    if !identity.may_join(&value) || !self.may_join(&subscriber, &value).await {
                         let error = AuthError::ChannelForbidden {
-                            channel: value.into_owned(),
+                            channel: value.chars().take(128).collect(),
                         };
                         return SseReply::Response(auth_error(&error));
                     }
@@ -383,6 +433,12 @@ impl SseEndpoints {
         }
         if let Some(expires_in) = identity.expires_in {
             options = options.expires_after(expires_in);
+        }
+        if let Some(allowed) = identity.allowed_channels {
+            options = options.allowed_channels(allowed);
+        }
+        if let Some(RemoteAddr(addr)) = request.extensions.get::<RemoteAddr>() {
+            options = options.remote_addr(addr.ip());
         }
         self.manager.connect(options.last_event_id(last_event_id)).await.into()
     }
@@ -434,7 +490,7 @@ impl SseEndpoints {
             Route::Publish => self.publish(&body).await,
             Route::Stats => json(StatusCode::OK, &self.manager.stats()),
             Route::Connections => json(StatusCode::OK, &self.manager.connections()),
-            Route::Subscribe(subscribe) => self.subscribe(&body, subscribe),
+            Route::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
             Route::Disconnect(client_id) => {
                 if self.manager.disconnect(client_id) {
                     empty(StatusCode::NO_CONTENT)
@@ -463,11 +519,21 @@ impl SseEndpoints {
         }
     }
 
-    fn subscribe(&self, body: &[u8], subscribe: bool) -> Response<Bytes> {
+    async fn subscribe(&self, body: &[u8], subscribe: bool) -> Response<Bytes> {
         let request: SubscribeRequest = match parse_json(body) {
             Ok(request) => request,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
+        if subscribe && self.channels.is_some() {
+            let Some(info) = self.manager.connection_info(&request.client_id) else {
+                return error(StatusCode::NOT_FOUND, "no connection with this clientId");
+            };
+            if !self.may_join(&subscriber_of(&info), &request.channel).await {
+                return auth_error(&AuthError::ChannelForbidden {
+                    channel: request.channel.chars().take(128).collect(),
+                });
+            }
+        }
         let result = if subscribe {
             self.manager.subscribe(&request.client_id, &request.channel)
         } else {
@@ -479,8 +545,17 @@ impl SseEndpoints {
                 &serde_json::json!({ "clientId": request.client_id, "channel": request.channel, "changed": changed }),
             ),
             Err(SubscribeError::UnknownClient(_)) => error(StatusCode::NOT_FOUND, "no connection with this clientId"),
+            Err(SubscribeError::Refused(refused @ ConnectError::ChannelForbidden { .. })) => connect_error(&refused),
             Err(error @ SubscribeError::Refused(_)) => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
         }
+    }
+}
+
+fn subscriber_of(info: &ConnectionInfo) -> Subscriber<'_> {
+    Subscriber {
+        user_id: info.user_id.as_deref(),
+        session_id: info.session_id.as_deref(),
+        client_id: Some(info.client_id.as_str()),
     }
 }
 
@@ -656,7 +731,12 @@ pub fn connect_error(error: &ConnectError) -> Response<Bytes> {
             *response.headers_mut() = sse_headers();
             response
         }
-        ConnectError::UserLimit { .. } => self::error(StatusCode::TOO_MANY_REQUESTS, &error.to_string()),
+        ConnectError::UserLimit { .. } | ConnectError::AddrLimit { .. } => {
+            self::error(StatusCode::TOO_MANY_REQUESTS, &error.to_string())
+        }
+        ConnectError::ChannelForbidden { channel } => auth_error(&AuthError::ChannelForbidden {
+            channel: channel.clone(),
+        }),
         ConnectError::ShuttingDown => self::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         _ => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
     }
@@ -916,5 +996,100 @@ mod tests {
         assert!(parse(r#"{"target":"users"}"#).is_err_and(|e| e.contains("targetIds")));
         assert!(parse(r#"{"event":"a\nb"}"#).is_err());
         assert!(parse(r#"{"id":"a\rb"}"#).is_err());
+    }
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod authorization_tests {
+    use super::*;
+
+    /// Identifies every subscriber as `alice`, allowed `news` and `orders/*`.
+    struct Alice;
+
+    impl Authenticator for Alice {
+        fn authenticate<'a>(&'a self, _: &'a Parts) -> BoxFuture<'a, Result<Identity, AuthError>> {
+            let identity = Identity::user("alice").with_allowed_channels(["news", "orders/*"]);
+            Box::pin(std::future::ready(Ok(identity)))
+        }
+    }
+
+    /// Refuses `orders/secret` to everybody.
+    struct NoSecrets;
+
+    impl ChannelAuthorizer for NoSecrets {
+        fn authorize<'a>(&'a self, _: &'a Subscriber<'a>, channel: &'a str) -> BoxFuture<'a, bool> {
+            Box::pin(std::future::ready(channel != "orders/secret"))
+        }
+    }
+
+    fn request(method: Method, uri: &str) -> Parts {
+        let mut parts = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .expect("valid request")
+            .into_parts()
+            .0;
+        parts
+            .extensions
+            .insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 5000))));
+        parts
+    }
+
+    fn body(response: &Response<Bytes>) -> serde_json::Value {
+        serde_json::from_slice(response.body()).expect("JSON body")
+    }
+
+    #[tokio::test]
+    async fn channels_are_authorized_at_connect_and_on_subscribe() {
+        let manager = SseManager::new(SseConfig::default().max_connections_per_addr(Some(1))).expect("manager");
+        let endpoints = SseEndpoints::new(manager.clone(), Alice).channel_authorizer(NoSecrets);
+        for channel in ["admin", "orders/secret"] {
+            let reply = endpoints
+                .connect(&request(Method::GET, &format!("/?channel={channel}")))
+                .await;
+            let SseReply::Response(response) = reply else {
+                panic!("{channel} was let in")
+            };
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert_eq!(body(&response)["channel"], channel);
+        }
+        let reply = endpoints
+            .connect(&request(Method::GET, "/?channel=news&channel=orders/1"))
+            .await;
+        let SseReply::Stream(connection) = reply else {
+            panic!("alice was refused")
+        };
+        let client_id = connection.client_id().to_string();
+
+        let second = endpoints.connect(&request(Method::GET, "/")).await;
+        let SseReply::Response(response) = second else {
+            panic!("over the per-address limit")
+        };
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+
+        for (channel, status) in [
+            ("orders/2", StatusCode::OK),
+            ("admin", StatusCode::FORBIDDEN),
+            ("orders/secret", StatusCode::FORBIDDEN),
+        ] {
+            let json = serde_json::json!({ "clientId": client_id, "channel": channel }).to_string();
+            let response = endpoints
+                .api(&request(Method::POST, "/subscribe"), "subscribe", Bytes::from(json))
+                .await;
+            assert_eq!(response.status(), status, "{channel}");
+            if status == StatusCode::FORBIDDEN {
+                assert_eq!(body(&response)["channel"], channel);
+            }
+        }
+        let info = manager.connection_info(&client_id).expect("still connected");
+        assert_eq!(
+            info.channels.iter().collect::<Vec<_>>(),
+            ["news", "orders/1", "orders/2"]
+        );
+        drop(connection);
+        assert_eq!(manager.connection_count(), 0);
+        let again = endpoints.connect(&request(Method::GET, "/")).await;
+        assert!(matches!(again, SseReply::Stream(_)), "the address was freed");
     }
 }

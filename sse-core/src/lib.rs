@@ -53,7 +53,7 @@ pub mod test_util;
 mod transport;
 
 pub use config::{Heartbeat, SseConfig, UserLimitPolicy};
-pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo};
+pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 pub use error::{ConfigError, ConnectError, EventError, SendError, SubscribeError, TransportError};
 pub use event::{Event, EventBuilder, NotificationKind};
 pub use manager::{Delivery, SseManager, SseManagerBuilder, overloaded_body};

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::{Heartbeat, SseConfig, UserLimitPolicy};
-use crate::connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo};
+use crate::connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 use crate::error::{ConfigError, ConnectError, SendError, SubscribeError};
 use crate::event::{Event, comment_frame, retry_frame};
 use crate::history::{History, Resume};
@@ -190,6 +191,8 @@ struct Registry {
     by_user: HashMap<String, HashSet<ClientId>>,
     by_session: HashMap<String, HashSet<ClientId>>,
     by_channel: HashMap<String, HashSet<ClientId>>,
+    /// Connections per client address, for the per-address limit.
+    by_addr: HashMap<IpAddr, usize>,
     /// Lifetime and expiry deadlines, soonest first.
     deadlines: BTreeMap<(Instant, u64), ClientId>,
     next_order: u64,
@@ -201,6 +204,9 @@ struct Registered {
     /// Registration order, to find a user's oldest connection.
     order: u64,
     deadline: Option<Instant>,
+    /// The channel patterns this connection may join; `None`: any.
+    allowed_channels: Option<Arc<[String]>>,
+    remote_addr: Option<IpAddr>,
 }
 
 impl Registry {
@@ -217,6 +223,9 @@ impl Registry {
         }
         if let Some(deadline) = entry.deadline {
             self.deadlines.insert((deadline, entry.order), id.clone());
+        }
+        if let Some(addr) = entry.remote_addr {
+            *self.by_addr.entry(addr).or_default() += 1;
         }
         self.connections.insert(id, entry);
     }
@@ -235,6 +244,14 @@ impl Registry {
         }
         if let Some(deadline) = entry.deadline {
             self.deadlines.remove(&(deadline, entry.order));
+        }
+        if let Some(addr) = entry.remote_addr {
+            if let Some(count) = self.by_addr.get_mut(&addr) {
+                *count -= 1;
+                if *count == 0 {
+                    self.by_addr.remove(&addr);
+                }
+            }
         }
         Some(entry)
     }
@@ -596,6 +613,14 @@ impl SseManager {
             Counters::add(&shared.stats.connections_rejected, 1);
             return Err(ConnectError::ShuttingDown);
         }
+        if let (Some(limit), Some(addr)) = (config.max_connections_per_addr, options.remote_addr) {
+            if registry.by_addr.get(&addr).copied().unwrap_or(0) >= limit {
+                drop(registry);
+                Counters::add(&shared.stats.connections_rejected, 1);
+                tracing::warn!(%addr, limit, "sse connection refused: per-address limit");
+                return Err(ConnectError::AddrLimit { limit });
+            }
+        }
         if registry.connections.len() >= config.max_connections {
             drop(registry);
             Counters::add(&shared.stats.connections_rejected, 1);
@@ -663,6 +688,8 @@ impl SseManager {
             queue: queue.clone(),
             order,
             deadline,
+            allowed_channels: options.allowed_channels,
+            remote_addr: options.remote_addr,
         });
         drop(registry);
         if wake {
@@ -687,6 +714,13 @@ impl SseManager {
         }
         for channel in &options.channels {
             self.validate_channel(channel)?;
+            if let Some(allowed) = &options.allowed_channels {
+                if !channel_allowed(allowed, channel) {
+                    return Err(ConnectError::ChannelForbidden {
+                        channel: channel.chars().take(128).collect(),
+                    });
+                }
+            }
         }
         if options.metadata.len() > config.max_metadata_entries {
             return Err(ConnectError::MetadataTooLarge {
@@ -812,7 +846,10 @@ impl SseManager {
     ///
     /// # Errors
     /// [`SubscribeError::UnknownClient`], or [`SubscribeError::Refused`] for
-    /// an invalid channel name or a connection at its channel limit.
+    /// an invalid channel name, a channel outside the connection's
+    /// [allowed channels](ConnectOptions::allowed_channels)
+    /// ([`ConnectError::ChannelForbidden`]) or a connection at its channel
+    /// limit.
     pub fn subscribe(&self, client_id: &str, channel: &str) -> Result<bool, SubscribeError> {
         self.validate_channel(channel)?;
         let mut registry = self.shared.registry.write();
@@ -823,6 +860,14 @@ impl SseManager {
             .ok_or_else(|| SubscribeError::UnknownClient(client_id.to_owned()))?;
         if entry.info.channels.contains(channel) {
             return Ok(false);
+        }
+        if let Some(allowed) = &entry.allowed_channels {
+            if !channel_allowed(allowed, channel) {
+                return Err(ConnectError::ChannelForbidden {
+                    channel: channel.chars().take(128).collect(),
+                }
+                .into());
+            }
         }
         if entry.info.channels.len() >= max {
             return Err(ConnectError::TooManyChannels {

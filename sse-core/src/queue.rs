@@ -231,7 +231,10 @@ mod tests {
         queue.push_unbounded(Bytes::from_static(b"retry"));
         queue.push_unbounded(Bytes::from_static(b"connected"));
         assert_eq!(queue.push(Bytes::from_static(b"live"), 0), Push::Queued);
-        assert_eq!(queue.push(Bytes::from_static(b"more"), 0), Push::Overflow { dropped: 4 });
+        assert_eq!(
+            queue.push(Bytes::from_static(b"more"), 0),
+            Push::Overflow { dropped: 4 }
+        );
     }
 
     #[test]
