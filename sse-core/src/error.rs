@@ -94,6 +94,14 @@ pub enum SendError {
     /// The manager is shut down.
     #[error("the manager is shut down")]
     ShutDown,
+    /// The backplane could not take the event (unreachable, for instance):
+    /// nothing was sent.
+    #[error("the event could not be published: {0}")]
+    Backplane(String),
+    /// A [`Target::Filter`](crate::Target::Filter) cannot cross instances:
+    /// with a backplane, target a channel, user or session instead.
+    #[error("a predicate target cannot be sent through a backplane")]
+    NotDistributable,
 }
 
 /// A runtime subscription change was refused.

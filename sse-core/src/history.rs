@@ -32,8 +32,11 @@ pub(crate) struct History {
     /// Every sequence number at or below this one is no longer retained (or
     /// was never issued); an id equal to it is still a valid resume point.
     evicted_upto: u64,
-    /// Ids chosen by publishers, to their sequence numbers.
+    /// Ids chosen by publishers (or a backplane's log), to their sequence
+    /// numbers.
     custom: HashMap<String, u64>,
+    /// The backplane log's id of the last entry recorded.
+    last_log_id: Option<String>,
 }
 
 /// Where a resuming client starts.
@@ -58,7 +61,24 @@ impl History {
             next_seq: base,
             evicted_upto: base - 1,
             custom: HashMap::new(),
+            last_log_id: None,
         }
+    }
+
+    pub(crate) fn set_last_log_id(&mut self, id: &str) {
+        self.last_log_id = Some(id.to_owned());
+    }
+
+    pub(crate) fn last_log_id(&self) -> Option<&str> {
+        self.last_log_id.as_deref()
+    }
+
+    /// Forgets every retained event: every id issued so far becomes unknown.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.custom.clear();
+        self.evicted_upto = self.next_seq - 1;
+        self.last_log_id = None;
     }
 
     /// Assigns the next sequence number.
@@ -71,7 +91,12 @@ impl History {
     /// The id of the newest event issued: a resume point that replays
     /// nothing.
     pub(crate) fn head_id(&self) -> String {
-        (self.next_seq - 1).to_string()
+        match self.entries.back() {
+            Some(Entry {
+                custom_id: Some(id), ..
+            }) => id.clone(),
+            _ => (self.next_seq - 1).to_string(),
+        }
     }
 
     pub(crate) fn push(&mut self, seq: u64, custom_id: Option<String>, target: Target, frame: Bytes, now: Instant) {

@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod backplane;
 mod config;
 mod connection;
 mod error;
@@ -52,6 +53,7 @@ mod target;
 pub mod test_util;
 mod transport;
 
+pub use backplane::{Backplane, BackplaneError, BackplaneSink};
 pub use config::{Heartbeat, SseConfig, UserLimitPolicy};
 pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 pub use error::{ConfigError, ConnectError, EventError, SendError, SubscribeError, TransportError};

@@ -9,11 +9,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_channel::mpsc;
+use futures_channel::{mpsc, oneshot};
 use futures_util::{FutureExt as _, StreamExt as _};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+use crate::backplane::{Backplane, BackplaneSink, Entry};
 use crate::config::{Heartbeat, SseConfig, UserLimitPolicy};
 use crate::connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 use crate::error::{ConfigError, ConnectError, SendError, SubscribeError};
@@ -86,6 +87,7 @@ impl fmt::Debug for SseManager {
 pub struct SseManagerBuilder {
     config: SseConfig,
     runtime: Option<Arc<dyn Runtime>>,
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 impl fmt::Debug for SseManagerBuilder {
@@ -93,6 +95,7 @@ impl fmt::Debug for SseManagerBuilder {
         f.debug_struct("SseManagerBuilder")
             .field("config", &self.config)
             .field("runtime", &self.runtime.is_some())
+            .field("backplane", &self.backplane.is_some())
             .finish()
     }
 }
@@ -120,8 +123,16 @@ impl SseManagerBuilder {
         self
     }
 
-    /// Validates the configuration, starts the maintenance task and returns
-    /// the manager.
+    /// Shares events and replay history with other instances through
+    /// `backplane` (see [`crate::backplane`]). Without it, the manager is a
+    /// single node, in memory.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
+    /// Validates the configuration, starts the maintenance task (and the
+    /// backplane's reader) and returns the manager.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] for a setting the engine cannot work with;
@@ -154,8 +165,16 @@ impl SseManagerBuilder {
             heartbeat_frame,
             config: self.config,
             runtime: runtime.clone(),
+            backplane: self.backplane.clone(),
+            instance: fastrand::u64(..),
+            pending: Mutex::new(HashMap::new()),
         });
         runtime.spawn(Box::pin(maintenance(Arc::downgrade(&shared), wake_rx)));
+        if let Some(backplane) = self.backplane {
+            runtime.spawn(backplane.run(BackplaneSink {
+                shared: Arc::downgrade(&shared),
+            }));
+        }
         Ok(SseManager { shared })
     }
 }
@@ -183,7 +202,22 @@ pub(crate) struct Shared {
     retry_frame: Bytes,
     heartbeat_frame: Option<Bytes>,
     runtime: Arc<dyn Runtime>,
+    backplane: Option<Arc<dyn Backplane>>,
+    /// Tells this instance's entries in the backplane's log from others'.
+    instance: u64,
+    /// Local delivery counts of this instance's backplane publications, by
+    /// log id, until their publisher collects them.
+    pending: Mutex<HashMap<String, Pending>>,
 }
+
+enum Pending {
+    Delivered(usize),
+    Waiting(oneshot::Sender<usize>),
+}
+
+/// How long a publisher waits for its own backplane entry to come back
+/// before it reports zero local deliveries.
+const DELIVERY_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Registry {
@@ -399,6 +433,100 @@ impl Shared {
         };
         self.remove_slow(slow);
         delivery
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Delivers (or, with `deliver` false, only records) an entry of the
+    /// backplane's log.
+    pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, deliver: bool) {
+        let origin = entry.origin;
+        let mut slow = Vec::new();
+        let mut delivered = 0;
+        {
+            let mut history = self.history.lock();
+            history.set_last_log_id(log_id);
+            match entry.into_parts() {
+                Ok((target, event)) => {
+                    if event.dispatches() {
+                        let seq = history.next_seq();
+                        let id = event.id().unwrap_or(log_id);
+                        let frame = event.encode_with_id(Some(id));
+                        history.push(seq, Some(id.to_owned()), target.clone(), frame.clone(), Instant::now());
+                        if deliver {
+                            let registry = self.registry.read();
+                            delivered = self.fan_out(&registry, &target, &frame, &mut slow);
+                        }
+                    } else if deliver {
+                        let registry = self.registry.read();
+                        delivered = self.fan_out(&registry, &target, &event.encode(), &mut slow);
+                    }
+                }
+                Err(error) => tracing::warn!(%log_id, %error, "sse backplane entry skipped: invalid event"),
+            }
+        }
+        self.remove_slow(slow);
+        if deliver && origin == self.instance {
+            Counters::add(&self.stats.events_published, 1);
+            let mut pending = self.pending.lock();
+            match pending.remove(log_id) {
+                Some(Pending::Waiting(waiter)) => {
+                    let _ = waiter.send(delivered);
+                }
+                _ => {
+                    // The publisher has not collected it yet. Entries whose
+                    // publisher gave up are dropped once too many pile up.
+                    if pending.len() >= 4096 {
+                        pending.retain(|_, p| matches!(p, Pending::Waiting(_)));
+                    }
+                    pending.insert(log_id.to_owned(), Pending::Delivered(delivered));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn last_log_id(&self) -> Option<String> {
+        self.history.lock().last_log_id().map(str::to_owned)
+    }
+
+    pub(crate) fn forget_history(&self) {
+        self.history.lock().clear();
+        tracing::warn!("sse backplane lost its history: resuming clients get a reset");
+    }
+
+    /// Publishes through the backplane and waits for the entry to come back
+    /// to this instance, to report its local deliveries.
+    async fn publish(&self, backplane: &dyn Backplane, target: &Target, event: &Event) -> Result<Delivery, SendError> {
+        let entry = Entry::new(self.instance, target, event).ok_or(SendError::NotDistributable)?;
+        let log_id = backplane.publish(entry.encode()).await.map_err(|error| {
+            tracing::warn!(%error, "sse publish failed: backplane unavailable");
+            SendError::Backplane(error.to_string())
+        })?;
+        let id = event
+            .dispatches()
+            .then(|| event.id().map_or_else(|| log_id.clone(), str::to_owned));
+        let receiver = {
+            let mut pending = self.pending.lock();
+            if let Some(Pending::Delivered(delivered)) = pending.remove(&log_id) {
+                return Ok(Delivery { id, delivered });
+            }
+            let (sender, receiver) = oneshot::channel();
+            pending.insert(log_id.clone(), Pending::Waiting(sender));
+            receiver
+        };
+        let mut timeout = self.runtime.sleep(DELIVERY_WAIT).fuse();
+        let mut receiver = receiver.fuse();
+        let delivered = futures_util::select! {
+            delivered = receiver => delivered.unwrap_or(0),
+            () = timeout => {
+                self.pending.lock().remove(&log_id);
+                tracing::warn!(%log_id, "sse publish: own entry not read back in time; reporting 0 local deliveries");
+                0
+            }
+        };
+        Ok(Delivery { id, delivered })
     }
 
     fn heartbeat(&self) {
@@ -759,17 +887,26 @@ impl SseManager {
     /// are shared by every recipient. A connection whose queue is full is
     /// closed as too slow (and counted); a send never waits for a client.
     ///
+    /// With a [backplane](crate::backplane), the event goes through the
+    /// shared log to every instance; `delivered` counts this instance's
+    /// connections.
+    ///
     /// # Errors
-    /// [`SendError::ShutDown`] once [`SseManager::shutdown`] was called.
+    /// [`SendError::ShutDown`] once [`SseManager::shutdown`] was called;
+    /// with a backplane, [`SendError::Backplane`] when it is unreachable and
+    /// [`SendError::NotDistributable`] for a [`Target::Filter`].
     pub async fn send(&self, target: impl Into<Target>, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&target.into(), &event)
+        self.send_now(&target.into(), &event).await
     }
 
-    fn send_now(&self, target: &Target, event: &Event) -> Result<Delivery, SendError> {
+    async fn send_now(&self, target: &Target, event: &Event) -> Result<Delivery, SendError> {
         if self.is_shut_down() {
             return Err(SendError::ShutDown);
         }
-        Ok(self.shared.send(target, event))
+        match &self.shared.backplane {
+            Some(backplane) => self.shared.publish(backplane.as_ref(), target, event).await,
+            None => Ok(self.shared.send(target, event)),
+        }
     }
 
     /// Sends `event` to every connection (`broadcast`).
@@ -777,7 +914,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn broadcast(&self, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::All, &event)
+        self.send_now(&Target::All, &event).await
     }
 
     /// Sends `event` to every connection of user `user_id` (`sendToUser`).
@@ -785,7 +922,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_user(&self, user_id: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::user(user_id), &event)
+        self.send_now(&Target::user(user_id), &event).await
     }
 
     /// Sends `event` to every connection of each of `user_ids`
@@ -798,7 +935,7 @@ impl SseManager {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.send_now(&Target::users(user_ids), &event)
+        self.send_now(&Target::users(user_ids), &event).await
     }
 
     /// Sends `event` to every connection of session `session_id`
@@ -807,7 +944,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_session(&self, session_id: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::session(session_id), &event)
+        self.send_now(&Target::session(session_id), &event).await
     }
 
     /// Sends `event` to one connection (`sendToClient`).
@@ -815,7 +952,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_client(&self, client_id: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::client(client_id), &event)
+        self.send_now(&Target::client(client_id), &event).await
     }
 
     /// Sends `event` to every connection subscribed to `channel`.
@@ -823,7 +960,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_channel(&self, channel: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::channel(channel), &event)
+        self.send_now(&Target::channel(channel), &event).await
     }
 
     /// Sends `event` to every connection `predicate` accepts.
@@ -838,7 +975,7 @@ impl SseManager {
         predicate: impl Fn(&ConnectionInfo) -> bool + Send + Sync + 'static,
         event: Event,
     ) -> Result<Delivery, SendError> {
-        self.send_now(&Target::filter(predicate), &event)
+        self.send_now(&Target::filter(predicate), &event).await
     }
 
     /// Subscribes a connection to `channel` at runtime. Returns `false` if it
@@ -995,7 +1132,16 @@ impl SseManager {
         let shared = &self.shared;
         if let Some(event) = final_event {
             if !self.is_shut_down() {
-                shared.send(&Target::All, &event);
+                if shared.backplane.is_some() {
+                    // Only this instance is going away: its connections get
+                    // the final event, without an id, past the log.
+                    let frame = event.encode_with_id(None);
+                    let mut slow = Vec::new();
+                    shared.fan_out(&shared.registry.read(), &Target::All, &frame, &mut slow);
+                    shared.remove_slow(slow);
+                } else {
+                    shared.send(&Target::All, &event);
+                }
             }
         }
         let closed = {

@@ -1,0 +1,226 @@
+//! Several server instances, one stream of events: the [`Backplane`] seam.
+//!
+//! Without a backplane the manager is a single node: it orders, records and
+//! delivers events in memory, which needs nothing installed. With one, every
+//! send is appended to a shared, ordered log instead; each instance reads the
+//! whole log, in order, and delivers every entry to its own connections and
+//! into its own replay history. So:
+//!
+//! * targeting works cluster-wide: a send to a user reaches that user's
+//!   connections on every instance;
+//! * every instance delivers the same events in the same order with the same
+//!   ids (the log's), so a client can resume with `Last-Event-ID` on any
+//!   instance;
+//! * the `delivered` count of a send is the number of connections *on the
+//!   publishing instance* that received it (it cannot know the others').
+//!
+//! A backplane moves opaque payloads; the manager encodes and decodes them.
+
+use std::sync::Weak;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::manager::Shared;
+use crate::runtime::BoxFuture;
+use crate::target::Target;
+
+/// A backplane could not carry out an operation (the log is unreachable, an
+/// entry could not be read).
+#[derive(Debug, thiserror::Error)]
+#[error("backplane: {0}")]
+pub struct BackplaneError(#[source] pub Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl BackplaneError {
+    /// Wraps any error.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        BackplaneError(error.into())
+    }
+}
+
+/// A shared, ordered log of events that every instance reads.
+///
+/// # Contract
+///
+/// * [`Backplane::publish`] appends one payload to the log and resolves with
+///   the id the log gave it, once the entry is stored. Ids are unique, at
+///   most [`MAX_ID_LEN`](crate::event::MAX_ID_LEN) bytes, free of CR, LF and
+///   NUL, and increase in log order. A log that cannot be reached is an
+///   error, never a silent drop.
+/// * [`Backplane::run`] is spawned once, when the manager is built. It hands
+///   every entry of the log (from every instance, this one included) to
+///   [`BackplaneSink::deliver`], exactly once and in log order, and keeps
+///   doing so across reconnections: after a fault it resumes after
+///   [`BackplaneSink::last_id`], reconnecting with backoff. It may first
+///   [`preload`](BackplaneSink::preload) the recent past of the log, so that
+///   clients can resume on a fresh instance. It returns once
+///   [`BackplaneSink::is_closed`].
+/// * If the log lost its history (a restart without persistence), call
+///   [`BackplaneSink::history_lost`]: clients resuming from an id of before
+///   get a `reset`, not a wrong replay.
+///
+/// The trait is object safe.
+pub trait Backplane: Send + Sync + 'static {
+    /// Appends `payload` to the log; resolves with its id.
+    fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<String, BackplaneError>>;
+
+    /// Delivers the log to `sink` until the manager goes away.
+    fn run(&self, sink: BackplaneSink) -> BoxFuture<'static, ()>;
+}
+
+const _: Option<&dyn Backplane> = None;
+
+/// Where a [`Backplane`] delivers the log's entries: the manager of this
+/// instance.
+#[derive(Debug, Clone)]
+pub struct BackplaneSink {
+    pub(crate) shared: Weak<Shared>,
+}
+
+impl BackplaneSink {
+    /// Delivers the entry `id` to this instance's connections and records it
+    /// for replay.
+    ///
+    /// # Errors
+    /// [`BackplaneError`] if `payload` is not an entry the manager wrote
+    /// (the entry is skipped; nothing is delivered).
+    pub fn deliver(&self, id: &str, payload: &[u8]) -> Result<(), BackplaneError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        let entry = Entry::decode(payload)?;
+        shared.deliver_entry(id, entry, true);
+        Ok(())
+    }
+
+    /// Records the entry `id` for replay without delivering it: for entries
+    /// published before this instance started.
+    ///
+    /// # Errors
+    /// As [`BackplaneSink::deliver`].
+    pub fn preload(&self, id: &str, payload: &[u8]) -> Result<(), BackplaneError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        let entry = Entry::decode(payload)?;
+        shared.deliver_entry(id, entry, false);
+        Ok(())
+    }
+
+    /// The id of the last entry delivered or preloaded, to resume after.
+    pub fn last_id(&self) -> Option<String> {
+        self.shared.upgrade().and_then(|shared| shared.last_log_id())
+    }
+
+    /// Forgets the replay history: the log lost it.
+    pub fn history_lost(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.forget_history();
+        }
+    }
+
+    /// Whether the manager is gone or shut down: [`Backplane::run`] returns.
+    pub fn is_closed(&self) -> bool {
+        self.shared.upgrade().is_none_or(|shared| shared.is_shut_down())
+    }
+}
+
+/// What travels through the log: the target, the event and the instance
+/// that published it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    #[serde(rename = "o")]
+    pub(crate) origin: u64,
+    #[serde(rename = "t")]
+    target: WireTarget,
+    #[serde(rename = "e")]
+    event: WireEvent,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "lowercase")]
+enum WireTarget {
+    All,
+    Client(String),
+    User(String),
+    Users(Vec<String>),
+    Session(String),
+    Channel(String),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WireEvent {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+}
+
+impl Entry {
+    /// `None` for a target that cannot cross instances (a predicate).
+    pub(crate) fn new(origin: u64, target: &Target, event: &Event) -> Option<Self> {
+        let target = match target {
+            Target::All => WireTarget::All,
+            Target::Client(id) => WireTarget::Client(id.to_string()),
+            Target::User(id) => WireTarget::User(id.clone()),
+            Target::Users(ids) => WireTarget::Users(ids.clone()),
+            Target::Session(id) => WireTarget::Session(id.clone()),
+            Target::Channel(name) => WireTarget::Channel(name.clone()),
+            Target::Filter(_) => return None,
+        };
+        let event = WireEvent {
+            id: event.id().map(str::to_owned),
+            event: event.event().map(str::to_owned),
+            data: event.data().map(str::to_owned),
+            retry: event.retry().map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX)),
+            comment: event.comment().map(str::to_owned),
+        };
+        Some(Entry { origin, target, event })
+    }
+
+    pub(crate) fn encode(&self) -> Bytes {
+        // Plain data with string keys: serialization cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(payload: &[u8]) -> Result<Self, BackplaneError> {
+        serde_json::from_slice(payload).map_err(BackplaneError::new)
+    }
+
+    /// The target and the validated event.
+    pub(crate) fn into_parts(self) -> Result<(Target, Event), crate::error::EventError> {
+        let target = match self.target {
+            WireTarget::All => Target::All,
+            WireTarget::Client(id) => Target::client(id),
+            WireTarget::User(id) => Target::User(id),
+            WireTarget::Users(ids) => Target::Users(ids),
+            WireTarget::Session(id) => Target::Session(id),
+            WireTarget::Channel(name) => Target::Channel(name),
+        };
+        let wire = self.event;
+        let mut builder = Event::builder();
+        if let Some(id) = wire.id {
+            builder = builder.id(id);
+        }
+        if let Some(name) = wire.event {
+            builder = builder.event(name);
+        }
+        if let Some(data) = wire.data {
+            builder = builder.data(data);
+        }
+        if let Some(retry) = wire.retry {
+            builder = builder.retry(std::time::Duration::from_millis(retry));
+        }
+        if let Some(comment) = wire.comment {
+            builder = builder.comment(comment);
+        }
+        Ok((target, builder.build()?))
+    }
+}

@@ -1,0 +1,121 @@
+//! Several managers sharing one log through a backplane.
+#![cfg(all(feature = "test-util", feature = "tokio"))]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use sse_core::test_util::MemoryLog;
+use sse_core::{ConnectOptions, Connection, Event, SendError, SseManager, Target};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn instance(log: &MemoryLog) -> SseManager {
+    SseManager::builder().backplane(log.clone()).build().expect("manager")
+}
+
+/// Reads frames until `needle` shows up; returns everything read.
+async fn read_until(connection: &mut Connection, needle: &str) -> String {
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, async {
+        while !text.contains(needle) {
+            let frames: Bytes = connection.next().await.expect("stream open");
+            text.push_str(&String::from_utf8_lossy(&frames));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{needle:?} never arrived; got {text:?}"));
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_reach_connections_on_every_instance() {
+    let log = MemoryLog::new();
+    let (a, b) = (instance(&log), instance(&log));
+    let mut alice_on_b = b
+        .connect(ConnectOptions::new().user("alice").channel("news"))
+        .await
+        .expect("alice");
+    let mut bob_on_a = a.connect(ConnectOptions::new().user("bob")).await.expect("bob");
+
+    let to_alice = a
+        .send_to_user("alice", Event::named("private", "for alice").expect("event"))
+        .await;
+    let to_alice = to_alice.expect("published");
+    assert_eq!(to_alice.delivered, 0, "a has no connection of alice");
+    let news = b
+        .send(Target::channel("news"), Event::message("news"))
+        .await
+        .expect("published");
+    assert_eq!(news.delivered, 1);
+    let all = a.broadcast(Event::message("everyone")).await.expect("published");
+    assert_eq!(all.delivered, 1, "bob is a's only connection");
+
+    let seen = read_until(&mut alice_on_b, "everyone").await;
+    let private_at = seen.find("for alice").expect("alice got her event");
+    let news_at = seen.find("data: news").expect("alice got the news");
+    assert!(private_at < news_at, "log order is kept: {seen}");
+    assert!(seen.contains(&format!("id: {}", to_alice.id.expect("id"))));
+    let bob_seen = read_until(&mut bob_on_a, "everyone").await;
+    assert!(
+        !bob_seen.contains("for alice") && !bob_seen.contains("data: news"),
+        "{bob_seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_instance() {
+    let log = MemoryLog::new();
+    let (a, b) = (instance(&log), instance(&log));
+    let mut on_a = a.connect(ConnectOptions::new().user("alice")).await.expect("connect");
+    let first = a.send_to_user("alice", Event::message("one")).await.expect("sent");
+    read_until(&mut on_a, "one").await;
+    drop(on_a);
+    // Published while alice is away, on another instance, with some noise for bob.
+    b.send_to_user("bob", Event::message("bob only")).await.expect("sent");
+    b.send_to_user("alice", Event::message("two")).await.expect("sent");
+    a.send_to_user("alice", Event::message("three")).await.expect("sent");
+
+    let resumed = ConnectOptions::new().user("alice").last_event_id(first.id.clone());
+    let mut on_b = b.connect(resumed).await.expect("reconnect");
+    let seen = read_until(&mut on_b, "three").await;
+    assert!(seen.find("data: two") < seen.find("data: three"), "{seen}");
+    assert!(
+        !seen.contains("bob only") && !seen.contains("data: one") && !seen.contains("event: reset"),
+        "{seen}"
+    );
+
+    // A fresh instance preloads the log, so it can resume clients too.
+    let c = instance(&log);
+    let mut on_c = c
+        .connect(ConnectOptions::new().user("alice").last_event_id(first.id))
+        .await
+        .expect("reconnect");
+    let seen = read_until(&mut on_c, "three").await;
+    assert!(seen.contains("data: two") && !seen.contains("bob only"), "{seen}");
+}
+
+#[tokio::test]
+async fn an_unreachable_log_is_an_error_and_connections_stay_open() {
+    let log = MemoryLog::new();
+    let manager = SseManager::builder()
+        .backplane(log.clone())
+        .configure(|c| c.heartbeat_interval(Some(Duration::from_millis(50))))
+        .build()
+        .expect("manager");
+    let mut connection = manager.connect(ConnectOptions::new()).await.expect("connect");
+    log.set_available(false);
+    let failed = manager.broadcast(Event::message("lost?")).await;
+    assert!(matches!(failed, Err(SendError::Backplane(_))), "{failed:?}");
+    assert!(log.is_empty(), "nothing was appended");
+    read_until(&mut connection, ": heartbeat").await;
+    assert_eq!(manager.connection_count(), 1);
+    log.set_available(true);
+    assert_eq!(
+        manager.broadcast(Event::message("back")).await.expect("sent").delivered,
+        1
+    );
+    read_until(&mut connection, "back").await;
+    let predicate = manager.send_where(|_| true, Event::message("x")).await;
+    assert_eq!(predicate, Err(SendError::NotDistributable));
+}
