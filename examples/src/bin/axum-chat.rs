@@ -75,7 +75,12 @@ async fn join(State(manager): State<SseManager>, Path(room): Path<String>, Query
         Err(refused) => return axum::response::IntoResponse::into_response(SseResponse::new(Err(refused))),
     };
     announce(&manager, &room, "join", &member.user).await;
-    let presence = Presence { connection, manager, room, user: member.user };
+    let presence = Presence {
+        connection,
+        manager,
+        room,
+        user: member.user,
+    };
     let mut response = Response::new(Body::from_stream(presence));
     *response.headers_mut() = sse_core::http::sse_headers();
     response

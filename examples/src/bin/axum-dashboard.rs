@@ -37,7 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
-    let app = Router::new().nest("/api/sse", sse_axum::router(SseEndpoints::new(manager, DevIdentity::enable())));
+    let app = Router::new().nest(
+        "/api/sse",
+        sse_axum::router(SseEndpoints::new(manager, DevIdentity::enable())),
+    );
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -61,7 +61,11 @@ struct Notification {
     message: String,
 }
 
-async fn notify(State(app): State<App>, Path(user): Path<String>, Json(note): Json<Notification>) -> Json<serde_json::Value> {
+async fn notify(
+    State(app): State<App>,
+    Path(user): Path<String>,
+    Json(note): Json<Notification>,
+) -> Json<serde_json::Value> {
     let event = Event::notification(&note.title, &note.message, NotificationKind::Info, None::<&()>);
     let delivered = match event {
         Ok(event) => app.sse.send_to_user(&user, event).await.map_or(0, |d| d.delivered),

@@ -26,9 +26,15 @@ struct Start {
     client_id: String,
 }
 
-async fn start_job(State(manager): State<SseManager>, Query(start): Query<Start>) -> (StatusCode, Json<serde_json::Value>) {
+async fn start_job(
+    State(manager): State<SseManager>,
+    Query(start): Query<Start>,
+) -> (StatusCode, Json<serde_json::Value>) {
     if !manager.has_connection(&start.client_id) {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no such client" })));
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": "no such client" })),
+        );
     }
     let job = format!("job-{}", fastrand::u32(..));
     let reply = serde_json::json!({ "jobId": job });
@@ -36,7 +42,9 @@ async fn start_job(State(manager): State<SseManager>, Query(start): Query<Start>
         for percent in (0..=100).step_by(10) {
             tokio::time::sleep(Duration::from_millis(300)).await; // the work
             let step = serde_json::json!({ "jobId": job, "percent": percent });
-            let Ok(event) = Event::json("progress", &step) else { return };
+            let Ok(event) = Event::json("progress", &step) else {
+                return;
+            };
             match manager.send_to_client(&start.client_id, event).await {
                 Ok(sent) if sent.delivered == 1 => {}
                 _ => return, // the client left: stop reporting
