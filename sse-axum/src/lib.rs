@@ -63,7 +63,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
-use sse_core::http::{MAX_BODY_BYTES, SseEndpoints, SseReply, payload_too_large};
+use sse_core::http::{MAX_BODY_BYTES, SseEndpoints, SseReply, payload_too_large, unreadable_body};
 use sse_core::{ConnectError, Connection};
 
 pub use sse_core;
@@ -140,7 +140,7 @@ async fn handle(
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return SseResponse::new(payload_too_large()).into_response();
         }
-        Err(rejection) => return rejection.into_response(),
+        Err(_) => return SseResponse::new(unreadable_body()).into_response(),
     };
     // Nested, the router sees the path below its prefix.
     let reply = endpoints.handle(&request, request.uri.path(), body).await;
