@@ -1,0 +1,194 @@
+//! Appending to the stream: one multiplexed connection shared by every
+//! publish, reconnected when needed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script};
+
+use crate::{Inner, RedisBackplaneError};
+
+/// Appends the payload with the id of the entry before it (`0-0` for the
+/// first entry of a new stream), atomically.
+///
+/// KEYS[1]: the stream; ARGV[1]: the history size; ARGV[2]: the payload.
+const APPEND: &str = r"
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'p', ARGV[2], 'prev', prev)
+";
+
+/// A publishing connection idle for longer than this is checked with a
+/// `PING` before an append: an append that fails cannot be retried (it may
+/// have been stored), a `PING` can.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+pub(crate) struct Writer {
+    config: AsyncConnectionConfig,
+    link: tokio::sync::Mutex<Option<Link>>,
+    /// Numbers the connections, to forget only the one that failed.
+    next_link: AtomicU64,
+    /// Failed connection attempts so far: a publish that waited for another
+    /// one's attempt does not try again at once when that one failed.
+    connect_failures: AtomicU64,
+    /// When the current connection last answered, in ms since `epoch`.
+    last_ok_ms: AtomicU64,
+    /// Check the current connection before the next append: the reader's
+    /// connection just broke, so this one may have too.
+    suspect: AtomicBool,
+    epoch: Instant,
+    script: Script,
+}
+
+struct Link {
+    connection: MultiplexedConnection,
+    id: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Writer {
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout)),
+            link: tokio::sync::Mutex::new(None),
+            next_link: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            last_ok_ms: AtomicU64::new(0),
+            suspect: AtomicBool::new(false),
+            epoch: Instant::now(),
+            script: Script::new(APPEND),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn answered(&self) {
+        self.last_ok_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The shared connection: the current one, checked first if idle, or a
+    /// new one.
+    async fn connection(&self, inner: &Inner) -> Result<(MultiplexedConnection, u64), RedisBackplaneError> {
+        let failures = self.connect_failures.load(Ordering::Acquire);
+        let mut link = self.link.lock().await;
+        if let Some(current) = link.as_mut() {
+            let idle_ms = self.now_ms().saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
+            let suspect = self.suspect.swap(false, Ordering::AcqRel);
+            if !suspect && Duration::from_millis(idle_ms) < IDLE_CHECK {
+                return Ok((current.connection.clone(), current.id));
+            }
+            match redis::cmd("PING").query_async::<()>(&mut current.connection).await {
+                Ok(()) => {
+                    self.answered();
+                    return Ok((current.connection.clone(), current.id));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "sse-redis: the publishing connection no longer answers; reconnecting");
+                    *link = None;
+                }
+            }
+        }
+        if self.connect_failures.load(Ordering::Acquire) != failures {
+            return Err(RedisBackplaneError::Unavailable);
+        }
+        match inner
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            Ok(connection) => {
+                let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+                *link = Some(Link {
+                    connection: connection.clone(),
+                    id,
+                });
+                self.answered();
+                Ok((connection, id))
+            }
+            Err(error) => {
+                self.connect_failures.fetch_add(1, Ordering::AcqRel);
+                Err(RedisBackplaneError::Connect(error))
+            }
+        }
+    }
+
+    /// After `error` on connection `id`: forgets it if it is broken.
+    async fn failed(&self, id: u64, error: &RedisError) {
+        if matches!(error.kind(), ErrorKind::Server(_) | ErrorKind::Extension) {
+            return; // Redis answered: the connection is fine.
+        }
+        let mut link = self.link.lock().await;
+        if link.as_ref().is_some_and(|link| link.id == id) {
+            *link = None;
+        }
+    }
+
+    /// Has the current connection checked before its next append.
+    pub(crate) fn suspect(&self) {
+        self.suspect.store(true, Ordering::Release);
+    }
+
+    /// Forgets the current connection, whatever it is.
+    pub(crate) fn forget_connection(&self) {
+        if let Ok(mut link) = self.link.try_lock() {
+            *link = None;
+        }
+    }
+
+    /// Appends `payload` to the stream; returns its id.
+    pub(crate) async fn append(&self, inner: &Inner, payload: &[u8]) -> Result<String, RedisBackplaneError> {
+        let (mut connection, id) = self.connection(inner).await?;
+        let result = self
+            .script
+            .key(&inner.key)
+            .arg(inner.history)
+            .arg(payload)
+            .invoke_async::<String>(&mut connection)
+            .await;
+        match result {
+            Ok(entry_id) => {
+                self.answered();
+                Ok(entry_id)
+            }
+            Err(error) => {
+                self.failed(id, &error).await;
+                Err(RedisBackplaneError::Command(error))
+            }
+        }
+    }
+
+    /// The last `history` entries of the stream, oldest first.
+    pub(crate) async fn recent(&self, inner: &Inner) -> Result<Vec<crate::reader::Entry>, RedisBackplaneError> {
+        let (mut connection, id) = self.connection(inner).await?;
+        match crate::reader::recent(&mut connection, &inner.key, inner.history).await {
+            Ok(entries) => {
+                self.answered();
+                Ok(entries)
+            }
+            Err(error) => {
+                self.failed(id, &error).await;
+                Err(RedisBackplaneError::Command(error))
+            }
+        }
+    }
+
+    /// Checks that Redis answers.
+    pub(crate) async fn ping(&self, inner: &Inner) -> Result<(), RedisBackplaneError> {
+        let (mut connection, id) = self.connection(inner).await?;
+        match redis::cmd("PING").query_async::<()>(&mut connection).await {
+            Ok(()) => {
+                self.answered();
+                Ok(())
+            }
+            Err(error) => {
+                self.failed(id, &error).await;
+                Err(RedisBackplaneError::Command(error))
+            }
+        }
+    }
+}
