@@ -1,0 +1,619 @@
+//! Several managers sharing one Redis stream, against a real Redis server.
+//!
+//! Expects Redis on 127.0.0.1:6379 (or at `SSE_TEST_REDIS_URL`); without it
+//! every test that needs it prints why and passes, unless `SSE_CI_STRICT=1`,
+//! which makes a missing Redis (or a missing `redis-server` binary, for the
+//! restart test) a failure. Each test uses a key prefix of its own and
+//! deletes its keys at the end.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use sse_core::{ConnectOptions, Connection, Delivery, Event, SendError, SseManager, Target};
+use sse_redis::{RedisBackplane, RedisBackplaneError};
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn strict() -> bool {
+    std::env::var("SSE_CI_STRICT").is_ok_and(|value| value == "1")
+}
+
+/// Skips the test (or fails it under `SSE_CI_STRICT=1`).
+fn skip(reason: &str) {
+    assert!(!strict(), "{reason} (SSE_CI_STRICT=1 makes this a failure)");
+    eprintln!("skipped: {reason}");
+}
+
+/// A stream key of this test's own, deleted when dropped.
+struct Fixture {
+    url: String,
+    prefix: String,
+}
+
+impl Fixture {
+    fn key(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    fn backplane(&self, history: usize) -> sse_redis::RedisBackplaneBuilder {
+        RedisBackplane::connect(self.url.as_str())
+            .prefix(self.prefix.as_str())
+            .history(history)
+    }
+
+    /// An instance: a manager with its own backplane.
+    async fn instance(&self, history: usize) -> SseManager {
+        let backplane = self.backplane(history).build().await.expect("backplane");
+        SseManager::builder()
+            .configure(|c| c.history_size(history))
+            .backplane(backplane)
+            .build()
+            .expect("manager")
+    }
+
+    async fn xlen(&self) -> usize {
+        redis::cmd("XLEN")
+            .arg(self.key())
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("XLEN")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let deleted = redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut connection| redis::cmd("DEL").arg(self.key()).query::<usize>(&mut connection));
+        if let Err(error) = deleted {
+            eprintln!("could not delete {}: {error}", self.key());
+        }
+    }
+}
+
+fn prefix(test: &str) -> String {
+    format!("sse-test-{:016x}-{test}", fastrand::u64(..))
+}
+
+/// A fixture on the Redis at `url`, or `None` (after [`skip`]) when it does
+/// not answer.
+async fn fixture_at(url: &str, test: &str) -> Option<Fixture> {
+    let ping = async {
+        let client = redis::Client::open(url)?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await
+    };
+    match tokio::time::timeout(Duration::from_secs(3), ping).await {
+        Ok(Ok(_)) => Some(Fixture {
+            url: url.to_owned(),
+            prefix: prefix(test),
+        }),
+        Ok(Err(error)) => {
+            skip(&format!("Redis at {url} is not reachable: {error}"));
+            None
+        }
+        Err(_) => {
+            skip(&format!("Redis at {url} did not answer within 3 s"));
+            None
+        }
+    }
+}
+
+async fn fixture(test: &str) -> Option<Fixture> {
+    let url = std::env::var("SSE_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.to_owned());
+    fixture_at(&url, test).await
+}
+
+/// One connection and everything it received so far.
+struct Watch {
+    connection: Connection,
+    seen: String,
+}
+
+impl Watch {
+    fn new(connection: Connection) -> Self {
+        Watch {
+            connection,
+            seen: String::new(),
+        }
+    }
+
+    fn client_id(&self) -> String {
+        self.connection.client_id().to_string()
+    }
+
+    /// Reads until `needle` was received; returns everything received.
+    async fn until(&mut self, needle: &str) -> &str {
+        let seen = &mut self.seen;
+        let connection = &mut self.connection;
+        let read = tokio::time::timeout(WAIT, async {
+            while !seen.contains(needle) {
+                let frames: Bytes = connection.next().await.expect("stream open");
+                seen.push_str(&String::from_utf8_lossy(&frames));
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "{needle:?} never arrived; got {:?}", self.seen);
+        &self.seen
+    }
+
+    /// The `data:` lines received so far, in order.
+    fn data(&self) -> Vec<&str> {
+        self.seen
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .collect()
+    }
+
+    /// The `data:` lines of events, without the `connected` event's.
+    fn events(&self) -> Vec<&str> {
+        self.data().into_iter().filter(|data| !data.starts_with('{')).collect()
+    }
+}
+
+async fn connect(manager: &SseManager, options: ConnectOptions) -> Watch {
+    Watch::new(manager.connect(options).await.expect("connect"))
+}
+
+async fn send(manager: &SseManager, target: Target, data: &str) -> Delivery {
+    manager.send(target, Event::message(data)).await.expect("published")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_target_kind_reaches_exactly_its_connections_on_other_instances() {
+    let Some(fx) = fixture("targets").await else { return };
+    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
+    let mut alice = connect(
+        &b,
+        ConnectOptions::new().user("alice").session("s-alice").channel("news"),
+    )
+    .await;
+    let mut bob = connect(&b, ConnectOptions::new().user("bob").session("s-bob")).await;
+    let mut carol = connect(&b, ConnectOptions::new().user("carol").channel("sport")).await;
+    let mut dave_on_a = connect(&a, ConnectOptions::new().user("dave").channel("news")).await;
+
+    let all = send(&a, Target::All, "to-all").await;
+    assert_eq!(all.delivered, 1, "a counts its own connections only: dave");
+    assert_eq!(send(&a, Target::user("alice"), "to-alice").await.delivered, 0);
+    assert_eq!(
+        send(&a, Target::users(["bob", "carol", "bob"]), "to-bob-carol")
+            .await
+            .delivered,
+        0
+    );
+    assert_eq!(send(&a, Target::session("s-bob"), "to-s-bob").await.delivered, 0);
+    assert_eq!(
+        send(&a, Target::client(carol.client_id()), "to-carol-client")
+            .await
+            .delivered,
+        0
+    );
+    assert_eq!(
+        send(&a, Target::channel("news"), "to-news").await.delivered,
+        1,
+        "dave is on news"
+    );
+    assert_eq!(send(&a, Target::user("dave"), "to-dave").await.delivered, 1);
+    // Published on b: b's own connections count.
+    assert_eq!(send(&b, Target::channel("sport"), "to-sport").await.delivered, 1);
+    assert_eq!(send(&b, Target::All, "end").await.delivered, 3);
+
+    alice.until("data: end").await;
+    bob.until("data: end").await;
+    carol.until("data: end").await;
+    dave_on_a.until("data: end").await;
+    assert_eq!(alice.events(), ["to-all", "to-alice", "to-news", "end"]);
+    assert_eq!(bob.events(), ["to-all", "to-bob-carol", "to-s-bob", "end"]);
+    assert_eq!(
+        carol.events(),
+        ["to-all", "to-bob-carol", "to-carol-client", "to-sport", "end"]
+    );
+    assert_eq!(dave_on_a.events(), ["to-all", "to-news", "to-dave", "end"]);
+    // Every instance uses the stream's ids.
+    assert!(alice.seen.contains(&format!("id: {}\n", all.id.expect("id"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_instance_with_exactly_the_gap() {
+    let Some(fx) = fixture("resume").await else { return };
+    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
+    let mut on_a = connect(&a, ConnectOptions::new().user("alice").channel("news")).await;
+    let first = send(&a, Target::user("alice"), "one").await;
+    on_a.until("data: one").await;
+    drop(on_a);
+
+    // While alice is away: events for her on both instances, and noise.
+    send(&b, Target::user("bob"), "bob only").await;
+    send(&b, Target::user("alice"), "two").await;
+    send(&a, Target::channel("news"), "three").await;
+    send(&a, Target::channel("other"), "other channel").await;
+    send(&b, Target::All, "four").await;
+
+    let resumed = ConnectOptions::new()
+        .user("alice")
+        .channel("news")
+        .last_event_id(first.id.clone());
+    let mut on_b = connect(&b, resumed).await;
+    send(&a, Target::user("alice"), "live").await;
+    on_b.until("data: live").await;
+    assert_eq!(on_b.events(), ["two", "three", "four", "live"], "{}", on_b.seen);
+    assert!(!on_b.seen.contains("event: reset"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_later_preloads_and_resumes_clients() {
+    let Some(fx) = fixture("preload").await else { return };
+    let a = fx.instance(100).await;
+    let first = send(&a, Target::user("alice"), "one").await;
+    send(&a, Target::user("alice"), "two").await;
+    send(&a, Target::user("bob"), "bob only").await;
+    send(&a, Target::user("alice"), "three").await;
+
+    let c = fx.instance(100).await;
+    let resumed = ConnectOptions::new().user("alice").last_event_id(first.id.clone());
+    let mut on_c = connect(&c, resumed).await;
+    // Replayed from what c loaded at start, before any live event.
+    on_c.until("data: three").await;
+    assert_eq!(on_c.events(), ["two", "three"], "{}", on_c.seen);
+    // Then live, once each.
+    send(&a, Target::user("alice"), "four").await;
+    on_c.until("data: four").await;
+    assert_eq!(on_c.events(), ["two", "three", "four"], "{}", on_c.seen);
+    // A connection on c that did not resume got nothing of the past.
+    let mut fresh = connect(&c, ConnectOptions::new().user("alice")).await;
+    send(&c, Target::user("alice"), "five").await;
+    fresh.until("data: five").await;
+    assert_eq!(fresh.events(), ["five"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_is_trimmed_to_about_the_history_size() {
+    let Some(fx) = fixture("trim").await else { return };
+    const HISTORY: usize = 50;
+    const SENT: usize = 600;
+    let a = fx.instance(HISTORY).await;
+    let mut ids = Vec::new();
+    for n in 0..SENT {
+        ids.push(send(&a, Target::All, &format!("event {n}")).await.id.expect("id"));
+    }
+    let node: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("stream-node-max-entries")
+        .query_async(&mut fx.redis().await)
+        .await
+        .expect("CONFIG GET");
+    let node: usize = node.get(1).and_then(|n| n.parse().ok()).unwrap_or(100);
+    let len = fx.xlen().await;
+    println!("history {HISTORY}, {SENT} sent: XLEN {len} (stream-node-max-entries {node})");
+    assert!(
+        (HISTORY..=HISTORY + node).contains(&len),
+        "XLEN {len} outside [{HISTORY}, {HISTORY} + {node}]"
+    );
+
+    // A new instance loads the last HISTORY entries: resuming inside them
+    // replays, resuming before them is a reset.
+    let c = fx.instance(HISTORY).await;
+    let inside = ids[SENT - 10].clone();
+    let mut recent = connect(&c, ConnectOptions::new().last_event_id(Some(inside))).await;
+    recent.until(&format!("data: event {}", SENT - 1)).await;
+    let expected: Vec<String> = (SENT - 9..SENT).map(|n| format!("event {n}")).collect();
+    assert_eq!(recent.events(), expected);
+    let mut old = connect(&c, ConnectOptions::new().last_event_id(Some(ids[0].clone()))).await;
+    old.until("event: reset").await;
+    assert!(!old.seen.contains("data: event"), "{}", old.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_fails_publishes_promptly_and_connections_stay_open() {
+    // A port nothing listens on: bound, then released.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let builder = || {
+        RedisBackplane::connect(url.as_str())
+            .prefix(prefix("unreachable"))
+            .timeout(Duration::from_secs(1))
+    };
+
+    let started = Instant::now();
+    let refused = tokio::time::timeout(WAIT, builder().build()).await.expect("build hung");
+    assert!(matches!(refused, Err(RedisBackplaneError::Connect(_))), "{refused:?}");
+
+    let manager = SseManager::builder()
+        .configure(|c| c.heartbeat_interval(Some(Duration::from_millis(100))))
+        .backplane(builder().build_lazy().expect("lazy backplane"))
+        .build()
+        .expect("manager");
+    let mut watch = connect(&manager, ConnectOptions::new().user("alice")).await;
+    for _ in 0..3 {
+        let failed = tokio::time::timeout(WAIT, manager.broadcast(Event::message("lost?")))
+            .await
+            .expect("publish hung");
+        assert!(matches!(failed, Err(SendError::Backplane(_))), "{failed:?}");
+    }
+    println!(
+        "unreachable Redis: a refused build and 3 failed publishes took {:?}",
+        started.elapsed()
+    );
+    watch.until(": heartbeat").await;
+    watch.seen.clear();
+    watch.until(": heartbeat").await;
+    assert_eq!(manager.connection_count(), 1);
+    assert!(watch.connection.close_reason().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_resets_resuming_clients_and_delivery_goes_on_in_order() {
+    let Some(fx) = fixture("deleted").await else { return };
+    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
+    let mut on_b = connect(&b, ConnectOptions::new().user("alice")).await;
+    let first = send(&a, Target::All, "one").await;
+    send(&a, Target::All, "two").await;
+    on_b.until("data: two").await;
+
+    // What a restart of Redis without persistence looks like to a reader.
+    redis::cmd("DEL")
+        .arg(fx.key())
+        .query_async::<usize>(&mut fx.redis().await)
+        .await
+        .expect("DEL");
+
+    for data in ["three", "four", "five"] {
+        send(&a, Target::All, data).await;
+    }
+    send(&b, Target::user("alice"), "six").await;
+    on_b.until("data: six").await;
+    assert_eq!(
+        on_b.events(),
+        ["one", "two", "three", "four", "five", "six"],
+        "{}",
+        on_b.seen
+    );
+    assert!(!on_b.seen.contains("event: reset"), "a live connection is not reset");
+
+    // An id of the lost stream is unknown on every instance now.
+    for instance in [&a, &b] {
+        let mut resumed = connect(instance, ConnectOptions::new().last_event_id(first.id.clone())).await;
+        resumed.until("event: reset").await;
+        send(&a, Target::client(resumed.client_id()), "seven").await;
+        resumed.until("data: seven").await;
+        assert_eq!(resumed.events(), ["seven"], "{}", resumed.seen);
+    }
+    // An id of the new stream resumes as usual.
+    let fresh_id = send(&a, Target::All, "eight").await.id;
+    send(&b, Target::All, "nine").await;
+    let mut resumed = connect(&b, ConnectOptions::new().last_event_id(fresh_id)).await;
+    resumed.until("data: nine").await;
+    assert_eq!(resumed.events(), ["nine"], "{}", resumed.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_is_not_an_event_is_skipped() {
+    let Some(fx) = fixture("garbage").await else { return };
+    let a = fx.instance(100).await;
+    let mut watch = connect(&a, ConnectOptions::new()).await;
+    send(&a, Target::All, "before").await;
+    let mut redis = fx.redis().await;
+    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(fx.key())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .expect("XREVRANGE");
+    let prev = last.ids.first().expect("an entry").id.clone();
+    redis::cmd("XADD")
+        .arg(fx.key())
+        .arg("*")
+        .arg("p")
+        .arg("not json")
+        .arg("prev")
+        .arg(prev)
+        .query_async::<String>(&mut redis)
+        .await
+        .expect("XADD");
+    send(&a, Target::All, "after").await;
+    watch.until("data: after").await;
+    assert_eq!(watch.events(), ["before", "after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_latency_is_reported() {
+    let Some(fx) = fixture("latency").await else { return };
+    const SENDS: usize = 500;
+    let (a, b) = (fx.instance(1000).await, fx.instance(1000).await);
+    let mut on_b = connect(&b, ConnectOptions::new().user("alice")).await;
+    let mut publish = Vec::with_capacity(SENDS);
+    let mut to_other = Vec::with_capacity(SENDS);
+    for n in 0..SENDS {
+        let needle = format!("data: n{n}\n");
+        let started = Instant::now();
+        let sent = async {
+            send(&a, Target::user("alice"), &format!("n{n}")).await;
+            started.elapsed()
+        };
+        let arrived = async {
+            on_b.until(&needle).await;
+            started.elapsed()
+        };
+        let (sent, arrived) = tokio::join!(sent, arrived);
+        publish.push(sent);
+        to_other.push(arrived);
+    }
+    assert_eq!(on_b.events().len(), SENDS);
+    let report = |mut samples: Vec<Duration>| {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        format!("median {:?}, p99 {:?}, max {:?}", at(0.5), at(0.99), at(1.0))
+    };
+    println!("{SENDS} sequential sends through Redis:");
+    println!(
+        "  send() returned (entry stored, then read back by its instance): {}",
+        report(publish)
+    );
+    println!(
+        "  the event reached a connection on the other instance: {}",
+        report(to_other)
+    );
+}
+
+/// A `redis-server` of the test's own, on `port`, killed when dropped.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(port: u16, dir: &std::path::Path) -> std::io::Result<Server> {
+        let port = port.to_string();
+        let dir = dir.to_str().unwrap_or(".");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--dir", dir, "--logfile", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Server { child })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until a Redis answers at `url`.
+async fn wait_for_redis(url: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ping = async {
+            let mut connection = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut connection).await
+        };
+        if ping.await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "redis-server at {url} never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_server_resumes_delivery_in_order_without_duplicates() {
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        skip("the redis-server binary is not installed");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let dir = std::env::temp_dir();
+    let mut server = Server::start(port, &dir).expect("redis-server starts");
+    wait_for_redis(&url).await;
+    let fx = fixture_at(&url, "restart").await.expect("own redis-server answers");
+    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
+    let mut on_b = connect(&b, ConnectOptions::new().user("alice")).await;
+    let first = send(&a, Target::All, "one").await;
+    send(&a, Target::All, "two").await;
+    send(&b, Target::All, "three").await;
+    on_b.until("data: three").await;
+
+    server.stop();
+    for _ in 0..2 {
+        let failed = tokio::time::timeout(WAIT, a.broadcast(Event::message("lost")))
+            .await
+            .expect("publish hung");
+        assert!(matches!(failed, Err(SendError::Backplane(_))), "{failed:?}");
+    }
+    assert_eq!(b.connection_count(), 1, "connections stay open while Redis is down");
+
+    let _server = Server::start(port, &dir).expect("redis-server restarts");
+    wait_for_redis(&url).await;
+    // The first publish after the restart succeeds, on b too, which did not
+    // publish while Redis was down and still holds a connection to the old
+    // server: a stale connection is noticed before an append.
+    send(&b, Target::All, "four").await;
+    send(&a, Target::All, "five").await;
+    send(&a, Target::user("alice"), "six").await;
+    on_b.until("data: six").await;
+    assert_eq!(
+        on_b.events(),
+        ["one", "two", "three", "four", "five", "six"],
+        "{}",
+        on_b.seen
+    );
+    assert!(!on_b.seen.contains("lost"));
+
+    // Ids of before the restart are unknown now: a reset, not a wrong replay.
+    let mut resumed = connect(&a, ConnectOptions::new().last_event_id(first.id)).await;
+    resumed.until("event: reset").await;
+    send(&b, Target::All, "seven").await;
+    resumed.until("data: seven").await;
+    assert_eq!(resumed.events(), ["seven"], "{}", resumed.seen);
+    drop(fx);
+}
+
+#[tokio::test]
+async fn the_builder_checks_its_settings() {
+    let invalid = RedisBackplane::connect("not a url").build_lazy();
+    assert!(
+        matches!(invalid, Err(RedisBackplaneError::InvalidUrl(_))),
+        "{invalid:?}"
+    );
+    for builder in [
+        RedisBackplane::connect(REDIS_URL).history(0),
+        RedisBackplane::connect(REDIS_URL).prefix(""),
+        RedisBackplane::connect(REDIS_URL).batch(0),
+        RedisBackplane::connect(REDIS_URL).timeout(Duration::ZERO),
+    ] {
+        let built = builder.build_lazy();
+        assert!(matches!(built, Err(RedisBackplaneError::InvalidConfig(_))), "{built:?}");
+    }
+    let backplane = RedisBackplane::connect(REDIS_URL)
+        .prefix("app")
+        .history(7)
+        .build_lazy()
+        .expect("valid");
+    assert_eq!(backplane.stream_key(), "app:events");
+    assert_eq!(backplane.history(), 7);
+}
+
+#[test]
+fn building_outside_a_tokio_runtime_is_an_error() {
+    let built = RedisBackplane::connect(REDIS_URL).build_lazy();
+    assert!(matches!(built, Err(RedisBackplaneError::NoRuntime)), "{built:?}");
+}
