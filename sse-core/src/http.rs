@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | `GET /` | [`SseEndpoints::connect`] |
 //! | `POST /publish`, `GET /stats`, `GET /connections`, `POST /subscribe`, `POST /unsubscribe`, `DELETE /connections/{clientId}` | [`SseEndpoints::api`] |
+//! | `GET /client.js`: the browser client [`CLIENT_JS`], open to all | [`SseEndpoints::api`] |
 //!
 //! [`SseEndpoints::handle`] dispatches between the two, so an adapter can
 //! route every request under its mount point to it, and
@@ -44,6 +45,11 @@ use crate::target::Target;
 /// The largest request body the endpoints accept (1 MiB); adapters answer a
 /// larger one with [`payload_too_large`].
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The browser client (`clients/js/sse-client.js` of the repository): an ES
+/// module wrapping `EventSource` with backoff, resumption and event history,
+/// served by [`SseEndpoints::api`] at `client.js` under the mount point.
+pub const CLIENT_JS: &str = include_str!("../assets/sse-client.js");
 
 /// The headers of every event-stream response: `content-type:
 /// text/event-stream`, `cache-control: no-cache, no-transform` (no proxy may
@@ -459,11 +465,24 @@ impl SseEndpoints {
     /// Answers the publish and administration endpoints. `path` is the
     /// request path below the mount point (`"publish"`, `"stats"`,
     /// `"connections"`, `"connections/{clientId}"`, `"subscribe"`,
-    /// `"unsubscribe"`); `body` is the request body, already limited to
+    /// `"unsubscribe"`, and `"client.js"`, the [`CLIENT_JS`] script, served
+    /// without authorization); `body` is the request body, already limited to
     /// [`MAX_BODY_BYTES`] by the adapter.
     pub async fn api(&self, request: &Parts, path: &str, body: Bytes) -> Response<Bytes> {
         let path = path.trim_matches('/');
         let method = &request.method;
+        if path == "client.js" && (method == Method::GET || method == Method::HEAD) {
+            // The script is public: served before the publish authorizer.
+            let mut response = with_body(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                Bytes::from_static(CLIENT_JS.as_bytes()),
+            );
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            return response;
+        }
         let route = match (path, method) {
             ("publish", &Method::POST) => Route::Publish,
             ("stats", &Method::GET) => Route::Stats,
@@ -473,7 +492,7 @@ impl SseEndpoints {
             (path, &Method::DELETE) if path.starts_with("connections/") => {
                 Route::Disconnect(&path["connections/".len()..])
             }
-            ("" | "publish" | "stats" | "connections" | "subscribe" | "unsubscribe", _) => {
+            ("" | "publish" | "stats" | "connections" | "subscribe" | "unsubscribe" | "client.js", _) => {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
             (path, _) if path.starts_with("connections/") => {
