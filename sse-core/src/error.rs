@@ -94,8 +94,10 @@ pub enum SendError {
     /// The manager is shut down.
     #[error("the manager is shut down")]
     ShutDown,
-    /// The backplane could not take the event (unreachable, for instance):
-    /// nothing was sent.
+    /// The backplane did not confirm the event (unreachable, or no answer
+    /// in time). Usually nothing was sent; after a timeout the log may still
+    /// have stored it, which no backplane can tell, so a retry may deliver
+    /// it twice.
     #[error("the event could not be published: {0}")]
     Backplane(String),
     /// A [`Target::Filter`](crate::Target::Filter) cannot cross instances:
