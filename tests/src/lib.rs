@@ -1,7 +1,6 @@
 //! The harness of the conformance suite: every demo server of the HTTP
-//! contract (`/work/shared/demo-contract.md` describes it; the demos live in
-//! `sse-examples`), run in-process on a loopback port and driven over real
-//! HTTP.
+//! contract (`demo-contract.md`; the demos live in `sse-examples`), run
+//! in-process on a loopback port and driven over real HTTP.
 //!
 //! [`TestServer`] starts one demo's [`ServeFn`] with contract settings (the
 //! `SSE_*` variables, given as a list instead of the process environment) and
