@@ -41,8 +41,13 @@ pub fn page(method: &Method, path: &str) -> Response<Bytes> {
             response
         }
         ("/sse-demo", _) => sse_core::http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        _ => sse_core::http::error(StatusCode::NOT_FOUND, "no such endpoint"),
+        _ => not_found(),
     }
+}
+
+/// The JSON `404` of every demo for a path it does not serve.
+pub fn not_found() -> Response<Bytes> {
+    sse_core::http::error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
 /// How long a demo waits for open connections to finish after a shutdown

@@ -1,4 +1,183 @@
-//! poem adapter for [`sse_core`]: Server-Sent Events from a poem server.
+//! [poem] adapter for [`sse_core`]: Server-Sent Events from a poem server.
+//!
+//! Everything the HTTP contract says (identity, channels, replay, publish
+//! validation, error bodies) is decided by [`sse_core::http::SseEndpoints`];
+//! this crate only hands poem requests to it and streams the answer.
+//!
+//! * [`SseEndpoint`]: the ready-made endpoints as one [`Endpoint`], to
+//!   [`nest`](poem::Route::nest) under a prefix such as `/api/sse`. `GET` on
+//!   the prefix opens a stream; `POST publish`, `GET stats`,
+//!   `GET connections`, `POST subscribe`, `POST unsubscribe` and
+//!   `DELETE connections/{clientId}` sit below it. Request bodies are read
+//!   with [`Body::into_bytes_limit`] and
+//!   [`MAX_BODY_BYTES`]; a larger one is
+//!   answered `413`.
+//! * [`request_parts`]: the request's [`Parts`], which [`SseEndpoints`] and
+//!   your own [`Authenticator`](sse_core::http::Authenticator) read.
+//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`] (or any
+//!   [`SseReply`]), for handlers of your own.
+//!
+//! ```no_run
+//! use poem::listener::TcpListener;
+//! use poem::{Route, Server};
+//! use sse_poem::SseEndpoint;
+//! use sse_poem::sse_core::SseManager;
+//! use sse_poem::sse_core::http::{DevIdentity, SseEndpoints};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let manager = SseManager::builder().build()?;
+//!     let endpoints = SseEndpoints::new(manager, DevIdentity::enable());
+//!     let app = Route::new().nest("/api/sse", SseEndpoint::new(endpoints));
+//!     Server::new(TcpListener::bind("127.0.0.1:3000")).run(app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A handler of your own connects through the manager, shared with
+//! [`Data`](poem::web::Data), and returns the connection as an
+//! [`SseResponse`]:
+//!
+//! ```
+//! use poem::web::{Data, Path};
+//! use poem::{EndpointExt as _, Route, get, handler};
+//! use sse_poem::SseResponse;
+//! use sse_poem::sse_core::{ConnectOptions, SseManager};
+//!
+//! #[handler]
+//! async fn orders(Data(manager): Data<&SseManager>, Path(order): Path<String>) -> SseResponse {
+//!     let options = ConnectOptions::new().channel(format!("orders/{order}"));
+//!     // A refused connection (limits, shutdown) becomes its HTTP answer.
+//!     manager.connect(options).await.into()
+//! }
+//!
+//! # fn app(manager: SseManager) -> impl poem::Endpoint {
+//! Route::new().at("/orders/:order/events", get(orders)).data(manager)
+//! # }
+//! ```
+//!
+//! # Clients that go away
+//!
+//! poem 3.1's server keeps polling a connection's response body after its
+//! client has closed the socket, until a write to it fails. A client that
+//! goes away is therefore unregistered when the next frame is written to it,
+//! at the latest after one heartbeat interval
+//! ([`SseConfig::heartbeat_interval`](sse_core::SseConfig::heartbeat_interval)),
+//! where axum and warp notice it at once.
 #![forbid(unsafe_code)]
 
+use std::io;
+
+use futures_util::StreamExt as _;
+use http::request::Parts;
+use poem::error::{NotFoundError, ReadBodyError};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use sse_core::http::{MAX_BODY_BYTES, SseEndpoints, SseReply, payload_too_large, unreadable_body};
+use sse_core::{ConnectError, Connection};
+
 pub use sse_core;
+
+/// An SSE answer as a poem response: a live connection streamed as `200`
+/// with [`sse_headers`](sse_core::http::sse_headers) and its frames written
+/// as they come (never re-encoded through `poem::web::sse`, no keep-alive of
+/// poem's, never compressed), or a complete response unchanged.
+///
+/// The connection is dropped, and so unregistered, when the client goes
+/// away.
+#[derive(Debug)]
+#[must_use]
+pub struct SseResponse(SseReply);
+
+impl SseResponse {
+    /// The response for `reply`: a [`Connection`], an [`SseReply`], the
+    /// result of [`SseManager::connect`](sse_core::SseManager::connect), or a
+    /// complete `http::Response<Bytes>`.
+    pub fn new(reply: impl Into<SseReply>) -> Self {
+        SseResponse(reply.into())
+    }
+}
+
+impl From<SseReply> for SseResponse {
+    fn from(reply: SseReply) -> Self {
+        SseResponse(reply)
+    }
+}
+
+impl From<Connection> for SseResponse {
+    fn from(connection: Connection) -> Self {
+        SseResponse(connection.into())
+    }
+}
+
+/// A refused connection becomes its answer
+/// ([`connect_error`](sse_core::http::connect_error)).
+impl From<Result<Connection, ConnectError>> for SseResponse {
+    fn from(result: Result<Connection, ConnectError>) -> Self {
+        SseResponse(result.into())
+    }
+}
+
+impl IntoResponse for SseResponse {
+    fn into_response(self) -> Response {
+        let response = self
+            .0
+            .into_http_response(|connection| Body::from_bytes_stream(connection.map(Ok::<_, io::Error>)));
+        let (parts, body) = response.into_parts();
+        let mut response = Response::from(body);
+        response.set_status(parts.status);
+        *response.headers_mut() = parts.headers;
+        response
+    }
+}
+
+/// The request's method, URI (as the endpoint sees it: below a
+/// [`nest`](poem::Route::nest) prefix), headers and extensions as [`Parts`],
+/// the request type of [`SseEndpoints`].
+pub fn request_parts(request: &Request) -> Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = request.method().clone();
+    parts.uri = request.uri().clone();
+    parts.version = request.version();
+    parts.headers = request.headers().clone();
+    parts.extensions = request.extensions().clone();
+    parts
+}
+
+/// The ready-made endpoints as one poem [`Endpoint`], to
+/// [`nest`](poem::Route::nest) under a prefix. It answers every request
+/// below the prefix through [`SseEndpoints::handle`], so unknown paths and
+/// wrong methods get the same JSON errors as with the other adapters.
+///
+/// The prefix followed by a slash alone (`/api/sse/`) is not the mount root:
+/// it is answered with poem's [`NotFoundError`], as axum and warp leave it to
+/// other routes.
+#[derive(Debug, Clone)]
+pub struct SseEndpoint {
+    endpoints: SseEndpoints,
+}
+
+impl SseEndpoint {
+    /// The endpoint answering with `endpoints`.
+    pub fn new(endpoints: SseEndpoints) -> Self {
+        SseEndpoint { endpoints }
+    }
+}
+
+impl Endpoint for SseEndpoint {
+    type Output = SseResponse;
+
+    async fn call(&self, mut request: Request) -> poem::Result<SseResponse> {
+        let original = request.original_uri().path();
+        if request.uri().path() == "/" && original.len() > 1 && original.ends_with('/') {
+            return Err(NotFoundError.into());
+        }
+        let body = match request.take_body().into_bytes_limit(MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(ReadBodyError::PayloadTooLarge) => return Ok(SseResponse::new(payload_too_large())),
+            Err(_) => return Ok(SseResponse::new(unreadable_body())),
+        };
+        let parts = request_parts(&request);
+        // Nested, the endpoint sees the path below its prefix.
+        Ok(SseResponse(self.endpoints.handle(&parts, parts.uri.path(), body).await))
+    }
+}
