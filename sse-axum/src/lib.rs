@@ -9,7 +9,7 @@
 //!   prefix opens a stream; `POST publish`, `GET stats`, `GET connections`,
 //!   `POST subscribe`, `POST unsubscribe` and `DELETE connections/{clientId}`
 //!   sit below it. Request bodies are limited to
-//!   [`MAX_BODY_BYTES`](sse_core::http::MAX_BODY_BYTES) with
+//!   [`MAX_BODY_BYTES`] with
 //!   [`DefaultBodyLimit`]; a larger one is answered `413`.
 //! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`] (or any
 //!   [`SseReply`]), for handlers of your own.

@@ -9,7 +9,7 @@
 //!   prefix opens a stream; `POST publish`, `GET stats`, `GET connections`,
 //!   `POST subscribe`, `POST unsubscribe` and `DELETE connections/{clientId}`
 //!   sit below it. Request bodies are limited to
-//!   [`MAX_BODY_BYTES`](sse_core::http::MAX_BODY_BYTES) while they are read,
+//!   [`MAX_BODY_BYTES`] while they are read,
 //!   chunked ones included; a larger one is answered `413`.
 //! * [`request_parts`]: a filter extracting the request's
 //!   [`Parts`], which [`SseEndpoints`] and your own
