@@ -129,9 +129,13 @@ fn now_micros() -> u64 {
 /// utime + stime of a process, in seconds.
 fn cpu_secs(pid: Option<u32>) -> f64 {
     let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
-    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
     // Fields after the command name, which may hold spaces, closed by ')'.
-    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat; here indexes 11 and 12.
@@ -164,7 +168,9 @@ struct Shared {
 /// One subscriber: reads events until told to stop, recording sequence
 /// numbers and latencies. A slow client stops reading once connected.
 async fn subscriber(client: reqwest::Client, url: String, shared: Arc<Shared>, max_seq: usize, slow: bool) {
-    let Ok(response) = client.get(&url).send().await else { return };
+    let Ok(response) = client.get(&url).send().await else {
+        return;
+    };
     if !response.status().is_success() {
         return;
     }
@@ -194,8 +200,12 @@ async fn subscriber(client: reqwest::Client, url: String, shared: Arc<Shared>, m
             continue;
         }
         let mut parts = event.data.split(' ');
-        let (Some(seq), Some(sent)) = (parts.next(), parts.next()) else { continue };
-        let (Ok(seq), Ok(sent)) = (seq.parse::<usize>(), sent.parse::<u64>()) else { continue };
+        let (Some(seq), Some(sent)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(seq), Ok(sent)) = (seq.parse::<usize>(), sent.parse::<u64>()) else {
+            continue;
+        };
         let now = now_micros();
         latencies.push(u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX));
         if let Some(word) = seen.get_mut(seq / 64) {
@@ -237,7 +247,13 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
     for i in 0..load.connections {
         let url = format!("{base}/api/sse?userId=u{i}");
         let slow = i % slow_every == slow_every - 1;
-        tasks.push(tokio::spawn(subscriber(client.clone(), url, shared.clone(), max_seq, slow)));
+        tasks.push(tokio::spawn(subscriber(
+            client.clone(),
+            url,
+            shared.clone(),
+            max_seq,
+            slow,
+        )));
         if i % 256 == 255 {
             tokio::task::yield_now().await;
         }
@@ -318,7 +334,11 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
 
     let published = published.load(Ordering::Relaxed);
     let readers = ready - ready / slow_every.max(1);
-    let expected = if load.targeted { published } else { published * readers as u64 };
+    let expected = if load.targeted {
+        published
+    } else {
+        published * readers as u64
+    };
     let delivered = shared.received.load(Ordering::Relaxed);
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).ok();
     for &latency in shared.latencies.lock().iter() {
@@ -326,11 +346,19 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
             let _ = h.record(u64::from(latency.max(1)));
         }
     }
-    let quantile = |q: f64| histogram.as_ref().map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0);
+    let quantile = |q: f64| {
+        histogram
+            .as_ref()
+            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    };
     Report {
         ready,
         connect_secs,
-        rss_per_connection_kib: if ready > 0 { (rss_after - rss_before) / ready as f64 } else { 0.0 },
+        rss_per_connection_kib: if ready > 0 {
+            (rss_after - rss_before) / ready as f64
+        } else {
+            0.0
+        },
         published,
         expected,
         delivered,
@@ -340,8 +368,16 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
         p99_ms: quantile(0.99),
         max_ms: histogram.as_ref().map_or(0.0, |h| h.max() as f64 / 1000.0),
         server_cpu_secs: server_cpu,
-        server_cpu_us_per_delivery: if delivered > 0 { server_cpu * 1e6 / delivered as f64 } else { 0.0 },
-        server_cpu_us_per_publish: if published > 0 { server_cpu * 1e6 / published as f64 } else { 0.0 },
+        server_cpu_us_per_delivery: if delivered > 0 {
+            server_cpu * 1e6 / delivered as f64
+        } else {
+            0.0
+        },
+        server_cpu_us_per_publish: if published > 0 {
+            server_cpu * 1e6 / published as f64
+        } else {
+            0.0
+        },
         server_rss_mib: server_rss / 1024.0,
         client_cpu_secs: client_cpu,
     }
@@ -373,7 +409,10 @@ impl Server {
             .map_err(|_| "server did not start")?
             .map_err(|e| e.to_string())?
             .ok_or("server exited")?;
-        let base = line.strip_prefix("listening on ").ok_or("unexpected first line")?.to_owned();
+        let base = line
+            .strip_prefix("listening on ")
+            .ok_or("unexpected first line")?
+            .to_owned();
         let pid = child.id();
         Ok(Server { child, base, pid })
     }
@@ -391,33 +430,55 @@ fn scenarios(args: &Args) -> Vec<(&'static str, Load)> {
         ("idle-10k", Load::new(n, 0, 2)),
         ("broadcast-10k", Load::new(n, 10, s)),
         ("broadcast-max", Load::new(1000.min(n), 400, s)),
-        ("targeted-100", Load {
-            targeted: true,
-            ..Load::new(100, 1000, s)
-        }),
-        ("targeted-10k", Load {
-            targeted: true,
-            ..Load::new(n, 1000, s)
-        }),
-        ("heartbeat-10k", Load {
-            heartbeat_ms: 1000,
-            ..Load::new(n, 0, s)
-        }),
-        ("slow-readers", Load {
-            slow_fraction: 0.01,
-            payload: 16 * 1024,
-            ..Load::new(n, 10, s)
-        }),
-        ("churn", Load {
-            churn: 200,
-            ..Load::new(n, 10, s)
-        }),
+        (
+            "targeted-100",
+            Load {
+                targeted: true,
+                ..Load::new(100, 1000, s)
+            },
+        ),
+        (
+            "targeted-10k",
+            Load {
+                targeted: true,
+                ..Load::new(n, 1000, s)
+            },
+        ),
+        (
+            "heartbeat-10k",
+            Load {
+                heartbeat_ms: 1000,
+                ..Load::new(n, 0, s)
+            },
+        ),
+        (
+            "slow-readers",
+            Load {
+                slow_fraction: 0.01,
+                payload: 16 * 1024,
+                ..Load::new(n, 10, s)
+            },
+        ),
+        (
+            "churn",
+            Load {
+                churn: 200,
+                ..Load::new(n, 10, s)
+            },
+        ),
     ];
-    for (name, payload) in [("payload-100B", 100), ("payload-1KiB", 1024), ("payload-16KiB", 16 * 1024)] {
-        list.push((name, Load {
-            payload,
-            ..Load::new(1000.min(n), 50, s)
-        }));
+    for (name, payload) in [
+        ("payload-100B", 100),
+        ("payload-1KiB", 1024),
+        ("payload-16KiB", 16 * 1024),
+    ] {
+        list.push((
+            name,
+            Load {
+                payload,
+                ..Load::new(1000.min(n), 50, s)
+            },
+        ));
     }
     if args.scenario.is_empty() {
         list
@@ -436,7 +497,11 @@ fn print_header() {
 }
 
 fn print_row(scenario: &str, server: &str, r: &Report) {
-    let ratio = if r.expected > 0 { r.delivered as f64 / r.expected as f64 } else { 1.0 };
+    let ratio = if r.expected > 0 {
+        r.delivered as f64 / r.expected as f64
+    } else {
+        1.0
+    };
     println!(
         "| {scenario} | {server} | {} | {:.2} | {:.1} | {} | {:.4} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} |",
         r.ready,
@@ -471,9 +536,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => std::env::current_exe()?.parent().map(PathBuf::from).ok_or("no binary directory")?,
+        None => std::env::current_exe()?
+            .parent()
+            .map(PathBuf::from)
+            .ok_or("no binary directory")?,
     };
-    let servers = [("library", bin_dir.join("axum-demo")), ("baseline", bin_dir.join("baseline-server"))];
+    let servers = [
+        ("library", bin_dir.join("axum-demo")),
+        ("baseline", bin_dir.join("baseline-server")),
+    ];
     for (name, load) in &list {
         let mut reports = Vec::new();
         for (server_name, binary) in &servers {
