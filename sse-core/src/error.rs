@@ -21,6 +21,9 @@ pub enum EventError {
     /// early and could inject another event.
     #[error("event name must not contain CR or LF")]
     InvalidEventName,
+    /// No field was set: there is nothing to send.
+    #[error("an event needs data, a name, an id, a comment or a retry hint")]
+    Empty,
     /// The data could not be serialized as JSON.
     #[error("event data could not be serialized as JSON: {0}")]
     Json(#[source] serde_json::Error),

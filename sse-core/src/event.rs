@@ -49,7 +49,7 @@ pub const MAX_ID_LEN: usize = 256;
 /// );
 /// # Ok::<(), sse_core::EventError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     id: Option<String>,
     event: Option<String>,
@@ -70,7 +70,17 @@ impl Event {
     pub fn message(data: impl Into<String>) -> Self {
         Event {
             data: Some(data.into()),
-            ..Event::default()
+            ..Event::empty()
+        }
+    }
+
+    const fn empty() -> Self {
+        Event {
+            id: None,
+            event: None,
+            data: None,
+            retry: None,
+            comment: None,
         }
     }
 
@@ -185,11 +195,20 @@ impl Event {
 }
 
 /// Builds an [`Event`], validating every field in [`EventBuilder::build`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[must_use = "an EventBuilder does nothing until `build` is called"]
 pub struct EventBuilder {
     event: Event,
     json_error: Option<serde_json::Error>,
+}
+
+impl Default for EventBuilder {
+    fn default() -> Self {
+        EventBuilder {
+            event: Event::empty(),
+            json_error: None,
+        }
+    }
 }
 
 impl EventBuilder {
@@ -250,10 +269,15 @@ impl EventBuilder {
     /// * [`EventError::InvalidId`]: the id holds CR, LF or NUL;
     /// * [`EventError::IdTooLong`]: the id is longer than [`MAX_ID_LEN`];
     /// * [`EventError::InvalidEventName`]: the name holds CR or LF;
-    /// * [`EventError::Json`]: [`EventBuilder::json`] could not serialize.
+    /// * [`EventError::Json`]: [`EventBuilder::json`] could not serialize;
+    /// * [`EventError::Empty`]: no field was set (the frame would be a lone
+    ///   blank line, which clients ignore).
     pub fn build(self) -> Result<Event, EventError> {
         if let Some(error) = self.json_error {
             return Err(EventError::Json(error));
+        }
+        if self.event == Event::empty() {
+            return Err(EventError::Empty);
         }
         if let Some(id) = &self.event.id {
             validate_id(id)?;
@@ -524,6 +548,13 @@ mod tests {
             Err(EventError::IdTooLong { len: 257 })
         ));
         assert!(Event::message("x").with_id("a\n").is_err());
+    }
+
+    #[test]
+    fn an_event_needs_a_field() {
+        assert!(matches!(Event::builder().build(), Err(EventError::Empty)));
+        let retry_only = Event::builder().retry(Duration::from_secs(1)).build().expect("a retry hint");
+        assert_eq!(retry_only.encode(), "retry: 1000\n\n");
     }
 
     #[test]
