@@ -553,7 +553,10 @@ mod tests {
     #[test]
     fn an_event_needs_a_field() {
         assert!(matches!(Event::builder().build(), Err(EventError::Empty)));
-        let retry_only = Event::builder().retry(Duration::from_secs(1)).build().expect("a retry hint");
+        let retry_only = Event::builder()
+            .retry(Duration::from_secs(1))
+            .build()
+            .expect("a retry hint");
         assert_eq!(retry_only.encode(), "retry: 1000\n\n");
     }
 
