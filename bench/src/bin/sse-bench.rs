@@ -65,6 +65,9 @@ struct Args {
     /// Directory holding `axum-demo` and `baseline-server` (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The Redis of the `redis-latency` scenario.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
 }
 
 /// One scenario's load.
@@ -82,6 +85,9 @@ struct Load {
     churn: u64,
     heartbeat_ms: u64,
     seconds: u64,
+    /// Compare the library through a Redis backplane with the library in
+    /// memory, instead of the library with the baseline.
+    redis: bool,
 }
 
 impl Load {
@@ -95,6 +101,7 @@ impl Load {
             churn: 0,
             heartbeat_ms: 30_000,
             seconds,
+            redis: false,
         }
     }
 }
@@ -391,8 +398,14 @@ struct Server {
 }
 
 impl Server {
-    async fn start(binary: &PathBuf, load: &Load) -> Result<Server, String> {
-        let mut child = Command::new(binary)
+    async fn start(binary: &PathBuf, load: &Load, redis: Option<&str>) -> Result<Server, String> {
+        let mut command = Command::new(binary);
+        if let Some(url) = redis {
+            command
+                .env("SSE_REDIS_URL", url)
+                .env("SSE_REDIS_PREFIX", format!("sse-bench-{}", now_micros()));
+        }
+        let mut child = command
             .env("SSE_ADDR", "127.0.0.1:0")
             .env("SSE_HEARTBEAT_MS", load.heartbeat_ms.to_string())
             .env("SSE_MAX_CONNECTIONS", "100000")
@@ -467,6 +480,13 @@ fn scenarios(args: &Args) -> Vec<(&'static str, Load)> {
             },
         ),
     ];
+    list.push((
+        "redis-latency",
+        Load {
+            redis: true,
+            ..Load::new(1000.min(n), 100, s)
+        },
+    ));
     for (name, payload) in [
         ("payload-100B", 100),
         ("payload-1KiB", 1024),
@@ -541,14 +561,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(PathBuf::from)
             .ok_or("no binary directory")?,
     };
-    let servers = [
-        ("library", bin_dir.join("axum-demo")),
-        ("baseline", bin_dir.join("baseline-server")),
-    ];
+    let library = bin_dir.join("axum-demo");
+    let baseline = bin_dir.join("baseline-server");
     for (name, load) in &list {
+        let servers = if load.redis {
+            [
+                ("library+redis", &library, Some(args.redis_url.as_str())),
+                ("library", &library, None),
+            ]
+        } else {
+            [("library", &library, None), ("baseline", &baseline, None)]
+        };
         let mut reports = Vec::new();
-        for (server_name, binary) in &servers {
-            let server = Server::start(binary, load).await?;
+        for (server_name, binary, redis) in servers {
+            let server = Server::start(binary, load, redis).await?;
             let report = run_load(&server.base, server.pid, load).await;
             print_row(name, server_name, &report);
             reports.push(report);
