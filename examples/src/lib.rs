@@ -124,26 +124,37 @@ pub fn scenario_addr() -> Result<SocketAddr, DemoError> {
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so a signal sent right after the `listening on` line is
+/// never missed. Must be called inside a Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        let interrupt = received(signal(SignalKind::interrupt()).ok());
+        let terminate = received(signal(SignalKind::terminate()).ok());
+        async move {
+            tokio::select! {
+                () = interrupt => {}
+                () = terminate => {}
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+    {
+        let interrupt = tokio::signal::ctrl_c();
+        async move {
+            let _ = interrupt.await;
+        }
     }
 }
 
@@ -187,10 +198,11 @@ pub fn run(serve: ServeFn) -> std::process::ExitCode {
         let addr: SocketAddr = config.addr;
         let demo = Demo::new(config)?;
         let listener = TcpListener::bind(addr).await?;
+        let stop = shutdown_signal();
         println!("listening on http://{}", listener.local_addr()?);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
-            shutdown_signal().await;
+            stop.await;
             let _ = signalled_tx.send(());
         };
         let shutdown = graceful(demo.manager().clone(), signal);
