@@ -764,7 +764,9 @@ pub fn connect_error(error: &ConnectError) -> Response<Bytes> {
 }
 
 /// The demo servers' configuration, read from the environment variables of
-/// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...).
+/// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), and two more:
+/// `SSE_MAX_PER_ADDR` (connections per client address, unlimited when
+/// unset) and `SSE_REDIS_PREFIX` (the key prefix of the Redis backplane).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -777,10 +779,15 @@ pub struct EnvConfig {
     pub auth_secret: Option<String>,
     /// `SSE_PUBLISH_TOKEN`: the bearer token publishers must present.
     pub publish_token: Option<String>,
-    /// `SSE_CORS_ORIGINS`: origins allowed cross-origin.
+    /// `SSE_CORS_ORIGINS`: origins allowed cross-origin, each a serialized
+    /// origin as browsers send it (`https://app.example.com`,
+    /// `http://localhost:3000`).
     pub cors_origins: Vec<String>,
     /// `SSE_REDIS_URL`: the Redis backplane.
     pub redis_url: Option<String>,
+    /// `SSE_REDIS_PREFIX`: the key prefix of the Redis backplane (its
+    /// default when unset); instances with the same prefix share events.
+    pub redis_prefix: Option<String>,
 }
 
 /// An environment variable holds a value that cannot be used.
@@ -863,6 +870,9 @@ impl EnvConfig {
         if let Some(n) = parse_with("SSE_MAX_PER_USER", &positive)? {
             sse = sse.max_connections_per_user(Some(size(n)));
         }
+        if let Some(n) = parse_with("SSE_MAX_PER_ADDR", &positive)? {
+            sse = sse.max_connections_per_addr(Some(size(n)));
+        }
         if let Some(ms) = parse_with("SSE_MAX_LIFETIME_MS", &positive)? {
             sse = sse.max_lifetime(Some(Duration::from_millis(ms)));
         }
@@ -887,15 +897,14 @@ impl EnvConfig {
             None => Vec::new(),
             Some(value) => {
                 let origins: Vec<String> = value.split(',').map(|o| o.trim().to_owned()).collect();
-                if let Some(bad) = origins
-                    .iter()
-                    .find(|o| o.is_empty() || *o == "*" || *o == "null" || !o.contains("://"))
-                {
+                if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
                     return Err(EnvError {
                         variable: "SSE_CORS_ORIGINS",
                         value: value.clone(),
                         reason: format!(
-                            "{bad:?} is not an origin like https://example.com (\"*\" and \"null\" are refused)"
+                            "{bad:?} is not an origin like https://example.com or http://localhost:3000 \
+                             (lowercase scheme and host, optional port, no path or trailing slash; \
+                             \"*\" and \"null\" are refused)"
                         ),
                     });
                 }
@@ -909,8 +918,42 @@ impl EnvConfig {
             publish_token: non_empty("SSE_PUBLISH_TOKEN")?,
             cors_origins,
             redis_url: non_empty("SSE_REDIS_URL")?,
+            redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
         })
     }
+}
+
+/// Whether `origin` is an origin as browsers serialize it in the `Origin`
+/// header: a lowercase scheme, `://`, a lowercase host name, IPv4 or
+/// bracketed IPv6 address, and an optional port; nothing else. CORS
+/// compares origins byte for byte, so anything else (a path, a trailing
+/// slash, a wildcard, `null`) could never match or would match too much.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    let (host, port) = match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => (&authority[..colon], Some(&authority[colon + 1..])),
+        _ => (authority, None),
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(ipv6) => ipv6
+            .strip_suffix(']')
+            .is_some_and(|address| address.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+        }
+    };
+    let port_ok = port
+        .is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
+    scheme_ok && host_ok && port_ok
 }
 
 #[cfg(test)]
@@ -936,6 +979,51 @@ mod tests {
         assert_eq!(config.sse.get_heartbeat_interval(), Some(Duration::from_millis(500)));
         assert_eq!(config.sse.get_max_connections_per_user(), Some(2));
         assert_eq!(config.cors_origins, ["http://a.test", "https://b.test"]);
+    }
+
+    #[test]
+    fn env_extras_beyond_the_contract() {
+        let config = env(&[]).expect("defaults");
+        assert_eq!(config.sse.get_max_connections_per_addr(), None, "unlimited when unset");
+        assert_eq!(config.redis_prefix, None);
+        let config = env(&[("SSE_MAX_PER_ADDR", "3"), ("SSE_REDIS_PREFIX", "app-sse")]).expect("valid");
+        assert_eq!(config.sse.get_max_connections_per_addr(), Some(3));
+        assert_eq!(config.redis_prefix.as_deref(), Some("app-sse"));
+        for (name, value) in [
+            ("SSE_MAX_PER_ADDR", "0"),
+            ("SSE_MAX_PER_ADDR", "many"),
+            ("SSE_REDIS_PREFIX", " "),
+        ] {
+            let error = env(&[(name, value)]).expect_err(value);
+            assert_eq!(error.variable, name);
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        let origins = "https://app.example.com,http://localhost:3000,http://127.0.0.1:8080,http://[::1]:3000";
+        let config = env(&[("SSE_CORS_ORIGINS", origins)]).expect("valid origins");
+        assert_eq!(config.cors_origins.len(), 4);
+        for bad in [
+            "*",
+            "null",
+            "example.com",
+            "https://example.com/",
+            "https://example.com/app",
+            "https://*.example.com",
+            "https://Example.com",
+            "HTTPS://example.com",
+            "https://user@example.com",
+            "https://example.com:port",
+            "https://example.com:99999",
+            "https://example.com?x",
+            "https://",
+            "http://::1",
+            "https://a.test,",
+        ] {
+            let error = env(&[("SSE_CORS_ORIGINS", bad)]).expect_err(bad);
+            assert_eq!(error.variable, "SSE_CORS_ORIGINS", "{bad}");
+        }
     }
 
     #[test]
