@@ -14,6 +14,12 @@
 //! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`] (or any
 //!   [`SseReply`]), for handlers of your own.
 //!
+//! Served with
+//! [`into_make_service_with_connect_info::<SocketAddr>()`](Router::into_make_service_with_connect_info),
+//! the router passes each client's address on as a [`RemoteAddr`], so that
+//! [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)
+//! applies; served without it, the per-address limit counts nobody.
+//!
 //! ```no_run
 //! use sse_axum::sse_core::SseManager;
 //! use sse_axum::sse_core::http::{DevIdentity, SseEndpoints};
@@ -53,17 +59,18 @@
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
-use sse_core::http::{MAX_BODY_BYTES, SseEndpoints, SseReply, payload_too_large, unreadable_body};
+use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large, unreadable_body};
 use sse_core::{ConnectError, Connection};
 
 pub use sse_core;
@@ -132,9 +139,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(endpoints: SseEndpoints) -> Rout
 
 async fn handle(
     State(endpoints): State<SseEndpoints>,
-    request: Parts,
+    mut request: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(ConnectInfo(addr)) = request.extensions.get::<ConnectInfo<SocketAddr>>().copied() {
+        request.extensions.insert(RemoteAddr(addr));
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -13,7 +13,9 @@
 //!   [`MAX_BODY_BYTES`]; a larger one is
 //!   answered `413`.
 //! * [`request_parts`]: the request's [`Parts`], which [`SseEndpoints`] and
-//!   your own [`Authenticator`](sse_core::http::Authenticator) read.
+//!   your own [`Authenticator`](sse_core::http::Authenticator) read, with the
+//!   client's address as a [`RemoteAddr`] extension (for
+//!   [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)).
 //! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`] (or any
 //!   [`SseReply`]), for handlers of your own.
 //!
@@ -72,7 +74,7 @@ use futures_util::StreamExt as _;
 use http::request::Parts;
 use poem::error::{NotFoundError, ReadBodyError};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
-use sse_core::http::{MAX_BODY_BYTES, SseEndpoints, SseReply, payload_too_large, unreadable_body};
+use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large, unreadable_body};
 use sse_core::{ConnectError, Connection};
 
 pub use sse_core;
@@ -132,7 +134,8 @@ impl IntoResponse for SseResponse {
 
 /// The request's method, URI (as the endpoint sees it: below a
 /// [`nest`](poem::Route::nest) prefix), headers and extensions as [`Parts`],
-/// the request type of [`SseEndpoints`].
+/// the request type of [`SseEndpoints`], with the client's socket address
+/// ([`Request::remote_addr`]) as a [`RemoteAddr`] extension when it has one.
 pub fn request_parts(request: &Request) -> Parts {
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = request.method().clone();
@@ -140,6 +143,9 @@ pub fn request_parts(request: &Request) -> Parts {
     parts.version = request.version();
     parts.headers = request.headers().clone();
     parts.extensions = request.extensions().clone();
+    if let Some(addr) = request.remote_addr().0.as_socket_addr() {
+        parts.extensions.insert(RemoteAddr(*addr));
+    }
     parts
 }
 

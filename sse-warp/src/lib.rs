@@ -13,7 +13,9 @@
 //!   chunked ones included; a larger one is answered `413`.
 //! * [`request_parts`]: a filter extracting the request's
 //!   [`Parts`], which [`SseEndpoints`] and your own
-//!   [`Authenticator`](sse_core::http::Authenticator) read.
+//!   [`Authenticator`](sse_core::http::Authenticator) read, with the
+//!   client's address as a [`RemoteAddr`] extension (for
+//!   [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)).
 //! * [`SseResponse`]: a [`Reply`] for a [`Connection`] (or any [`SseReply`]),
 //!   for handlers of your own.
 //!
@@ -58,12 +60,13 @@
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 
 use bytes::{Buf, BufMut as _, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, Uri};
-use sse_core::http::{MAX_BODY_BYTES, SseEndpoints, SseReply, payload_too_large, unreadable_body};
+use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large, unreadable_body};
 use sse_core::{ConnectError, Connection};
 use warp::path::{FullPath, Tail};
 use warp::{Filter, Rejection, Reply};
@@ -121,26 +124,34 @@ impl Reply for SseResponse {
 }
 
 /// Extracts the request's method, URI (path and query) and headers as
-/// [`Parts`], the request type of [`SseEndpoints`].
+/// [`Parts`], the request type of [`SseEndpoints`], with the client's address
+/// ([`warp::addr::remote`]) as a [`RemoteAddr`] extension when the server
+/// knows it.
 pub fn request_parts() -> impl Filter<Extract = (Parts,), Error = Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
-        .map(|method: Method, path: FullPath, query: String, headers: HeaderMap| {
-            let (mut parts, ()) = http::Request::new(()).into_parts();
-            let uri = if query.is_empty() {
-                path.as_str().parse::<Uri>()
-            } else {
-                format!("{}?{query}", path.as_str()).parse::<Uri>()
-            };
-            // warp only routes requests whose path is a valid URI path.
-            parts.uri = uri.unwrap_or_default();
-            parts.method = method;
-            parts.headers = headers;
-            parts
-        })
+        .and(warp::addr::remote())
+        .map(
+            |method: Method, path: FullPath, query: String, headers: HeaderMap, remote: Option<SocketAddr>| {
+                let (mut parts, ()) = http::Request::new(()).into_parts();
+                let uri = if query.is_empty() {
+                    path.as_str().parse::<Uri>()
+                } else {
+                    format!("{}?{query}", path.as_str()).parse::<Uri>()
+                };
+                // warp only routes requests whose path is a valid URI path.
+                parts.uri = uri.unwrap_or_default();
+                parts.method = method;
+                parts.headers = headers;
+                if let Some(addr) = remote {
+                    parts.extensions.insert(RemoteAddr(addr));
+                }
+                parts
+            },
+        )
 }
 
 /// The ready-made endpoints as a [`Filter`], to mount behind a path prefix.
