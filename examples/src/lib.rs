@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
+use sse_core::http::jwt::JwtAuthenticator;
 use sse_core::http::{BearerToken, DevIdentity, EnvConfig, EnvError, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
+use sse_redis::{RedisBackplane, RedisBackplaneError};
 use tokio::net::TcpListener;
 
 pub mod axum_demo;
@@ -63,9 +65,10 @@ pub enum DemoError {
     /// The engine refused the configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A setting is valid but this demo does not support it yet.
-    #[error("{0} is not supported by this build")]
-    Unsupported(&'static str),
+    /// `SSE_REDIS_URL` is set, but the backplane could not be built: the
+    /// URL is malformed, or Redis did not answer (within 2 seconds).
+    #[error("SSE_REDIS_URL: {0}")]
+    Redis(#[from] RedisBackplaneError),
     /// Binding or serving failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -84,21 +87,35 @@ impl Demo {
     /// Builds the manager and endpoints for `config`. Must run inside a Tokio
     /// runtime.
     ///
+    /// Subscribers are authenticated with an HS256 JWT signed with
+    /// `SSE_AUTH_SECRET` ([`JwtAuthenticator`]) when it is set, and take
+    /// their identity from the query ([`DevIdentity`], which logs a warning)
+    /// when it is not. With `SSE_REDIS_URL`, the manager shares events and
+    /// replay history with every instance on the same Redis stream
+    /// (`SSE_REDIS_PREFIX`, or `sse`), keeping `SSE_HISTORY` entries there
+    /// too; Redis must answer now.
+    ///
     /// # Errors
-    /// [`DemoError::Config`] if the engine refuses the settings;
-    /// [`DemoError::Unsupported`] for settings this build cannot honour.
-    pub fn new(config: EnvConfig) -> Result<Self, DemoError> {
-        if config.auth_secret.is_some() {
-            return Err(DemoError::Unsupported("SSE_AUTH_SECRET"));
+    /// [`DemoError::Redis`] if the backplane cannot be built (Redis did not
+    /// answer within its timeout); [`DemoError::Config`] if the engine
+    /// refuses the settings.
+    pub async fn new(config: EnvConfig) -> Result<Self, DemoError> {
+        let mut manager = SseManager::builder().config(config.sse.clone());
+        if let Some(url) = &config.redis_url {
+            // The stream keeps at least one entry, even with SSE_HISTORY=0.
+            let mut backplane = RedisBackplane::connect(url.as_str()).history(config.sse.get_history_size().max(1));
+            if let Some(prefix) = &config.redis_prefix {
+                backplane = backplane.prefix(prefix.as_str());
+            }
+            let backplane = backplane.build().await?;
+            tracing::info!(stream = backplane.stream_key(), "sharing events through Redis");
+            manager = manager.backplane(backplane);
         }
-        if !config.cors_origins.is_empty() {
-            return Err(DemoError::Unsupported("SSE_CORS_ORIGINS"));
-        }
-        if config.redis_url.is_some() {
-            return Err(DemoError::Unsupported("SSE_REDIS_URL"));
-        }
-        let manager = SseManager::new(config.sse.clone())?;
-        let mut endpoints = SseEndpoints::new(manager, DevIdentity::enable());
+        let manager = manager.build()?;
+        let mut endpoints = match &config.auth_secret {
+            Some(secret) => SseEndpoints::new(manager, JwtAuthenticator::hs256(secret.as_bytes())),
+            None => SseEndpoints::new(manager, DevIdentity::enable()),
+        };
         if let Some(token) = &config.publish_token {
             endpoints = endpoints.publish_authorizer(BearerToken::new(token.clone()));
         }
@@ -177,7 +194,8 @@ pub type ServeFn = fn(Demo, TcpListener, Shutdown) -> Pin<Box<dyn Future<Output 
 /// The `main` of every demo binary: reads the environment, binds, prints
 /// `listening on http://ADDR`, serves until SIGINT or SIGTERM, and exits with
 /// status 0 within [`SHUTDOWN_GRACE`] of the signal however many connections
-/// are open. A malformed variable is a startup error naming it (status 2).
+/// are open. A malformed variable is a startup error naming it (status 2),
+/// as is a Redis at `SSE_REDIS_URL` that does not answer.
 pub fn run(serve: ServeFn) -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -196,7 +214,7 @@ pub fn run(serve: ServeFn) -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let config = EnvConfig::from_env()?;
         let addr: SocketAddr = config.addr;
-        let demo = Demo::new(config)?;
+        let demo = Demo::new(config).await?;
         let listener = TcpListener::bind(addr).await?;
         let stop = shutdown_signal();
         println!("listening on http://{}", listener.local_addr()?);

@@ -80,7 +80,9 @@ impl TestServer {
         variables.insert("SSE_ADDR".to_owned(), "127.0.0.1:0".to_owned());
         let config = EnvConfig::from_lookup(|name| variables.get(name).cloned()).expect("valid contract settings");
         let publish_token = config.publish_token.clone();
-        let demo = Demo::new(config).expect("the demo accepts the settings");
+        let demo = bounded("the demo to start", Demo::new(config))
+            .await
+            .expect("the demo accepts the settings");
         let manager = demo.manager().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let base_url = format!("http://{}", listener.local_addr().expect("local address"));
