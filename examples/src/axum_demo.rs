@@ -1,16 +1,20 @@
 //! The axum demo server: [`sse_axum::router`] nested at `/api/sse`, the demo
-//! page, and axum's graceful shutdown.
+//! page, tower-http's [`CorsLayer`] for `SSE_CORS_ORIGINS`, the client's
+//! address from [`ConnectInfo`](axum::extract::ConnectInfo), and axum's
+//! graceful shutdown.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 
 use axum::Router;
-use axum::http::{Method, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use sse_axum::SseResponse;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 
-use crate::{Demo, Shutdown};
+use crate::{CORS_HEADERS, CORS_METHODS, Demo, Shutdown};
 
 /// Serves the demo contract with axum on `listener` until `shutdown`
 /// completes and every connection has closed.
@@ -19,8 +23,29 @@ pub fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
-    let app = Router::new()
+    let mut app = Router::new()
         .nest("/api/sse", sse_axum::router(demo.endpoints))
         .fallback(|method: Method, uri: Uri| async move { SseResponse::new(crate::page(&method, uri.path())) });
+    if !demo.config.cors_origins.is_empty() {
+        app = app.layer(cors(&demo.config.cors_origins));
+    }
+    // With the connect info, the router passes each client's address on for
+    // the per-address limit.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     Box::pin(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await })
+}
+
+/// Exactly `origins`, with credentials; a request from another origin gets
+/// neither `access-control-allow-origin` nor
+/// `access-control-allow-credentials`, as in the warp and poem demos.
+fn cors(origins: &[String]) -> CorsLayer {
+    let listed = origins.to_vec();
+    let credentials = AllowCredentials::predicate(move |origin, _| crate::is_listed_origin(&listed, Some(origin)));
+    // EnvConfig accepts only serialized origins, which are valid header values.
+    let origins = origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok());
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(credentials)
+        .allow_methods(CORS_METHODS)
+        .allow_headers(CORS_HEADERS.map(HeaderName::from_static))
 }

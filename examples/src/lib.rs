@@ -1,6 +1,8 @@
 //! What the demo servers share: configuration from the environment, the
-//! manager and endpoints built from it, the demo page, and a `main` that
-//! binds, announces itself and shuts down gracefully on SIGINT or SIGTERM.
+//! manager and endpoints built from it (JWT or development identity, the
+//! Redis backplane when configured), the CORS settings each framework's own
+//! middleware is given, the demo page, and a `main` that binds, announces
+//! itself and shuts down gracefully on SIGINT or SIGTERM.
 //!
 //! Each framework's demo is a `serve` function in its own module, run by the
 //! binaries (`axum-demo`, `warp-demo`, `poem-demo`) and, in-process, by the
@@ -50,6 +52,26 @@ pub fn page(method: &Method, path: &str) -> Response<Bytes> {
 /// The JSON `404` of every demo for a path it does not serve.
 pub fn not_found() -> Response<Bytes> {
     sse_core::http::error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// The methods a listed origin (`SSE_CORS_ORIGINS`) may use cross-origin.
+pub const CORS_METHODS: [Method; 4] = [Method::GET, Method::POST, Method::DELETE, Method::OPTIONS];
+
+/// The request headers a listed origin may send cross-origin: a bearer
+/// token, a JSON body, and `Last-Event-ID` for clients that resume by hand.
+pub const CORS_HEADERS: [&str; 3] = ["authorization", "content-type", "last-event-id"];
+
+/// Whether a request with this `Origin` header comes from an origin listed in
+/// `SSE_CORS_ORIGINS` (compared byte for byte, as CORS does).
+///
+/// warp's and poem's CORS middleware refuse every request from an unlisted
+/// origin with `403`, including the same-origin `POST`s of the demo page
+/// (browsers send `Origin` on every `POST`); their demos hand only requests
+/// from listed origins to it, so that a request from any other origin is
+/// answered as without `SSE_CORS_ORIGINS`: with no CORS headers, as
+/// tower-http's `CorsLayer` does in the axum demo.
+pub fn is_listed_origin(origins: &[String], origin: Option<&http::HeaderValue>) -> bool {
+    origin.is_some_and(|origin| origins.iter().any(|listed| listed.as_bytes() == origin.as_bytes()))
 }
 
 /// How long a demo waits for open connections to finish after a shutdown

@@ -1,17 +1,21 @@
 //! The poem demo server: [`sse_poem::SseEndpoint`] nested at `/api/sse`, the
-//! demo page, and poem's graceful shutdown.
+//! demo page, poem's [`Cors`] middleware for `SSE_CORS_ORIGINS`, and poem's
+//! graceful shutdown.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use poem::error::NotFoundError;
+use poem::http::header;
 use poem::listener::TcpAcceptor;
-use poem::{EndpointExt as _, Request, Route, Server, handler};
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt as _, Request, Route, Server, handler};
 use sse_poem::{SseEndpoint, SseResponse};
 use tokio::net::TcpListener;
 
-use crate::{Demo, SHUTDOWN_GRACE, Shutdown};
+use crate::{CORS_HEADERS, CORS_METHODS, Demo, SHUTDOWN_GRACE, Shutdown};
 
 /// Serves the demo contract with poem on `listener` until `shutdown`
 /// completes and every connection has closed.
@@ -20,12 +24,39 @@ pub fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
+    let origins = demo.config.cors_origins.clone();
     let app = Route::new()
         .nest("/api/sse", SseEndpoint::new(demo.endpoints))
         .at("/", page)
         .at("/*path", page)
         // `/api/sse/` is no endpoint: the same JSON 404 as in the other demos.
-        .catch_error(|_: NotFoundError| async { SseResponse::new(crate::not_found()) });
+        .catch_error(|_: NotFoundError| async { SseResponse::new(crate::not_found()) })
+        .map_to_response();
+    let app = if origins.is_empty() {
+        app.boxed()
+    } else {
+        let app = Arc::new(app);
+        let cors = Cors::new()
+            .allow_origins(origins.iter().map(String::as_str))
+            .allow_credentials(true)
+            .allow_methods(CORS_METHODS)
+            .allow_headers(CORS_HEADERS);
+        let cross_origin = Arc::new(app.clone().with(cors));
+        // Only requests from a listed origin go through poem's CORS
+        // middleware, which would refuse the others (see `is_listed_origin`).
+        poem::endpoint::make(move |request: Request| {
+            let listed = crate::is_listed_origin(&origins, request.headers().get(header::ORIGIN));
+            let (app, cross_origin) = (app.clone(), cross_origin.clone());
+            async move {
+                if listed {
+                    cross_origin.call(request).await
+                } else {
+                    app.call(request).await
+                }
+            }
+        })
+        .boxed()
+    };
     Box::pin(async move {
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         Server::new_with_acceptor(acceptor)

@@ -1,17 +1,19 @@
 //! The warp demo server: [`sse_warp::filter`] behind `/api/sse`, the demo
-//! page, and warp's graceful shutdown.
+//! page, [`warp::cors()`] for `SSE_CORS_ORIGINS`, and warp's graceful
+//! shutdown.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 use warp::Filter;
-use warp::http::Method;
+use warp::http::{HeaderMap, Method};
 use warp::path::FullPath;
 
-use crate::{Demo, Shutdown};
+use crate::{CORS_HEADERS, CORS_METHODS, Demo, Shutdown};
 
 /// Serves the demo contract with warp on `listener` until `shutdown`
 /// completes and every connection has closed.
@@ -20,13 +22,33 @@ pub fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
+    let origins = demo.config.cors_origins.clone();
     let sse = warp::path!("api" / "sse" / ..).and(sse_warp::filter(demo.endpoints));
     let page = warp::method()
         .and(warp::path::full())
         .map(|method: Method, path: FullPath| crate::page(&method, path.as_str()));
     let routes = sse.or(page);
-    let server = warp::serve(routes).incoming(listener).graceful(shutdown).run();
-    // Boxed as it is: awaited inside an `async` block, warp 0.4's server
+    // Boxed as they are: awaited inside an `async` block, warp 0.4's server
     // future fails the compiler's `Send` check (warp issue #1130).
+    if origins.is_empty() {
+        let server = warp::serve(routes).incoming(listener).graceful(shutdown).run();
+        return Box::pin(server.map(Ok));
+    }
+    let cors = warp::cors()
+        .allow_origins(origins.iter().map(String::as_str))
+        .allow_credentials(true)
+        .allow_methods(CORS_METHODS)
+        .allow_headers(CORS_HEADERS);
+    // Only requests from a listed origin go through warp's CORS filter,
+    // which would refuse the others (see `is_listed_origin`).
+    let origins = Arc::new(origins);
+    let from_listed_origin = warp::header::headers_cloned()
+        .and_then(move |headers: HeaderMap| {
+            let listed = crate::is_listed_origin(&origins, headers.get("origin"));
+            async move { if listed { Ok(()) } else { Err(warp::reject::not_found()) } }
+        })
+        .untuple_one();
+    let routes = from_listed_origin.and(routes.clone().with(cors)).or(routes);
+    let server = warp::serve(routes).incoming(listener).graceful(shutdown).run();
     Box::pin(server.map(Ok))
 }
