@@ -11,14 +11,20 @@
 //!
 //! Every wait is bounded by [`WAIT`]; a test that waits longer fails with a
 //! message naming what it waited for.
+//!
+//! The Redis cases run two servers on one stream of the Redis at
+//! [`REDIS_URL`], under a key prefix of their own ([`RedisPrefix`]); without
+//! a Redis there they print why and pass, unless `SSE_CI_STRICT=1`, which
+//! makes a missing Redis a failure.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource as _};
@@ -29,7 +35,8 @@ use serde_json::Value;
 use sse_core::SseManager;
 use sse_core::http::EnvConfig;
 use sse_examples::{Demo, ServeFn};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -621,4 +628,85 @@ pub fn leading_retry(raw: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(raw).ok()?;
     let (frame, _) = text.split_once("\n\n")?;
     frame.strip_prefix("retry: ")?.parse().ok()
+}
+
+/// The Redis of the Redis cases.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+const REDIS_ADDR: &str = "127.0.0.1:6379";
+
+/// Whether `SSE_CI_STRICT=1`: what a test needs must be there.
+pub fn strict() -> bool {
+    std::env::var("SSE_CI_STRICT").is_ok_and(|value| value == "1")
+}
+
+/// A key prefix of one test's own on the Redis at [`REDIS_URL`], for the
+/// servers of that test (`SSE_REDIS_PREFIX`); its stream is deleted when
+/// the prefix is dropped.
+#[derive(Debug)]
+pub struct RedisPrefix {
+    prefix: String,
+}
+
+impl RedisPrefix {
+    /// A fresh prefix for `test`, or `None` (after printing why) when
+    /// nothing answers `PING` at [`REDIS_URL`].
+    ///
+    /// # Panics
+    /// Instead of returning `None`, under `SSE_CI_STRICT=1`.
+    pub async fn new_or_skip(test: &str) -> Option<RedisPrefix> {
+        let ping = async {
+            let mut stream = TcpStream::connect(REDIS_ADDR).await?;
+            stream.write_all(b"PING\r\n").await?;
+            let mut answer = [0; 7];
+            stream.read_exact(&mut answer).await?;
+            Ok::<_, io::Error>(answer)
+        };
+        let reason = match tokio::time::timeout(Duration::from_secs(3), ping).await {
+            Ok(Ok(answer)) if &answer == b"+PONG\r\n" => {
+                static COUNTER: AtomicU64 = AtomicU64::new(0);
+                let nanos = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+                let prefix = format!("sse-conformance-{test}-{}-{nanos:x}-{n}", std::process::id());
+                return Some(RedisPrefix { prefix });
+            }
+            Ok(Ok(answer)) => format!("{REDIS_ADDR} answered PING with {:?}", String::from_utf8_lossy(&answer)),
+            Ok(Err(error)) => format!("no Redis at {REDIS_ADDR}: {error}"),
+            Err(_) => format!("no answer to PING from {REDIS_ADDR} within 3 s"),
+        };
+        assert!(!strict(), "SSE_CI_STRICT=1 and {test} cannot run: {reason}");
+        eprintln!("skipping {test}: {reason} (set SSE_CI_STRICT=1 to make this a failure)");
+        None
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `SSE_REDIS_URL` and `SSE_REDIS_PREFIX` for [`TestServer::start`].
+    pub fn settings(&self) -> [(&str, &str); 2] {
+        [("SSE_REDIS_URL", REDIS_URL), ("SSE_REDIS_PREFIX", &self.prefix)]
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let key = format!("{}:events", self.prefix);
+        let command = format!("*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n", key.len());
+        let deleted = (|| {
+            let addr = REDIS_ADDR.parse().map_err(io::Error::other)?;
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+            stream.write_all(command.as_bytes())?;
+            let mut answer = [0; 1];
+            stream.read_exact(&mut answer)
+        })();
+        if let Err(error) = deleted {
+            eprintln!("could not delete {key}: {error}");
+        }
+    }
 }

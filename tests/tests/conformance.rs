@@ -1,14 +1,15 @@
 //! The HTTP contract of the demo servers, checked over real HTTP against every
 //! framework's demo: each case below runs once per framework.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sse_examples::ServeFn;
-use sse_tests::{End, Event, SseStream, TestServer, WAIT, leading_retry};
+use sse_tests::{End, Event, RedisPrefix, SseStream, Subscriber, TestServer, WAIT, leading_retry};
 
 /// Generates, for one framework, a module with one test per case.
 macro_rules! conformance_tests {
@@ -45,6 +46,15 @@ macro_rules! conformance_tests {
                 publish_token_guards_publish_and_admin,
                 shutdown_closes_open_streams,
                 demo_page,
+                jwt_missing_or_invalid_token_is_unauthorized,
+                jwt_token_from_header_query_or_cookie,
+                jwt_channels_claim_limits_channels,
+                jwt_expiry_ends_the_stream,
+                cors_listed_origins_with_credentials,
+                cors_unset_sends_no_cors_headers,
+                per_address_limit,
+                redis_targets_across_instances,
+                redis_resume_on_another_instance,
             );
         }
     };
@@ -1112,4 +1122,622 @@ async fn demo_page(serve: ServeFn) {
     assert!(content_type.starts_with("text/html"), "content-type {content_type:?}");
     let page = response.text().await.expect("the page is text");
     assert!(page.contains("EventSource"), "the page connects with EventSource");
+}
+
+// ---------------------------------------------------------------------------
+// Authentication with SSE_AUTH_SECRET
+
+const AUTH_SECRET: &str = "conformance-secret-that-is-long-enough";
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// An HS256 token with `claims`, signed with `secret`.
+fn jwt_signed(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encodable claims")
+}
+
+/// An HS256 token with `claims`, signed with [`AUTH_SECRET`].
+fn jwt(claims: &Value) -> String {
+    jwt_signed(claims, AUTH_SECRET)
+}
+
+/// `GET /api/sse?query` with `headers`, which must be refused: its status
+/// and JSON body.
+async fn refused(server: &TestServer, query: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut request = server.client().get(server.url(&format!("/api/sse?{query}")));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    TestServer::send(request).await
+}
+
+/// The listed connections by clientId.
+async fn listed_by_client(server: &TestServer) -> BTreeMap<String, Value> {
+    server
+        .connections()
+        .await
+        .into_iter()
+        .map(|c| (c["clientId"].as_str().expect("clientId").to_owned(), c))
+        .collect()
+}
+
+async fn jwt_missing_or_invalid_token_is_unauthorized(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_AUTH_SECRET", AUTH_SECRET)]).await;
+    let exp = unix_now() + 600;
+    let forged = jwt_signed(&json!({"sub": "alice", "exp": exp}), "another-secret");
+    let expired = jwt(&json!({"sub": "alice", "exp": unix_now() - 10}));
+    let no_sub = jwt(&json!({"sid": "s1", "exp": exp}));
+    let valid = jwt(&json!({"sub": "alice", "exp": exp}));
+    let tampered = format!("{}x", &valid[..valid.len() - 1]);
+    for (what, query) in [
+        ("no token", String::new()),
+        ("no token, a userId", "userId=alice".to_owned()),
+        ("not a JWT", "access_token=not.a.jwt".to_owned()),
+        ("another secret", format!("access_token={forged}")),
+        ("expired", format!("access_token={expired}")),
+        ("no sub", format!("access_token={no_sub}")),
+        ("a tampered signature", format!("access_token={tampered}")),
+    ] {
+        let (status, body) = refused(&server, &query, &[]).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "", what);
+    }
+    for (what, name, value) in [
+        ("an empty bearer", "authorization", "Bearer ".to_owned()),
+        ("another secret as bearer", "authorization", format!("Bearer {forged}")),
+        ("another secret in the cookie", "cookie", format!("sse_token={forged}")),
+    ] {
+        let (status, body) = refused(&server, "", &[(name, &value)]).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "", what);
+    }
+    assert_eq!(server.stats().await["connections"], 0, "nothing was registered");
+    // The valid token is let in.
+    let _alice = server.subscribe(&format!("access_token={valid}")).await;
+}
+
+async fn jwt_token_from_header_query_or_cookie(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_AUTH_SECRET", AUTH_SECRET)]).await;
+    let exp = unix_now() + 600;
+    let token = |sub: &str, sid: &str| jwt(&json!({"sub": sub, "sid": sid, "exp": exp}));
+    let header = format!("Bearer {}", token("alice", "s-header"));
+    let by_header = server.subscribe_with("", &[("authorization", &header)]).await;
+    let by_query = server
+        .subscribe(&format!("access_token={}", token("bob", "s-query")))
+        .await;
+    let cookie = format!("theme=dark; sse_token={}", token("carol", "s-cookie"));
+    let by_cookie = server.subscribe_with("", &[("cookie", &cookie)]).await;
+    // Identity comes from the token alone: userId and sessionId in the
+    // query are ignored, not even kept as metadata.
+    let with_query_identity = server
+        .subscribe(&format!(
+            "access_token={}&userId=mallory&sessionId=stolen&device=phone",
+            jwt(&json!({"sub": "dave", "exp": exp}))
+        ))
+        .await;
+    let listed = listed_by_client(&server).await;
+    for (subscriber, user, session) in [
+        (&by_header, "alice", json!("s-header")),
+        (&by_query, "bob", json!("s-query")),
+        (&by_cookie, "carol", json!("s-cookie")),
+        (&with_query_identity, "dave", Value::Null),
+    ] {
+        let connection = &listed[&subscriber.client_id];
+        assert_eq!(connection["userId"], user, "{connection}");
+        assert_eq!(connection["sessionId"], session, "{connection}");
+    }
+    assert_eq!(
+        listed[&with_query_identity.client_id]["metadata"],
+        json!({"device": "phone"}),
+        "neither the token nor the ignored identity parameters are metadata"
+    );
+    for (body, delivered) in [
+        (
+            json!({"event": "x", "target": "user", "targetId": "mallory", "data": 1}),
+            0,
+        ),
+        (
+            json!({"event": "x", "target": "session", "targetId": "stolen", "data": 1}),
+            0,
+        ),
+        (
+            json!({"event": "x", "target": "user", "targetId": "dave", "data": 1}),
+            1,
+        ),
+        (
+            json!({"event": "x", "target": "session", "targetId": "s-cookie", "data": 1}),
+            1,
+        ),
+        (
+            json!({"event": "x", "target": "users", "targetIds": ["alice", "bob"], "data": 1}),
+            2,
+        ),
+    ] {
+        assert_eq!(server.publish_ok(&body).await.delivered, delivered, "{body}");
+    }
+}
+
+async fn jwt_channels_claim_limits_channels(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_AUTH_SECRET", AUTH_SECRET)]).await;
+    let exp = unix_now() + 600;
+    let token = jwt(&json!({"sub": "alice", "channels": ["news", "orders/*"], "exp": exp}));
+    for channel in ["admin", "newsroom", "orders", "ORDERS/1"] {
+        let (status, body) = refused(
+            &server,
+            &format!("access_token={token}&channel=news&channel={channel}"),
+            &[],
+        )
+        .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::FORBIDDEN,
+            channel,
+            &format!("channel {channel}"),
+        );
+        assert_eq!(body["channel"], channel, "the body names the refused channel");
+    }
+    assert_eq!(server.stats().await["connections"], 0, "nothing was registered");
+
+    let mut alice = server
+        .subscribe(&format!("access_token={token}&channel=news&channel=orders/17"))
+        .await;
+    assert_eq!(server.stats().await["channels"], json!({"news": 1, "orders/17": 1}));
+    // At runtime too, the token's channels are the limit.
+    for (channel, status) in [
+        ("orders/18", StatusCode::OK),
+        ("admin", StatusCode::FORBIDDEN),
+        ("orders", StatusCode::FORBIDDEN),
+    ] {
+        let membership = json!({"clientId": alice.client_id, "channel": channel});
+        let (got, body) = TestServer::send(server.api(Method::POST, "/api/sse/subscribe").json(&membership)).await;
+        assert_eq!(got, status, "subscribing to {channel} answered {body}");
+        if status == StatusCode::FORBIDDEN {
+            assert_eq!(body["channel"], channel, "the body names the refused channel");
+        }
+    }
+    for channel in ["orders/17", "orders/18", "admin"] {
+        server
+            .publish_ok(&json!({"event": channel, "target": "channel", "targetId": channel, "data": 1}))
+            .await;
+    }
+    server.publish_ok(&json!({"event": "end", "data": 1})).await;
+    assert_eq!(names_until(&mut alice.stream, "end").await, ["orders/17", "orders/18"]);
+
+    // Without a channels claim, any channel.
+    let anywhere = jwt(&json!({"sub": "bob", "exp": exp}));
+    let _bob = server
+        .subscribe(&format!("access_token={anywhere}&channel=admin"))
+        .await;
+}
+
+async fn jwt_expiry_ends_the_stream(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_AUTH_SECRET", AUTH_SECRET), ("SSE_HEARTBEAT_MS", "500")]).await;
+    let expired = jwt(&json!({"sub": "alice", "exp": unix_now() - 1}));
+    let (status, body) = refused(&server, &format!("access_token={expired}"), &[]).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "", "an expired token");
+
+    let exp = unix_now() + 2;
+    let short = jwt(&json!({"sub": "alice", "exp": exp}));
+    let mut alice = server.subscribe(&format!("access_token={short}")).await;
+    server
+        .publish_ok(&json!({"event": "alive", "target": "user", "targetId": "alice", "data": 1}))
+        .await;
+    alice.stream.expect_event("alive").await;
+    let (_, end) = alice.stream.events_until_end().await;
+    let ended = unix_now();
+    assert_eq!(
+        end,
+        End::Clean,
+        "the stream ends cleanly at expiry; the client reconnects"
+    );
+    // Token times are whole seconds: the stream ends within the second
+    // before `exp` or soon after it.
+    assert!(
+        ended + 1 >= exp && ended <= exp + 2,
+        "the stream ended at {ended}, the token expires at {exp}"
+    );
+    server.wait_for_connections(0).await;
+    // The client comes back with a fresh token.
+    let fresh = jwt(&json!({"sub": "alice", "exp": unix_now() + 600}));
+    let _again = server.subscribe(&format!("access_token={fresh}")).await;
+}
+
+// ---------------------------------------------------------------------------
+// CORS with SSE_CORS_ORIGINS
+
+const ORIGIN: &str = "http://app.test";
+const OTHER_ORIGIN: &str = "https://admin.test:8443";
+
+/// The comma-separated values of header `name`, trimmed and lowercased.
+fn header_list(response: &reqwest::Response, name: &str) -> BTreeSet<String> {
+    response
+        .headers()
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.to_str().expect("text").split(','))
+        .map(|item| item.trim().to_ascii_lowercase())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).map(|v| v.to_str().expect("text"))
+}
+
+async fn preflight(server: &TestServer, path: &str, origin: &str, method: &str, headers: &str) -> reqwest::Response {
+    server
+        .client()
+        .request(Method::OPTIONS, server.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", method)
+        .header("access-control-request-headers", headers)
+        .send()
+        .await
+        .expect("the preflight is answered")
+}
+
+/// Checks that `response` lets `origin` read it, with credentials.
+fn assert_allows(response: &reqwest::Response, origin: &str, what: &str) {
+    assert_eq!(
+        header(response, "access-control-allow-origin"),
+        Some(origin),
+        "{what}: allow-origin is exactly the origin"
+    );
+    assert_eq!(
+        header(response, "access-control-allow-credentials"),
+        Some("true"),
+        "{what}: with credentials"
+    );
+}
+
+async fn cors_listed_origins_with_credentials(serve: ServeFn) {
+    let origins = format!("{ORIGIN},{OTHER_ORIGIN}");
+    let server = TestServer::start(serve, &[("SSE_CORS_ORIGINS", &origins)]).await;
+    for (path, method, headers, origin) in [
+        ("/api/sse/publish", "POST", "authorization, content-type", ORIGIN),
+        ("/api/sse", "GET", "last-event-id", OTHER_ORIGIN),
+        ("/api/sse/connections/someone", "DELETE", "authorization", ORIGIN),
+    ] {
+        let response = preflight(&server, path, origin, method, headers).await;
+        let what = format!("the preflight of {method} {path} from {origin}");
+        assert!(response.status().is_success(), "{what} answered {}", response.status());
+        assert_allows(&response, origin, &what);
+        let methods = header_list(&response, "access-control-allow-methods");
+        for method in ["get", "post", "delete", "options"] {
+            assert!(methods.contains(method), "{what}: {method} is allowed: {methods:?}");
+        }
+        let allowed = header_list(&response, "access-control-allow-headers");
+        for name in ["authorization", "content-type", "last-event-id"] {
+            assert!(allowed.contains(name), "{what}: {name} is allowed: {allowed:?}");
+        }
+        assert!(!allowed.contains("*") && !methods.contains("*"), "{what}: no wildcard");
+    }
+
+    // Other origins, look-alikes included, are never allowed: whatever the
+    // status of the preflight (frameworks differ), it carries no
+    // allow-origin, so the browser sends nothing.
+    for origin in [
+        "http://evil.test",
+        "null",
+        "http://app.test.evil.test",
+        "http://app.test:80",
+        "https://app.test",
+        "HTTP://APP.TEST",
+    ] {
+        let response = preflight(&server, "/api/sse/publish", origin, "POST", "content-type").await;
+        let status = response.status();
+        assert_eq!(
+            header(&response, "access-control-allow-origin"),
+            None,
+            "the preflight from {origin} ({status}) allows no origin"
+        );
+        assert_eq!(
+            header(&response, "access-control-allow-credentials"),
+            None,
+            "the preflight from {origin} ({status}) allows no credentials"
+        );
+    }
+
+    // The stream, from a listed origin.
+    let mut alice = server.subscribe_with("userId=alice", &[("origin", ORIGIN)]).await;
+    let response = server
+        .client()
+        .get(server.url("/api/sse?userId=bob"))
+        .header("origin", OTHER_ORIGIN)
+        .send()
+        .await
+        .expect("the stream is answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_allows(&response, OTHER_ORIGIN, "the stream");
+    drop(response);
+
+    // Publishing and administration, from a listed origin.
+    let response = server
+        .api(Method::POST, "/api/sse/publish")
+        .header("origin", ORIGIN)
+        .json(&json!({"event": "hello", "target": "user", "targetId": "alice", "data": 1}))
+        .send()
+        .await
+        .expect("the publish is answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_allows(&response, ORIGIN, "the publish");
+    alice.stream.expect_event("hello").await;
+    let response = server
+        .api(Method::GET, "/api/sse/stats")
+        .header("origin", OTHER_ORIGIN)
+        .send()
+        .await
+        .expect("the stats are answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_allows(&response, OTHER_ORIGIN, "the stats");
+
+    // A request from an unlisted origin is answered as without CORS (as a
+    // same-origin POST of the demo page, which carries its Origin, must be),
+    // with nothing that lets a browser on that origin read it.
+    let response = server
+        .api(Method::POST, "/api/sse/publish")
+        .header("origin", "http://evil.test")
+        .json(&json!({"event": "same-origin", "target": "user", "targetId": "alice", "data": 1}))
+        .send()
+        .await
+        .expect("the publish is answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "access-control-allow-origin"), None);
+    assert_eq!(header(&response, "access-control-allow-credentials"), None);
+    alice.stream.expect_event("same-origin").await;
+}
+
+async fn cors_unset_sends_no_cors_headers(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let cors_headers = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .keys()
+            .map(|name| name.as_str().to_owned())
+            .filter(|name| name.starts_with("access-control-"))
+            .collect()
+    };
+    for origin in [ORIGIN, "http://evil.test", "null"] {
+        let response = preflight(&server, "/api/sse/publish", origin, "POST", "content-type").await;
+        assert_eq!(
+            cors_headers(&response),
+            Vec::<String>::new(),
+            "the preflight from {origin}"
+        );
+        let response = server
+            .client()
+            .get(server.url("/api/sse/stats"))
+            .header("origin", origin)
+            .send()
+            .await
+            .expect("the stats are answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(cors_headers(&response), Vec::<String>::new(), "the stats for {origin}");
+        let response = server.connect_with("userId=alice", &[("origin", origin)]).await;
+        response.assert_event_stream();
+        let stream: Vec<&str> = response
+            .headers()
+            .keys()
+            .map(reqwest::header::HeaderName::as_str)
+            .filter(|name| name.starts_with("access-control-"))
+            .collect();
+        assert!(stream.is_empty(), "the stream for {origin}: {stream:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The per-address limit (SSE_MAX_PER_ADDR, beyond the contract)
+
+async fn per_address_limit(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_MAX_PER_ADDR", "2")]).await;
+    let first = server.subscribe("userId=alice").await;
+    let _second = server.subscribe("userId=bob").await;
+    // Every connection of the suite comes from 127.0.0.1.
+    let (status, body) = refused(&server, "userId=carol&channel=news", &[]).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "",
+        "a third connection from 127.0.0.1",
+    );
+    let stats = server.stats().await;
+    assert_eq!(
+        stats["connections"], 2,
+        "the refused connection is not registered: {stats}"
+    );
+    assert_eq!(stats["channels"], json!({}), "nor its channel: {stats}");
+    // Once one closes, the address may connect again.
+    let (status, _) =
+        TestServer::send(server.api(Method::DELETE, &format!("/api/sse/connections/{}", first.client_id))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    server.wait_for_connections(1).await;
+    let _third = server.subscribe("userId=carol").await;
+}
+
+// ---------------------------------------------------------------------------
+// Two instances sharing Redis (SSE_REDIS_URL)
+
+/// Two servers of `serve` on the stream of `prefix`.
+async fn two_instances(serve: ServeFn, prefix: &RedisPrefix) -> (TestServer, TestServer) {
+    let settings = prefix.settings();
+    let a = TestServer::start(serve, &settings).await;
+    let b = TestServer::start(serve, &settings).await;
+    (a, b)
+}
+
+async fn redis_targets_across_instances(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_targets_across_instances").await else {
+        return;
+    };
+    let (a, b) = two_instances(serve, &prefix).await;
+    // p and q on instance a, r and s on instance b.
+    let mut p = a.subscribe("userId=alice&sessionId=s1&channel=red").await;
+    let mut q = a.subscribe("userId=bob&sessionId=s3").await;
+    let mut r = b.subscribe("userId=alice&sessionId=s2&channel=blue").await;
+    let mut s = b.subscribe("channel=red").await;
+    // (event, published on b?, who receives it); `delivered` counts the
+    // publishing instance's connections only.
+    let cases = [
+        (json!({"event": "all", "data": 1}), true, "pqrs"),
+        (json!({"event": "all-on-a", "target": "all", "data": 1}), false, "pqrs"),
+        (
+            json!({"event": "user", "target": "user", "targetId": "alice", "data": 1}),
+            true,
+            "pr",
+        ),
+        (
+            json!({"event": "user-bob", "target": "user", "targetId": "bob", "data": 1}),
+            true,
+            "q",
+        ),
+        (
+            json!({"event": "users", "target": "users", "targetIds": ["bob", "carol"], "data": 1}),
+            true,
+            "q",
+        ),
+        (
+            json!({"event": "users-both", "target": "users", "targetIds": ["alice", "bob"], "data": 1}),
+            false,
+            "pqr",
+        ),
+        (
+            json!({"event": "session-s1", "target": "session", "targetId": "s1", "data": 1}),
+            true,
+            "p",
+        ),
+        (
+            json!({"event": "session-s2", "target": "session", "targetId": "s2", "data": 1}),
+            false,
+            "r",
+        ),
+        (
+            json!({"event": "client-p", "target": "client", "targetId": p.client_id, "data": 1}),
+            true,
+            "p",
+        ),
+        (
+            json!({"event": "client-s", "target": "client", "targetId": s.client_id, "data": 1}),
+            false,
+            "s",
+        ),
+        (
+            json!({"event": "red", "target": "channel", "targetId": "red", "data": 1}),
+            true,
+            "ps",
+        ),
+        (
+            json!({"event": "blue", "target": "channel", "targetId": "blue", "data": 1}),
+            false,
+            "r",
+        ),
+        (
+            json!({"event": "nobody", "target": "user", "targetId": "carol", "data": 1}),
+            true,
+            "",
+        ),
+    ];
+    for (body, on_b, audience) in &cases {
+        let (publisher, local) = if *on_b { (&b, "rs") } else { (&a, "pq") };
+        let published = publisher.publish_ok(body).await;
+        let expected = audience.chars().filter(|c| local.contains(*c)).count() as u64;
+        assert_eq!(
+            published.delivered,
+            expected,
+            "delivered count of {body} on instance {}: its own connections only",
+            if *on_b { "b" } else { "a" }
+        );
+    }
+    b.publish_ok(&json!({"event": "end", "data": 1})).await;
+    for (name, subscriber) in [("p", &mut p), ("q", &mut q), ("r", &mut r), ("s", &mut s)] {
+        let expected: Vec<&str> = cases
+            .iter()
+            .filter(|(_, _, audience)| audience.contains(name))
+            .map(|(body, _, _)| body["event"].as_str().expect("event name"))
+            .collect();
+        let got = names_until(&mut subscriber.stream, "end").await;
+        assert_eq!(got, expected, "events received by connection {name}");
+    }
+    // Each instance lists and counts its own connections.
+    assert_eq!(a.stats().await["connections"], 2);
+    assert_eq!(b.stats().await["channels"], json!({"blue": 1, "red": 1}));
+}
+
+async fn redis_resume_on_another_instance(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_resume_on_another_instance").await else {
+        return;
+    };
+    let (a, b) = two_instances(serve, &prefix).await;
+    let query = "userId=alice&sessionId=s1&channel=red";
+    let mut alice: Subscriber = a.subscribe(query).await;
+    let mark = b.publish_ok(&json!({"event": "mark", "data": 0})).await;
+    let event = alice.stream.expect_event("mark").await;
+    assert_eq!(event.id, mark.id, "both instances give the event the log's id");
+    drop(alice);
+
+    // While alice is away, events on both instances, for her and others.
+    let gap = [
+        (
+            json!({"event": "to-alice", "target": "user", "targetId": "alice", "data": 1}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "to-bob", "target": "user", "targetId": "bob", "data": 2}),
+            true,
+            false,
+        ),
+        (json!({"event": "all", "data": 3}), true, true),
+        (
+            json!({"event": "red", "target": "channel", "targetId": "red", "data": 4}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "blue", "target": "channel", "targetId": "blue", "data": 5}),
+            true,
+            false,
+        ),
+        (
+            json!({"event": "s1", "target": "session", "targetId": "s1", "data": 6}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "s9", "target": "session", "targetId": "s9", "data": 7}),
+            true,
+            false,
+        ),
+        (
+            json!({"event": "users", "target": "users", "targetIds": ["bob", "alice"], "data": 8}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "last", "target": "user", "targetId": "alice", "data": 9}),
+            true,
+            true,
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (body, on_b, for_alice) in gap {
+        let publisher = if on_b { &b } else { &a };
+        let published = publisher.publish_ok(&body).await;
+        if for_alice {
+            expected.push((body["event"].as_str().expect("name").to_owned(), published.id));
+        }
+    }
+    // She comes back on instance b with the last id she had from a: exactly
+    // the gap, then live events published on a, each once.
+    let mut again = b.subscribe_with(query, &[("last-event-id", &mark.id)]).await;
+    assert_replay(&a, &mut again.stream, &expected, "b").await;
 }
