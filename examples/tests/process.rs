@@ -1,16 +1,22 @@
 //! The demo binaries as processes: the one line they print when ready, a
-//! malformed variable refused at startup, and a clean exit on SIGTERM and
-//! SIGINT with many SSE connections open.
+//! malformed variable and an unreachable Redis refused at startup, a clean
+//! exit on SIGTERM and SIGINT with many SSE connections open, and two demos
+//! of different frameworks sharing events through Redis.
+//!
+//! The Redis test expects Redis on 127.0.0.1:6379; without it, it prints why
+//! and passes, unless `SSE_CI_STRICT=1`, which makes a missing Redis a
+//! failure.
 #![cfg(unix)]
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// How long a test waits for anything a demo should do at once.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -98,11 +104,14 @@ async fn prints_one_listening_line(binary: &str) {
     assert!(rest.is_empty(), "more lines on stdout: {rest:?}");
 }
 
-async fn refuses_a_malformed_variable(binary: &str) {
+/// Runs `binary` with `vars`, which it must refuse: waits up to
+/// [`PATIENCE`] for it to exit; its status, stdout, stderr and how long it
+/// ran.
+async fn refused_start(binary: &str, vars: &[(&str, &str)]) -> (ExitStatus, String, String, Duration) {
     let mut child = Command::new(binary)
         .env_clear()
         .env("SSE_ADDR", "127.0.0.1:0")
-        .env("SSE_HEARTBEAT_MS", "fast")
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -115,10 +124,12 @@ async fn refuses_a_malformed_variable(binary: &str) {
         }
         if started.elapsed() > PATIENCE {
             let _ = child.kill();
-            panic!("the demo started despite SSE_HEARTBEAT_MS=fast");
+            let _ = child.wait();
+            panic!("the demo was still running after {PATIENCE:?} with {vars:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let took = started.elapsed();
     let mut stdout = String::new();
     let mut stderr = String::new();
     child
@@ -133,12 +144,42 @@ async fn refuses_a_malformed_variable(binary: &str) {
         .expect("stderr")
         .read_to_string(&mut stderr)
         .expect("read stderr");
+    (status, stdout, stderr, took)
+}
+
+async fn refuses_a_malformed_variable(binary: &str) {
+    let (status, stdout, stderr, _) = refused_start(binary, &[("SSE_HEARTBEAT_MS", "fast")]).await;
     assert!(!status.success(), "{status}");
     assert!(
         stderr.contains("SSE_HEARTBEAT_MS"),
         "stderr does not name the variable: {stderr:?}"
     );
     assert!(stdout.is_empty(), "it announced itself: {stdout:?}");
+}
+
+/// A Redis that does not answer (a port that accepts connections and never
+/// replies) is a startup error naming `SSE_REDIS_URL`, within the backplane's
+/// timeout, not a hang.
+async fn refuses_an_unreachable_redis(binary: &str) {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let url = format!("redis://{}", silent.local_addr().expect("local address"));
+    let (status, stdout, stderr, took) = refused_start(binary, &[("SSE_REDIS_URL", &url)]).await;
+    println!("{binary}: refused a silent Redis after {took:?}: {}", stderr.trim());
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains("SSE_REDIS_URL"),
+        "stderr does not name the variable: {stderr:?}"
+    );
+    assert!(stdout.is_empty(), "it announced itself: {stdout:?}");
+    drop(silent);
+
+    // Nothing listening at all: refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let url = format!("redis://{}", closed.local_addr().expect("local address"));
+    drop(closed);
+    let (status, _, stderr, _) = refused_start(binary, &[("SSE_REDIS_URL", &url)]).await;
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("SSE_REDIS_URL"), "{stderr:?}");
 }
 
 /// With `CONNECTIONS` SSE connections open, `signal` makes the demo exit
@@ -207,6 +248,11 @@ macro_rules! demo_tests {
             }
 
             #[tokio::test]
+            async fn refuses_an_unreachable_redis() {
+                super::refuses_an_unreachable_redis(BINARY).await;
+            }
+
+            #[tokio::test]
             async fn exits_cleanly_on_sigterm() {
                 super::exits_cleanly_on(BINARY, nix::sys::signal::Signal::SIGTERM).await;
             }
@@ -223,4 +269,129 @@ demo_tests! {
     axum => "axum-demo",
     warp => "warp-demo",
     poem => "poem-demo",
+}
+
+const REDIS_ADDR: &str = "127.0.0.1:6379";
+
+/// An event stream's body, being read.
+type Body = futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>;
+
+/// Sends one command to the Redis at [`REDIS_ADDR`]; the start of its answer.
+async fn redis_command(args: &[&str]) -> std::io::Result<Vec<u8>> {
+    let mut command = format!("*{}\r\n", args.len());
+    for arg in args {
+        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(REDIS_ADDR).await?;
+        stream.write_all(command.as_bytes()).await?;
+        let mut answer = vec![0; 64];
+        let read = stream.read(&mut answer).await?;
+        answer.truncate(read);
+        Ok(answer)
+    };
+    tokio::time::timeout(Duration::from_secs(3), exchange)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 3 s")))
+}
+
+/// Subscribes at `address` with `query`; the body, read up to the
+/// `connected` event.
+async fn subscribe(address: &str, query: &str) -> Body {
+    let response = reqwest::get(format!("http://{address}/api/sse?{query}"))
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream().boxed();
+    read_until(&mut body, "event: connected\n").await;
+    body
+}
+
+/// Reads `body` until what came holds `text`; returns what came.
+async fn read_until(body: &mut Body, text: &str) -> String {
+    let mut received = Vec::new();
+    while !String::from_utf8_lossy(&received).contains(text) {
+        let chunk = tokio::time::timeout(PATIENCE, body.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "waited {PATIENCE:?} for {text:?}; got {:?}",
+                    String::from_utf8_lossy(&received)
+                )
+            })
+            .expect("the stream is open")
+            .expect("a chunk");
+        received.extend_from_slice(&chunk);
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+async fn publish(address: &str, body: &serde_json::Value) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!("http://{address}/api/sse/publish"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(&response.bytes().await.expect("the answer")).expect("JSON")
+}
+
+/// axum-demo and poem-demo on one Redis stream: an event published on either
+/// reaches a subscriber of the other.
+#[tokio::test]
+async fn demos_of_two_frameworks_share_redis() {
+    match redis_command(&["PING"]).await {
+        Ok(answer) if answer.starts_with(b"+PONG") => {}
+        other => {
+            let reason = format!("no Redis answers PING at {REDIS_ADDR}: {other:?}");
+            let strict = std::env::var("SSE_CI_STRICT").is_ok_and(|value| value == "1");
+            assert!(!strict, "SSE_CI_STRICT=1 and {reason}");
+            eprintln!("skipping: {reason} (set SSE_CI_STRICT=1 to make this a failure)");
+            return;
+        }
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let prefix = format!("sse-process-test-{}-{nanos:x}", std::process::id());
+    let vars = [
+        ("SSE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("SSE_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let axum = Demo::start(env!("CARGO_BIN_EXE_axum-demo"), &vars);
+    let poem = Demo::start(env!("CARGO_BIN_EXE_poem-demo"), &vars);
+    let (axum_address, poem_address) = (axum.address(), poem.address());
+
+    let mut on_poem = subscribe(&poem_address, "userId=alice").await;
+    let mut on_axum = subscribe(&axum_address, "userId=bob").await;
+    let answer = publish(
+        &axum_address,
+        &serde_json::json!({"event": "from-axum", "target": "user", "targetId": "alice", "data": "hi alice"}),
+    )
+    .await;
+    assert_eq!(
+        answer["delivered"], 0,
+        "alice is not connected to the publishing axum-demo"
+    );
+    let id = answer["id"].as_str().expect("an id").to_owned();
+    let received = read_until(&mut on_poem, "event: from-axum\n").await;
+    assert!(
+        received.contains(&format!("id: {id}\nevent: from-axum\ndata: hi alice\n\n")),
+        "poem-demo delivered the event with the id axum-demo answered: {received:?}"
+    );
+    publish(
+        &poem_address,
+        &serde_json::json!({"event": "from-poem", "target": "user", "targetId": "bob", "data": "hi bob"}),
+    )
+    .await;
+    read_until(&mut on_axum, "event: from-poem\ndata: hi bob\n").await;
+
+    drop((axum, poem));
+    let key = format!("{prefix}:events");
+    if let Err(error) = redis_command(&["DEL", &key]).await {
+        eprintln!("could not delete {key}: {error}");
+    }
 }
