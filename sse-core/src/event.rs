@@ -186,7 +186,10 @@ impl Event {
     }
 
     fn encoded_len_hint(&self, id: Option<&str>) -> usize {
-        let data = self.data.as_ref().map_or(8, |d| d.len() + 8);
+        // Each line of data costs its `data: ` prefix and its line feed.
+        let data = self.data.as_ref().map_or(8, |d| {
+            d.len() + 7 * (1 + memchr::memchr2_iter(b'\r', b'\n', d.as_bytes()).count())
+        });
         let id = id.map_or(0, |i| i.len() + 5);
         let event = self.event.as_ref().map_or(0, |e| e.len() + 8);
         let comment = self.comment.as_ref().map_or(0, |c| c.len() + 4);
@@ -308,9 +311,14 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let current = rest?;
-        match current.find(['\r', '\n']) {
+        // CR and LF are ASCII, so their positions are character boundaries.
+        match memchr::memchr2(b'\r', b'\n', current.as_bytes()) {
             Some(pos) => {
-                let skip = if current[pos..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if current.as_bytes()[pos..].starts_with(b"\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&current[pos + skip..]);
                 Some(&current[..pos])
             }
