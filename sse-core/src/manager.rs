@@ -410,14 +410,7 @@ impl Shared {
         let mut slow = Vec::new();
         let delivery = if event.dispatches() {
             let mut history = self.history.lock();
-            let seq = history.next_seq();
-            let id = match event.id() {
-                Some(id) => id.to_owned(),
-                None => seq.to_string(),
-            };
-            let frame = event.encode_with_id(Some(&id));
-            let custom = event.id().map(str::to_owned);
-            history.push(seq, custom, target.clone(), frame.clone(), Instant::now());
+            let (id, frame) = record(&mut history, target, event, None);
             let registry = self.registry.read();
             let delivered = self.fan_out(&registry, target, &frame, &mut slow);
             Counters::add(&self.stats.events_published, 1);
@@ -451,10 +444,7 @@ impl Shared {
             match entry.into_parts() {
                 Ok((target, event)) => {
                     if event.dispatches() {
-                        let seq = history.next_seq();
-                        let id = event.id().unwrap_or(log_id);
-                        let frame = event.encode_with_id(Some(id));
-                        history.push(seq, Some(id.to_owned()), target.clone(), frame.clone(), Instant::now());
+                        let (_, frame) = record(&mut history, &target, &event, Some(log_id));
                         if deliver {
                             let registry = self.registry.read();
                             delivered = self.fan_out(&registry, &target, &frame, &mut slow);
@@ -582,6 +572,19 @@ impl Shared {
         // is gone. Either way there is nothing more to do.
         let _ = self.wake.clone().try_send(());
     }
+}
+
+/// Records a dispatching event in the history and encodes it once, with its
+/// id: the publisher's own, else the backplane log's, else the next sequence
+/// number. The caller holds the history lock until it has fanned the frame
+/// out, so recording and delivery are one step for a connecting client.
+fn record(history: &mut History, target: &Target, event: &Event, log_id: Option<&str>) -> (String, Bytes) {
+    let seq = history.next_seq();
+    let named = event.id().or(log_id).map(str::to_owned);
+    let id = named.clone().unwrap_or_else(|| seq.to_string());
+    let frame = event.encode_with_id(Some(&id));
+    history.push(seq, named, target.clone(), frame.clone(), Instant::now());
+    (id, frame)
 }
 
 /// `duration` times `factor`, saturating instead of overflowing.
