@@ -322,8 +322,8 @@ impl From<Result<Connection, ConnectError>> for SseReply {
 /// The SSE endpoints of the HTTP contract, independent of any framework.
 ///
 /// ```
-/// use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
-/// use sse_core::SseManager;
+/// use sse_engine::http::{BearerToken, DevIdentity, SseEndpoints};
+/// use sse_engine::SseManager;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::{FutureExt as _, StreamExt as _};
 use proptest::prelude::*;
-use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, SubscribeError, Target};
+use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager, SubscribeError, Target};
 
 const USERS: u8 = 4;
 const SESSIONS: u8 = 3;

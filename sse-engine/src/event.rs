@@ -36,7 +36,7 @@ pub const MAX_ID_LEN: usize = 256;
 /// safely.
 ///
 /// ```
-/// use sse_core::Event;
+/// use sse_engine::Event;
 ///
 /// let event = Event::builder()
 ///     .event("notification")
@@ -47,7 +47,7 @@ pub const MAX_ID_LEN: usize = 256;
 ///     event.encode(),
 ///     "id: 42\nevent: notification\ndata: line one\ndata: line two\n\n"
 /// );
-/// # Ok::<(), sse_core::EventError>(())
+/// # Ok::<(), sse_engine::EventError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -432,11 +432,11 @@ impl Event {
     /// `{"title", "message", "type", "data"?, "timestamp"}`.
     ///
     /// ```
-    /// use sse_core::{Event, NotificationKind};
+    /// use sse_engine::{Event, NotificationKind};
     ///
     /// let event = Event::notification("Saved", "Your draft was saved", NotificationKind::Success, None::<&()>)?;
     /// assert_eq!(event.event(), Some("notification"));
-    /// # Ok::<(), sse_core::EventError>(())
+    /// # Ok::<(), sse_engine::EventError>(())
     /// ```
     ///
     /// # Errors
@@ -461,11 +461,11 @@ impl Event {
     /// `{"resource", "action", "data", "timestamp"}`.
     ///
     /// ```
-    /// use sse_core::Event;
+    /// use sse_engine::Event;
     ///
     /// let event = Event::update("order/17", "shipped", &serde_json::json!({"carrier": "DHL"}))?;
     /// assert_eq!(event.event(), Some("update"));
-    /// # Ok::<(), sse_core::EventError>(())
+    /// # Ok::<(), sse_engine::EventError>(())
     /// ```
     ///
     /// # Errors

@@ -42,7 +42,7 @@ pub enum UserLimitPolicy {
 ///
 /// ```
 /// use std::time::Duration;
-/// use sse_core::SseConfig;
+/// use sse_engine::SseConfig;
 ///
 /// let config = SseConfig::default()
 ///     .heartbeat_interval(Some(Duration::from_secs(15)))

@@ -23,8 +23,8 @@ use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::{FutureExt as _, StreamExt as _};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sse_core::event::MAX_ID_LEN;
-use sse_core::{Event, EventError};
+use sse_engine::event::MAX_ID_LEN;
+use sse_engine::{Event, EventError};
 
 /// Parses `chunks` as one SSE stream with the reference parser.
 fn parse_chunks(chunks: Vec<Bytes>) -> Vec<Parsed> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::{FutureExt as _, StreamExt as _};
-use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
