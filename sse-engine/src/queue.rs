@@ -15,6 +15,11 @@ use parking_lot::Mutex;
 
 use crate::connection::CloseReason;
 
+/// The most bytes of small frames [`Queue::poll_frames`] gathers into one
+/// buffer: enough for a burst of small events to go out in one write, small
+/// enough that coalescing never copies a large event per connection.
+pub(crate) const COALESCE_BYTES: usize = 16 * 1024;
+
 #[derive(Debug)]
 pub(crate) struct Queue {
     inner: Mutex<Inner>,
@@ -158,26 +163,42 @@ impl Queue {
         }
     }
 
-    /// Takes every queued frame, coalesced into one buffer, with their count;
-    /// `Ready(None)` once the queue is closed and drained.
+    /// Takes the queued frames, with their count; `Ready(None)` once the
+    /// queue is closed and drained.
+    ///
+    /// Small frames at the head of the queue are coalesced into one buffer
+    /// of at most [`COALESCE_BYTES`], so a burst costs one write; a frame
+    /// that does not fit is handed over as it is, still shared with every
+    /// other connection it was sent to, never copied. A client that falls
+    /// behind on large events thus holds references to shared frames (bounded
+    /// by the queue's capacity), not private copies of them.
     pub(crate) fn poll_frames(&self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, usize)>> {
         let mut inner = self.inner.lock();
         if let State::Closed(_) = inner.state {
             return Poll::Ready(None);
         }
-        // Every queued frame is taken at once, the opening ones included.
-        inner.unbounded = 0;
-        match inner.frames.len() {
-            0 => {}
-            1 => return Poll::Ready(inner.frames.pop_front().map(|frame| (frame, 1))),
-            count => {
-                let total = inner.frames.iter().map(Bytes::len).sum();
+        if let Some(first) = inner.frames.pop_front() {
+            let (mut total, mut count) = (first.len(), 1);
+            for frame in &inner.frames {
+                if total + frame.len() > COALESCE_BYTES {
+                    break;
+                }
+                total += frame.len();
+                count += 1;
+            }
+            let taken = if count == 1 {
+                first
+            } else {
                 let mut buf = BytesMut::with_capacity(total);
-                for frame in inner.frames.drain(..) {
+                buf.extend_from_slice(&first);
+                for frame in inner.frames.drain(..count - 1) {
                     buf.extend_from_slice(&frame);
                 }
-                return Poll::Ready(Some((buf.freeze(), count)));
-            }
+                buf.freeze()
+            };
+            // The opening frames sit at the head of the queue.
+            inner.unbounded = inner.unbounded.saturating_sub(count);
+            return Poll::Ready(Some((taken, count)));
         }
         match inner.state {
             State::Open => {
@@ -212,6 +233,44 @@ mod tests {
         assert_eq!(poll(&queue), Poll::Ready(Some((Bytes::from_static(b"a\n\nb\n\n"), 2))));
         assert_eq!(poll(&queue), Poll::Pending);
         assert_eq!(queue.last_push_ms(), 2);
+    }
+
+    #[test]
+    fn coalescing_stops_at_its_budget_and_never_copies_a_large_frame() {
+        let queue = Queue::new(8, 0);
+        let small = Bytes::from(vec![b's'; COALESCE_BYTES / 4]);
+        let large = Bytes::from(vec![b'l'; COALESCE_BYTES]);
+        for frame in [&small, &small, &small, &large, &small] {
+            assert_eq!(queue.push(frame.clone(), 0), Push::Queued);
+        }
+        let Poll::Ready(Some((first, 3))) = poll(&queue) else {
+            panic!("three small frames come out as one");
+        };
+        assert_eq!(first.len(), 3 * small.len());
+        let Poll::Ready(Some((second, 1))) = poll(&queue) else {
+            panic!("the large frame comes out alone");
+        };
+        assert_eq!(second.as_ptr(), large.as_ptr(), "shared, not copied");
+        assert_eq!(poll(&queue), Poll::Ready(Some((small.clone(), 1))));
+        assert_eq!(poll(&queue), Poll::Pending);
+    }
+
+    #[test]
+    fn opening_frames_taken_in_parts_are_still_counted() {
+        let queue = Queue::new(1, 0);
+        let large = Bytes::from(vec![b'r'; COALESCE_BYTES]);
+        queue.push_unbounded(large.clone());
+        queue.push_unbounded(large.clone());
+        let Poll::Ready(Some((_, 1))) = poll(&queue) else {
+            panic!("one opening frame at a time");
+        };
+        // One opening frame is still queued: it does not count, so one live
+        // frame fits and a second overflows.
+        assert_eq!(queue.push(Bytes::from_static(b"live"), 0), Push::Queued);
+        assert_eq!(
+            queue.push(Bytes::from_static(b"more"), 0),
+            Push::Overflow { dropped: 3 }
+        );
     }
 
     #[test]
