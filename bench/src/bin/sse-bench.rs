@@ -322,7 +322,11 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
             let (client, url, published) = (client.clone(), format!("{base}/api/sse/publish"), published.clone());
             tokio::spawn(async move {
                 if let Ok(response) = client.post(url).json(&body).send().await {
-                    if response.status().is_success() {
+                    let ok = response.status().is_success();
+                    // Reading the answer to its end returns the connection to
+                    // the pool: a publish is one request, not a new TCP
+                    // connection whose setup the server would pay for.
+                    if response.bytes().await.is_ok() && ok {
                         published.fetch_add(1, Ordering::Relaxed);
                     }
                 }
