@@ -274,8 +274,9 @@ impl fmt::Display for CloseReason {
 /// One registered connection: a [`Stream`] of encoded frames to write to the
 /// client as they come.
 ///
-/// Each item is every frame queued since the last poll, coalesced into one
-/// buffer (one write). The stream ends when the server closes the connection
+/// Each item holds the frames queued since the last poll: small ones
+/// coalesced into one buffer of at most 16 KiB (one write), a larger one as
+/// it is, shared with its other recipients. The stream ends when the server closes the connection
 /// (disconnect, lifetime, eviction, shutdown, or the client being too slow).
 /// Dropping the `Connection` unregisters it: a server drops the stream when
 /// its client goes away, so no entry is ever leaked.

@@ -523,23 +523,26 @@ impl Shared {
         let (Some(frame), Some(interval)) = (&self.heartbeat_frame, self.config.heartbeat_interval) else {
             return;
         };
-        // Ticks come every eighth of the interval. A connection gets a
-        // heartbeat at the first tick after it has been idle for the interval
-        // less one and a half ticks: it never waits longer than the interval
-        // less half a tick (slack for a late timer), and an idle connection
-        // gets one heartbeat per 7/8 of the interval, not one per tick.
+        // Ticks come every eighth of the interval. A connection is due one
+        // interval after its last frame; it gets its heartbeat at the last
+        // tick before it is due (half a tick of slack for a late timer), so
+        // it is never silent longer than the interval. The heartbeat is
+        // recorded as sent at the due time, not the tick: an idle connection
+        // gets exactly one heartbeat per interval, not one per 7/8 of it.
         let now_ms = self.now_ms();
         let tick = heartbeat_tick(interval);
-        let idle_ms = u64::try_from((interval - tick - tick / 2).as_millis()).unwrap_or(u64::MAX);
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let horizon_ms = now_ms.saturating_add(u64::try_from((tick + tick / 2).as_millis()).unwrap_or(u64::MAX));
         let mut slow = Vec::new();
         let mut sent = 0u64;
         {
             let registry = self.registry.read();
             for entry in registry.connections.values() {
-                if now_ms.saturating_sub(entry.queue.last_push_ms()) < idle_ms {
+                let due_ms = entry.queue.last_push_ms().saturating_add(interval_ms);
+                if due_ms >= horizon_ms {
                     continue;
                 }
-                match entry.queue.push(frame.clone(), now_ms) {
+                match entry.queue.push(frame.clone(), due_ms.max(now_ms)) {
                     Push::Queued => sent += 1,
                     Push::Overflow { dropped } => {
                         Counters::add(&self.stats.frames_dropped, dropped as u64);

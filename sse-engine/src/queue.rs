@@ -1,7 +1,8 @@
 //! The bounded per-connection frame queue.
 //!
 //! Publishers push shared [`Bytes`] frames; the connection's stream drains
-//! every queued frame at once (coalesced into one write). A queue that is full
+//! them, small ones coalesced into one write and large ones as they are,
+//! never copied per connection. A queue that is full
 //! when a frame arrives belongs to a client that cannot keep up: it is closed
 //! and its frames are dropped, so a slow client never blocks a publisher and
 //! never grows memory past its bound.

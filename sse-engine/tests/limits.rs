@@ -330,6 +330,34 @@ async fn an_idle_connection_gets_heartbeat_comments() {
 }
 
 #[tokio::test]
+async fn an_idle_connection_gets_one_heartbeat_per_interval_not_more() {
+    let interval = Duration::from_millis(200);
+    let manager = manager(SseConfig::default().heartbeat_interval(Some(interval)));
+    let started = std::time::Instant::now();
+    let mut connection = connect(&manager, ConnectOptions::new()).await;
+    let mut heartbeats = 0;
+    while heartbeats < 8 {
+        let chunk = tokio::time::timeout(TIMEOUT, connection.next())
+            .await
+            .expect("a heartbeat arrives")
+            .expect("the stream stays open");
+        heartbeats += std::str::from_utf8(&chunk)
+            .expect("UTF-8")
+            .matches(": heartbeat\n\n")
+            .count();
+    }
+    // The k-th heartbeat is due k intervals after the connection opened and
+    // goes out at most a tick and a half (of an eighth of the interval)
+    // early. A slow machine can only make heartbeats later, never more.
+    let elapsed = started.elapsed();
+    let bound = (elapsed + interval / 8 * 3 / 2).as_millis() / interval.as_millis();
+    assert!(
+        heartbeats as u128 <= bound,
+        "{heartbeats} heartbeats in {elapsed:?} with a {interval:?} interval"
+    );
+}
+
+#[tokio::test]
 async fn heartbeats_can_be_named_events() {
     let manager = manager(
         SseConfig::default()
