@@ -623,9 +623,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let [ours, theirs, ..] = &reports[..] {
             let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
             println!(
-                "| {name} | ratio | | | {:.2} | | | | | | {:.2} | | | {:.2} | {:.3} | | |",
+                "| {name} | ratio | | | {:.2} | | | | | | {:.2} | | {:.2} | {:.2} | {:.3} | | |",
                 ratio(ours.rss_per_connection_kib, theirs.rss_per_connection_kib),
                 ratio(ours.p99_ms, theirs.p99_ms),
+                ratio(ours.server_cpu_secs, theirs.server_cpu_secs),
                 ratio(ours.server_cpu_us_per_delivery, theirs.server_cpu_us_per_delivery),
                 ratio(ours.server_cpu_us_per_publish, theirs.server_cpu_us_per_publish),
             );
