@@ -332,8 +332,20 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
                 }
             });
         }
-        // Let the last events arrive.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Let the last events arrive: a client that lags behind is still
+        // receiving, and an event counts as missing only once nothing has
+        // arrived for two seconds (or after 60 s).
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let mut last = shared.received.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
+        while Instant::now() < give_up && quiet_since.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = shared.received.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            }
+        }
     } else {
         tokio::time::sleep(Duration::from_secs(load.seconds)).await;
     }
