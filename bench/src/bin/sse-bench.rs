@@ -6,6 +6,7 @@
 //! ```text
 //! cargo build --release -p sse-examples --bin axum-demo -p sse-bench
 //! target/release/sse-bench                     # every scenario
+//! target/release/sse-bench --floor             # and the write-only floor server as a calibration
 //! target/release/sse-bench --scenario broadcast-10k --connections 2000
 //! target/release/sse-bench --url http://127.0.0.1:3000 --scenario broadcast-10k   # any server of the contract
 //! ```
