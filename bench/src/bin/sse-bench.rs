@@ -7,6 +7,7 @@
 //! cargo build --release -p sse-examples --bin axum-demo -p sse-bench
 //! target/release/sse-bench                     # every scenario
 //! target/release/sse-bench --floor             # and the write-only floor server as a calibration
+//! taskset -c 1 target/release/sse-bench --server-cpus 0   # server and generator on separate cores
 //! target/release/sse-bench --scenario broadcast-10k --connections 2000
 //! target/release/sse-bench --url http://127.0.0.1:3000 --scenario broadcast-10k   # any server of the contract
 //! ```
@@ -70,6 +71,11 @@ struct Args {
     /// else) in the broadcast and targeted scenarios, as a calibration.
     #[arg(long)]
     floor: bool,
+    /// Pin the servers to these CPUs (a `taskset` list such as `0`), and run
+    /// the generator on the others (`taskset -c 1 sse-bench ...`), so that
+    /// a busy generator does not take the server's core.
+    #[arg(long)]
+    server_cpus: Option<String>,
     /// The Redis of the `redis-latency` scenario.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -422,8 +428,16 @@ struct Server {
 }
 
 impl Server {
-    async fn start(binary: &PathBuf, load: &Load, redis: Option<&str>) -> Result<Server, String> {
-        let mut command = Command::new(binary);
+    async fn start(binary: &PathBuf, load: &Load, redis: Option<&str>, cpus: Option<&str>) -> Result<Server, String> {
+        // `taskset` replaces itself with the server: the pid is the server's.
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.arg("-c").arg(cpus).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         if let Some(url) = redis {
             command
                 .env("SSE_REDIS_URL", url)
@@ -625,7 +639,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut reports = Vec::new();
         for (server_name, binary, redis) in servers {
-            let server = Server::start(binary, load, redis).await?;
+            let server = Server::start(binary, load, redis, args.server_cpus.as_deref()).await?;
             let report = run_load(&server.base, server.pid, load).await;
             print_row(name, server_name, &report);
             reports.push(report);
