@@ -15,28 +15,17 @@
 //! through the encoder's own line splitting, and the parser's handling of CR
 //! is pinned by a separate test below. No strategy needs to be constrained.
 
-use std::convert::Infallible;
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::{Event as Parsed, Eventsource as _};
-use futures::{FutureExt as _, StreamExt as _};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sse_engine::event::MAX_ID_LEN;
 use sse_engine::{Event, EventError};
 
-/// Parses `chunks` as one SSE stream with the reference parser.
-fn parse_chunks(chunks: Vec<Bytes>) -> Vec<Parsed> {
-    futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>))
-        .eventsource()
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .expect("an in-memory stream is always ready")
-        .into_iter()
-        .map(|event| event.expect("the reference parser accepts the encoding"))
-        .collect()
-}
+use common::parse;
 
 /// Splits `bytes` at the given positions (any byte, even inside a UTF-8
 /// sequence or between CR and LF).
@@ -133,7 +122,7 @@ proptest! {
         prop_assert!(bytes.ends_with(b"\n\n"));
         prop_assert!(!bytes.contains(&b'\r'), "the encoder writes LF line ends only");
 
-        let parsed = parse_chunks(split_at(&bytes, &cuts));
+        let parsed = parse(split_at(&bytes, &cuts));
         prop_assert_eq!(parsed.len(), 1, "exactly one event from {:?}", bytes);
         let parsed = &parsed[0];
         let expected_name = match name.as_deref() {
@@ -162,7 +151,7 @@ proptest! {
             }
             wire.extend_from_slice(&builder.build().expect("valid fields build").encode());
         }
-        let parsed = parse_chunks(split_at(&Bytes::from(wire), &cuts));
+        let parsed = parse(split_at(&Bytes::from(wire), &cuts));
         prop_assert_eq!(parsed.len(), events.len());
         // An event without an id keeps the last id seen, as the specification says.
         let mut last_id = String::new();
@@ -188,7 +177,7 @@ proptest! {
         }
         let event = builder.build().expect("valid fields build");
         prop_assert!(event.dispatches());
-        let parsed = parse_chunks(vec![event.encode()]);
+        let parsed = parse(vec![event.encode()]);
         prop_assert_eq!(parsed.len(), 1);
         prop_assert_eq!(parsed[0].data.as_str(), "");
         prop_assert_eq!(parsed[0].id.as_str(), id.as_deref().unwrap_or(""));
@@ -198,7 +187,7 @@ proptest! {
     fn a_comment_alone_dispatches_nothing(comment in tricky_text()) {
         let event = Event::builder().comment(comment).build().expect("any comment is valid");
         prop_assert!(!event.dispatches());
-        prop_assert!(parse_chunks(vec![event.encode()]).is_empty());
+        prop_assert!(parse(vec![event.encode()]).is_empty());
     }
 
     #[test]
@@ -261,7 +250,7 @@ fn the_longest_id_is_accepted() {
         .data("x")
         .build()
         .expect("an id of MAX_ID_LEN bytes is valid");
-    let parsed = parse_chunks(vec![event.encode()]);
+    let parsed = parse(vec![event.encode()]);
     assert_eq!(parsed.len(), 1);
     assert_eq!(parsed[0].id, id);
 }
@@ -279,7 +268,7 @@ fn data_edge_cases_encode_exactly() {
     for (data, wire) in cases {
         let bytes = Event::message(data).encode();
         assert_eq!(bytes, wire, "encoding of {data:?}");
-        let parsed = parse_chunks(vec![bytes]);
+        let parsed = parse(vec![bytes]);
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].data, normalised(data));
     }
@@ -300,7 +289,7 @@ fn the_reference_parser_follows_the_specification_on_line_ends() {
         "data: d\r\r",
         ":\n",
     ];
-    let parsed = parse_chunks(chunks.iter().map(|c| Bytes::from_static(c.as_bytes())).collect());
+    let parsed = parse(chunks.iter().map(|c| Bytes::from_static(c.as_bytes())).collect());
     let data: Vec<&str> = parsed.iter().map(|e| e.data.as_str()).collect();
     assert_eq!(data, ["a\nb\nc", "d"]);
 }

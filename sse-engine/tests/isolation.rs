@@ -12,13 +12,12 @@
 //! These tests need the `jwt` feature and the Tokio runtime.
 #![cfg(all(feature = "jwt", feature = "tokio"))]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use eventsource_stream::{Event as Parsed, Eventsource as _};
-use futures::{FutureExt as _, StreamExt as _};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -26,6 +25,8 @@ use proptest::prelude::*;
 use sse_engine::http::jwt::JwtAuthenticator;
 use sse_engine::http::{BearerToken, SseEndpoints, SseReply};
 use sse_engine::{Connection, Event, SseConfig, SseManager, Target};
+
+use common::{drain, parse};
 
 const SECRET: &[u8] = b"isolation test secret";
 const PUBLISH_TOKEN: &str = "publisher token";
@@ -411,26 +412,6 @@ fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Parts {
 
 fn json_body(response: &Response<Bytes>) -> serde_json::Value {
     serde_json::from_slice(response.body()).expect("a JSON body")
-}
-
-fn parse(chunks: Vec<Bytes>) -> Vec<Parsed> {
-    futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>))
-        .eventsource()
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .expect("an in-memory stream is always ready")
-        .into_iter()
-        .map(|event| event.expect("frames parse"))
-        .collect()
-}
-
-/// Everything a connection has queued now (all of it once it is closed).
-fn drain(connection: &mut Connection) -> Vec<Bytes> {
-    let mut chunks = Vec::new();
-    while let Some(Some(chunk)) = connection.next().now_or_never() {
-        chunks.push(chunk);
-    }
-    chunks
 }
 
 impl World {

@@ -3,17 +3,21 @@
 //! These tests build the manager on the current Tokio runtime (default feature `tokio`).
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use sse_engine::{
     CloseReason, ConfigError, ConnectError, ConnectOptions, Connection, Event, Heartbeat, SendError, SseConfig,
     SseManager, SubscribeError, Target, UserLimitPolicy, overloaded_body,
 };
+
+use common::{drain, parse};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,31 +41,11 @@ fn event(data: impl Into<String>) -> Event {
     Event::named("e", data).expect("valid name")
 }
 
-/// Everything queued on `connection` now, without waiting.
-fn drain(connection: &mut Connection) -> Vec<Bytes> {
-    let mut chunks = Vec::new();
-    while let Some(Some(chunk)) = connection.next().now_or_never() {
-        chunks.push(chunk);
-    }
-    chunks
-}
-
 /// Reads `connection` until its stream ends.
 async fn read_to_end(connection: &mut Connection) -> Vec<Bytes> {
     tokio::time::timeout(TIMEOUT, connection.by_ref().collect::<Vec<_>>())
         .await
         .expect("the stream ends")
-}
-
-fn parse(chunks: Vec<Bytes>) -> Vec<Parsed> {
-    futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>))
-        .eventsource()
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .expect("an in-memory stream is always ready")
-        .into_iter()
-        .map(|event| event.expect("frames parse"))
-        .collect()
 }
 
 /// The data of the events named `e`.

@@ -3,15 +3,18 @@
 //! These tests build the manager on the current Tokio runtime (default feature `tokio`).
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+
+use common::parse;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -24,22 +27,7 @@ fn manager(config: SseConfig) -> SseManager {
 
 /// Everything queued on `connection` now, parsed; without waiting.
 fn drain(connection: &mut Connection) -> Vec<Parsed> {
-    let mut chunks = Vec::new();
-    while let Some(Some(chunk)) = connection.next().now_or_never() {
-        chunks.push(chunk);
-    }
-    parse(chunks)
-}
-
-fn parse(chunks: Vec<Bytes>) -> Vec<Parsed> {
-    futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>))
-        .eventsource()
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .expect("an in-memory stream is always ready")
-        .into_iter()
-        .map(|event| event.expect("frames parse"))
-        .collect()
+    parse(common::drain(connection))
 }
 
 /// The events after `connected`, which must come first.

@@ -3,14 +3,14 @@
 //! These tests build the manager on the current Tokio runtime (default feature `tokio`).
 #![cfg(feature = "tokio")]
 
-use std::collections::BTreeSet;
-use std::convert::Infallible;
+mod common;
 
-use bytes::Bytes;
-use eventsource_stream::{Event as Parsed, Eventsource as _};
-use futures::{FutureExt as _, StreamExt as _};
+use std::collections::BTreeSet;
+
 use proptest::prelude::*;
 use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager, SubscribeError, Target};
+
+use common::{drain, parse};
 
 const USERS: u8 = 4;
 const SESSIONS: u8 = 3;
@@ -199,26 +199,6 @@ fn options(spec: &Spec) -> ConnectOptions {
         options = options.session(session(s));
     }
     options
-}
-
-/// Everything queued on `connection` now, without waiting.
-fn drain(connection: &mut Connection) -> Vec<Bytes> {
-    let mut frames = Vec::new();
-    while let Some(Some(chunk)) = connection.next().now_or_never() {
-        frames.push(chunk);
-    }
-    frames
-}
-
-fn parse(chunks: Vec<Bytes>) -> Vec<Parsed> {
-    futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>))
-        .eventsource()
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .expect("an in-memory stream is always ready")
-        .into_iter()
-        .map(|event| event.expect("frames parse"))
-        .collect()
 }
 
 /// Checks what `tracked` received against the model.
