@@ -11,8 +11,8 @@
 //!   sit below it. Request bodies are limited to
 //!   [`MAX_BODY_BYTES`] with
 //!   [`DefaultBodyLimit`]; a larger one is answered `413`.
-//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`] (or any
-//!   [`SseReply`]), for handlers of your own.
+//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_engine::Connection) (or any
+//!   [`SseReply`](sse_engine::http::SseReply)), for handlers of your own.
 //!
 //! Served with
 //! [`into_make_service_with_connect_info::<SocketAddr>()`](Router::into_make_service_with_connect_info),
@@ -70,49 +70,19 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large, unreadable_body};
-use sse_engine::{ConnectError, Connection};
+use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
 
 pub use sse_engine;
 
-/// An SSE answer as an axum response: a live connection streamed as `200`
-/// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
-/// as they come (never re-encoded, no keep-alive of axum's, never
-/// compressed), or a complete response unchanged.
-///
-/// The connection is dropped, and so unregistered, when the client goes
-/// away.
-#[derive(Debug)]
-#[must_use]
-pub struct SseResponse(SseReply);
-
-impl SseResponse {
-    /// The response for `reply`: a [`Connection`], an [`SseReply`], the
-    /// result of [`SseManager::connect`](sse_engine::SseManager::connect), or a
-    /// complete `http::Response<Bytes>`.
-    pub fn new(reply: impl Into<SseReply>) -> Self {
-        SseResponse(reply.into())
-    }
-}
-
-impl From<SseReply> for SseResponse {
-    fn from(reply: SseReply) -> Self {
-        SseResponse(reply)
-    }
-}
-
-impl From<Connection> for SseResponse {
-    fn from(connection: Connection) -> Self {
-        SseResponse(connection.into())
-    }
-}
-
-/// A refused connection becomes its answer
-/// ([`connect_error`](sse_engine::http::connect_error)).
-impl From<Result<Connection, ConnectError>> for SseResponse {
-    fn from(result: Result<Connection, ConnectError>) -> Self {
-        SseResponse(result.into())
-    }
+sse_engine::sse_response_type! {
+    /// An SSE answer as an axum response: a live connection streamed as `200`
+    /// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
+    /// as they come (never re-encoded, no keep-alive of axum's, never
+    /// compressed), or a complete response unchanged.
+    ///
+    /// The connection is dropped, and so unregistered, when the client goes
+    /// away.
+    pub struct SseResponse;
 }
 
 impl IntoResponse for SseResponse {

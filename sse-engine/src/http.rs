@@ -319,6 +319,70 @@ impl From<Result<Connection, ConnectError>> for SseReply {
     }
 }
 
+/// Declares an adapter's response type: a newtype around [`SseReply`] with
+/// `new` and the conversions from a [`Connection`], an [`SseReply`] and the
+/// result of [`SseManager::connect`]. The orphan rule makes each framework
+/// adapter own its response type; this macro keeps the three identical, and
+/// the adapter writes only the conversion into its framework's response,
+/// through the tuple field and [`SseReply::into_http_response`].
+///
+/// ```
+/// sse_engine::sse_response_type! {
+///     /// An SSE answer for my framework.
+///     pub struct MyResponse;
+/// }
+///
+/// impl MyResponse {
+///     fn into_http(self) -> http::Response<bytes::Bytes> {
+///         self.0.into_http_response(|_connection| bytes::Bytes::new())
+///     }
+/// }
+///
+/// let answer = http::Response::builder().status(404).body(bytes::Bytes::from_static(b"{}")).expect("a response");
+/// let response = MyResponse::new(answer).into_http();
+/// assert_eq!(response.status(), 404);
+/// ```
+#[macro_export]
+macro_rules! sse_response_type {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        #[must_use]
+        $vis struct $name($crate::http::SseReply);
+
+        impl $name {
+            /// The response for `reply`: a
+            /// [`Connection`]($crate::Connection), an
+            /// [`SseReply`]($crate::http::SseReply), the result of
+            /// [`SseManager::connect`]($crate::SseManager::connect), or a
+            /// complete `http::Response<Bytes>`.
+            pub fn new(reply: impl ::core::convert::Into<$crate::http::SseReply>) -> Self {
+                $name(reply.into())
+            }
+        }
+
+        impl ::core::convert::From<$crate::http::SseReply> for $name {
+            fn from(reply: $crate::http::SseReply) -> Self {
+                $name(reply)
+            }
+        }
+
+        impl ::core::convert::From<$crate::Connection> for $name {
+            fn from(connection: $crate::Connection) -> Self {
+                $name(connection.into())
+            }
+        }
+
+        /// A refused connection becomes its answer
+        /// ([`connect_error`]($crate::http::connect_error)).
+        impl ::core::convert::From<::core::result::Result<$crate::Connection, $crate::ConnectError>> for $name {
+            fn from(result: ::core::result::Result<$crate::Connection, $crate::ConnectError>) -> Self {
+                $name(result.into())
+            }
+        }
+    };
+}
+
 /// The SSE endpoints of the HTTP contract, independent of any framework.
 ///
 /// ```

@@ -16,8 +16,8 @@
 //!   your own [`Authenticator`](sse_engine::http::Authenticator) read, with the
 //!   client's address as a [`RemoteAddr`] extension (for
 //!   [`SseConfig::max_connections_per_addr`](sse_engine::SseConfig::max_connections_per_addr)).
-//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`] (or any
-//!   [`SseReply`]), for handlers of your own.
+//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_engine::Connection) (or any
+//!   [`SseReply`](sse_engine::http::SseReply)), for handlers of your own.
 //!
 //! ```no_run
 //! use poem::listener::TcpListener;
@@ -74,49 +74,19 @@ use futures_util::StreamExt as _;
 use http::request::Parts;
 use poem::error::{NotFoundError, ReadBodyError};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large, unreadable_body};
-use sse_engine::{ConnectError, Connection};
+use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
 
 pub use sse_engine;
 
-/// An SSE answer as a poem response: a live connection streamed as `200`
-/// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
-/// as they come (never re-encoded through `poem::web::sse`, no keep-alive of
-/// poem's, never compressed), or a complete response unchanged.
-///
-/// The connection is dropped, and so unregistered, when the client goes
-/// away.
-#[derive(Debug)]
-#[must_use]
-pub struct SseResponse(SseReply);
-
-impl SseResponse {
-    /// The response for `reply`: a [`Connection`], an [`SseReply`], the
-    /// result of [`SseManager::connect`](sse_engine::SseManager::connect), or a
-    /// complete `http::Response<Bytes>`.
-    pub fn new(reply: impl Into<SseReply>) -> Self {
-        SseResponse(reply.into())
-    }
-}
-
-impl From<SseReply> for SseResponse {
-    fn from(reply: SseReply) -> Self {
-        SseResponse(reply)
-    }
-}
-
-impl From<Connection> for SseResponse {
-    fn from(connection: Connection) -> Self {
-        SseResponse(connection.into())
-    }
-}
-
-/// A refused connection becomes its answer
-/// ([`connect_error`](sse_engine::http::connect_error)).
-impl From<Result<Connection, ConnectError>> for SseResponse {
-    fn from(result: Result<Connection, ConnectError>) -> Self {
-        SseResponse(result.into())
-    }
+sse_engine::sse_response_type! {
+    /// An SSE answer as a poem response: a live connection streamed as `200`
+    /// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
+    /// as they come (never re-encoded through `poem::web::sse`, no keep-alive of
+    /// poem's, never compressed), or a complete response unchanged.
+    ///
+    /// The connection is dropped, and so unregistered, when the client goes
+    /// away.
+    pub struct SseResponse;
 }
 
 impl IntoResponse for SseResponse {

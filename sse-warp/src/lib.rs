@@ -16,7 +16,7 @@
 //!   [`Authenticator`](sse_engine::http::Authenticator) read, with the
 //!   client's address as a [`RemoteAddr`] extension (for
 //!   [`SseConfig::max_connections_per_addr`](sse_engine::SseConfig::max_connections_per_addr)).
-//! * [`SseResponse`]: a [`Reply`] for a [`Connection`] (or any [`SseReply`]),
+//! * [`SseResponse`]: a [`Reply`] for a [`Connection`](sse_engine::Connection) (or any [`SseReply`](sse_engine::http::SseReply)),
 //!   for handlers of your own.
 //!
 //! ```no_run
@@ -66,51 +66,21 @@ use bytes::{Buf, BufMut as _, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, Uri};
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large, unreadable_body};
-use sse_engine::{ConnectError, Connection};
+use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
 use warp::path::{FullPath, Tail};
 use warp::{Filter, Rejection, Reply};
 
 pub use sse_engine;
 
-/// An SSE answer as a warp [`Reply`]: a live connection streamed as `200`
-/// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
-/// as they come (never re-encoded through `warp::sse`, no keep-alive of
-/// warp's, never compressed), or a complete response unchanged.
-///
-/// The connection is dropped, and so unregistered, when the client goes
-/// away.
-#[derive(Debug)]
-#[must_use]
-pub struct SseResponse(SseReply);
-
-impl SseResponse {
-    /// The reply for `reply`: a [`Connection`], an [`SseReply`], the result
-    /// of [`SseManager::connect`](sse_engine::SseManager::connect), or a
-    /// complete `http::Response<Bytes>`.
-    pub fn new(reply: impl Into<SseReply>) -> Self {
-        SseResponse(reply.into())
-    }
-}
-
-impl From<SseReply> for SseResponse {
-    fn from(reply: SseReply) -> Self {
-        SseResponse(reply)
-    }
-}
-
-impl From<Connection> for SseResponse {
-    fn from(connection: Connection) -> Self {
-        SseResponse(connection.into())
-    }
-}
-
-/// A refused connection becomes its answer
-/// ([`connect_error`](sse_engine::http::connect_error)).
-impl From<Result<Connection, ConnectError>> for SseResponse {
-    fn from(result: Result<Connection, ConnectError>) -> Self {
-        SseResponse(result.into())
-    }
+sse_engine::sse_response_type! {
+    /// An SSE answer as a warp [`Reply`]: a live connection streamed as `200`
+    /// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
+    /// as they come (never re-encoded through `warp::sse`, no keep-alive of
+    /// warp's, never compressed), or a complete response unchanged.
+    ///
+    /// The connection is dropped, and so unregistered, when the client goes
+    /// away.
+    pub struct SseResponse;
 }
 
 impl Reply for SseResponse {
