@@ -2,10 +2,10 @@
 //!
 //! Publishers push shared [`Bytes`] frames; the connection's stream drains
 //! them, small ones coalesced into one write and large ones as they are,
-//! never copied per connection. A queue that is full
-//! when a frame arrives belongs to a client that cannot keep up: it is closed
-//! and its frames are dropped, so a slow client never blocks a publisher and
-//! never grows memory past its bound.
+//! never copied per connection. A queue that is full when a frame arrives
+//! belongs to a client that cannot keep up: it is closed and its frames are
+//! dropped, so a slow client never blocks a publisher and never grows memory
+//! past its bound.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +26,9 @@ pub(crate) struct Queue {
     inner: Mutex<Inner>,
     capacity: usize,
     /// Milliseconds since the manager's epoch at which the last frame was
-    /// queued; lets the heartbeat skip connections that just got something.
+    /// queued (for a heartbeat, the time it was due); the next heartbeat is
+    /// due one interval later, so connections that just got something are
+    /// skipped.
     last_push_ms: AtomicU64,
 }
 
@@ -76,8 +78,9 @@ impl Queue {
         }
     }
 
-    /// Queues a frame, closing the queue as too slow if it is full.
-    pub(crate) fn push(&self, frame: Bytes, now_ms: u64) -> Push {
+    /// Queues a frame, closing the queue as too slow if it is full;
+    /// `sent_at_ms` becomes [`Queue::last_push_ms`].
+    pub(crate) fn push(&self, frame: Bytes, sent_at_ms: u64) -> Push {
         let (result, waker) = {
             let mut inner = self.inner.lock();
             if inner.state != State::Open {
@@ -94,7 +97,7 @@ impl Queue {
                 (Push::Queued, inner.waker.take())
             }
         };
-        self.last_push_ms.store(now_ms, Ordering::Relaxed);
+        self.last_push_ms.store(sent_at_ms, Ordering::Relaxed);
         if let Some(waker) = waker {
             waker.wake();
         }
