@@ -34,12 +34,40 @@ pub(crate) struct Queue {
 
 #[derive(Debug)]
 struct Inner {
-    frames: VecDeque<Bytes>,
-    /// How many of `frames` were queued by `push_unbounded` and not read
-    /// yet: they do not count against the capacity.
+    /// The oldest queued frame, kept in the queue itself: a connection that
+    /// keeps up holds one frame at a time, and pushing or taking it then
+    /// touches no other memory than this structure's.
+    head: Option<Bytes>,
+    /// The frames queued after `head`; empty whenever `head` is `None`.
+    rest: VecDeque<Bytes>,
+    /// How many of the queued frames were queued by `push_unbounded` and
+    /// not read yet: they do not count against the capacity.
     unbounded: usize,
     state: State,
     waker: Option<Waker>,
+}
+
+impl Inner {
+    fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, frame: Bytes) {
+        if self.head.is_none() {
+            self.head = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
+    }
+
+    /// Drops every queued frame and returns how many there were.
+    fn clear(&mut self) -> usize {
+        let len = self.len();
+        self.head = None;
+        self.rest = VecDeque::new();
+        self.unbounded = 0;
+        len
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +96,8 @@ impl Queue {
     pub(crate) fn new(capacity: usize, now_ms: u64) -> Self {
         Queue {
             inner: Mutex::new(Inner {
-                frames: VecDeque::new(),
+                head: None,
+                rest: VecDeque::new(),
                 unbounded: 0,
                 state: State::Open,
                 waker: None,
@@ -86,14 +115,12 @@ impl Queue {
             if inner.state != State::Open {
                 return Push::Closed;
             }
-            if inner.frames.len() - inner.unbounded >= self.capacity {
-                let dropped = inner.frames.len() + 1;
-                inner.frames = VecDeque::new();
-                inner.unbounded = 0;
+            if inner.len() - inner.unbounded >= self.capacity {
+                let dropped = inner.clear() + 1;
                 inner.state = State::Closed(CloseReason::SlowConsumer);
                 (Push::Overflow { dropped }, inner.waker.take())
             } else {
-                inner.frames.push_back(frame);
+                inner.push_back(frame);
                 (Push::Queued, inner.waker.take())
             }
         };
@@ -110,7 +137,7 @@ impl Queue {
     pub(crate) fn push_unbounded(&self, frame: Bytes) {
         let mut inner = self.inner.lock();
         if inner.state == State::Open {
-            inner.frames.push_back(frame);
+            inner.push_back(frame);
             inner.unbounded += 1;
         }
     }
@@ -145,12 +172,7 @@ impl Queue {
                 return (false, 0);
             }
             inner.state = state;
-            let dropped = if drop_frames {
-                inner.unbounded = 0;
-                std::mem::take(&mut inner.frames).len()
-            } else {
-                0
-            };
+            let dropped = if drop_frames { inner.clear() } else { 0 };
             (true, dropped, inner.waker.take())
         };
         if let Some(waker) = waker {
@@ -181,9 +203,9 @@ impl Queue {
         if let State::Closed(_) = inner.state {
             return Poll::Ready(None);
         }
-        if let Some(first) = inner.frames.pop_front() {
+        if let Some(first) = inner.head.take() {
             let (mut total, mut count) = (first.len(), 1);
-            for frame in &inner.frames {
+            for frame in &inner.rest {
                 if total + frame.len() > COALESCE_BYTES {
                     break;
                 }
@@ -195,11 +217,12 @@ impl Queue {
             } else {
                 let mut buf = BytesMut::with_capacity(total);
                 buf.extend_from_slice(&first);
-                for frame in inner.frames.drain(..count - 1) {
+                for frame in inner.rest.drain(..count - 1) {
                     buf.extend_from_slice(&frame);
                 }
                 buf.freeze()
             };
+            inner.head = inner.rest.pop_front();
             // The opening frames sit at the head of the queue.
             inner.unbounded = inner.unbounded.saturating_sub(count);
             return Poll::Ready(Some((taken, count)));
@@ -298,6 +321,80 @@ mod tests {
             queue.push(Bytes::from_static(b"more"), 0),
             Push::Overflow { dropped: 4 }
         );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        PushUnbounded(usize),
+        Poll,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Sizes around the coalescing budget, so that both paths are taken.
+        let size = prop_oneof![1..64usize, (COALESCE_BYTES / 3)..(COALESCE_BYTES + 2)];
+        prop_oneof![
+            4 => size.clone().prop_map(Op::Push),
+            1 => size.prop_map(Op::PushUnbounded),
+            4 => Just(Op::Poll),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The queue against a plain list of frames: same order, same
+        /// coalescing, same overflow, whatever the mix of pushes and polls.
+        #[test]
+        fn behaves_like_a_list_of_frames(ops in proptest::collection::vec(op(), 1..60)) {
+            let capacity = 3;
+            let queue = Queue::new(capacity, 0);
+            let mut model: VecDeque<Bytes> = VecDeque::new();
+            let (mut unbounded, mut closed) = (0usize, false);
+            for (n, op) in ops.into_iter().enumerate() {
+                // Each frame's bytes name it, so any reordering shows.
+                let frame = |size: usize| Bytes::from(vec![(n % 251) as u8; size]);
+                match op {
+                    Op::Push(size) => {
+                        let expected = if closed {
+                            Push::Closed
+                        } else if model.len() - unbounded >= capacity {
+                            let dropped = model.len() + 1;
+                            model.clear();
+                            (unbounded, closed) = (0, true);
+                            Push::Overflow { dropped }
+                        } else {
+                            model.push_back(frame(size));
+                            Push::Queued
+                        };
+                        proptest::prop_assert_eq!(queue.push(frame(size), 0), expected);
+                    }
+                    Op::PushUnbounded(size) => {
+                        queue.push_unbounded(frame(size));
+                        if !closed {
+                            model.push_back(frame(size));
+                            unbounded += 1;
+                        }
+                    }
+                    Op::Poll => {
+                        let expected = if closed {
+                            Poll::Ready(None)
+                        } else if let Some(first) = model.pop_front() {
+                            let mut taken = first.to_vec();
+                            let mut count = 1;
+                            while model.front().is_some_and(|f| taken.len() + f.len() <= COALESCE_BYTES) {
+                                taken.extend_from_slice(&model.pop_front().unwrap_or_default());
+                                count += 1;
+                            }
+                            unbounded = unbounded.saturating_sub(count);
+                            Poll::Ready(Some((Bytes::from(taken), count)))
+                        } else {
+                            Poll::Pending
+                        };
+                        proptest::prop_assert_eq!(poll(&queue), expected);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
