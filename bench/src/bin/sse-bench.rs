@@ -7,6 +7,7 @@
 //! cargo build --release -p sse-examples --bin axum-demo -p sse-bench
 //! target/release/sse-bench                     # every scenario
 //! target/release/sse-bench --floor             # and the write-only floor server as a calibration
+//! target/release/sse-bench --transport         # and the engine without a framework (transport-server)
 //! taskset -c 1 target/release/sse-bench --server-cpus 0   # server and generator on separate cores
 //! target/release/sse-bench --scenario broadcast-10k --connections 2000
 //! target/release/sse-bench --url http://127.0.0.1:3000 --scenario broadcast-10k   # any server of the contract
@@ -64,13 +65,19 @@ struct Args {
     /// Seconds each measured phase lasts.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Directory holding `axum-demo` and `baseline-server` (default: beside this binary).
+    /// Directory holding `axum-demo`, `baseline-server`, `floor-server` and
+    /// `transport-server` (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Also run the floor server (one in-place write per delivery, nothing
     /// else) in the broadcast and targeted scenarios, as a calibration.
     #[arg(long)]
     floor: bool,
+    /// Also run the transport server (the library's engine and endpoints
+    /// behind a minimal HTTP/1.1 front through its `Transport` seam, no
+    /// framework) in every scenario, to show what the framework costs.
+    #[arg(long)]
+    transport: bool,
     /// Pin the servers to these CPUs (a `taskset` list such as `0`), and run
     /// the generator on the others (`taskset -c 1 sse-bench ...`), so that
     /// a busy generator does not take the server's core.
@@ -622,6 +629,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let library = bin_dir.join("axum-demo");
     let baseline = bin_dir.join("baseline-server");
     let floor = bin_dir.join("floor-server");
+    let transport = bin_dir.join("transport-server");
     for (name, load) in &list {
         let mut servers = if load.redis {
             vec![
@@ -637,6 +645,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         {
             servers.push(("floor", &floor, None));
         }
+        if args.transport && !load.redis {
+            servers.push(("transport", &transport, None));
+        }
         let mut reports = Vec::new();
         for (server_name, binary, redis) in servers {
             let server = Server::start(binary, load, redis, args.server_cpus.as_deref()).await?;
@@ -647,16 +658,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Let sockets in TIME_WAIT and the kernel settle.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        if let [ours, theirs, ..] = &reports[..] {
+        let ratio_row = |label: &str, ours: &Report, theirs: &Report| {
             let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
             println!(
-                "| {name} | ratio | | | {:.2} | | | | | | {:.2} | | {:.2} | {:.2} | {:.3} | | |",
+                "| {name} | {label} | | | {:.2} | | | | | | {:.2} | | {:.2} | {:.2} | {:.3} | | |",
                 ratio(ours.rss_per_connection_kib, theirs.rss_per_connection_kib),
                 ratio(ours.p99_ms, theirs.p99_ms),
                 ratio(ours.server_cpu_secs, theirs.server_cpu_secs),
                 ratio(ours.server_cpu_us_per_delivery, theirs.server_cpu_us_per_delivery),
                 ratio(ours.server_cpu_us_per_publish, theirs.server_cpu_us_per_publish),
             );
+        };
+        if let [ours, theirs, ..] = &reports[..] {
+            ratio_row("ratio", ours, theirs);
+        }
+        if let (true, [_, baseline, .., transport]) = (args.transport && !load.redis, &reports[..]) {
+            ratio_row("transport ratio", transport, baseline);
         }
     }
     Ok(())
