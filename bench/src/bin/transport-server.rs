@@ -1,7 +1,7 @@
 //! The library without a framework: the demo's engine and endpoints
 //! ([`sse_examples::Demo`], configured by the same `SSE_*` variables) behind
 //! a minimal HTTP/1.1 front of this file's own, each stream written through
-//! the engine's [`Transport`] seam with [`Connection::pipe`].
+//! the engine's [`Transport`] seam with [`Connection::pipe`](sse_engine::Connection::pipe).
 //!
 //! A calibration for the load benchmark, not a server to deploy: it reads a
 //! request head with `httparse` and a `content-length` body, answers the
