@@ -21,10 +21,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use bytes::{Buf as _, Bytes, BytesMut};
-use http::{Request, Response};
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large, sse_headers};
+use http::Request;
+use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large};
 use sse_engine::runtime::BoxFuture;
-use sse_engine::{Transport, TransportError};
+use sse_engine::{Connection, Transport, TransportError};
 use sse_examples::{Demo, Shutdown};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,26 +88,22 @@ async fn connection(endpoints: SseEndpoints, mut socket: TcpStream, peer: Socket
             return Ok(());
         };
         let too_large = matches!(body, Body::TooLarge);
-        let path = parts.uri.path();
-        let reply = match path.strip_prefix(PREFIX) {
-            Some(below) if below.is_empty() || below.starts_with('/') => {
-                let below = below.to_owned();
-                match body {
-                    Body::Complete(body) => endpoints.handle(&parts, &below, body).await,
-                    Body::TooLarge => SseReply::Response(payload_too_large()),
-                }
-            }
+        let reply = match parts.uri.path().strip_prefix(PREFIX) {
+            Some(below) if below.is_empty() || below.starts_with('/') => match body {
+                Body::Complete(body) => endpoints.handle(&parts, below, body).await,
+                Body::TooLarge => SseReply::Response(payload_too_large()),
+            },
             _ => SseReply::Response(sse_examples::not_found()),
         };
-        match reply {
-            SseReply::Stream(connection) => {
-                // The head is read: keep nothing of it while the stream lasts.
-                drop((buf, parts));
-                let mut head = Vec::with_capacity(256);
-                head.extend_from_slice(b"HTTP/1.1 200 OK\r\nconnection: close\r\n");
-                write_headers(&mut head, &sse_headers());
-                head.extend_from_slice(b"\r\n");
-                socket.write_all(&head).await?;
+        let (head, answer) = reply.into_http_response(Answer::Stream).into_parts();
+        match answer {
+            Answer::Stream(connection) => {
+                let out = response_head(&head, None);
+                // Keep nothing of the request or the head while the stream
+                // lasts.
+                drop((buf, parts, head));
+                socket.write_all(&out).await?;
+                drop(out);
                 let (mut reader, writer) = socket.split();
                 let mut writer = Socket(writer);
                 let mut probe = [0u8; 1];
@@ -119,16 +115,28 @@ async fn connection(endpoints: SseEndpoints, mut socket: TcpStream, peer: Socket
                 }
                 return Ok(());
             }
-            SseReply::Response(response) => {
+            Answer::Complete(body) => {
                 let close = too_large || wants_close(&parts);
-                write_response(&mut socket, response, close).await?;
+                let mut out = response_head(&head, Some((body.len(), close)));
+                out.extend_from_slice(&body);
+                socket.write_all(&out).await?;
                 if close {
                     return Ok(());
                 }
             }
-            // A reply of a kind this front does not know.
-            _ => return Ok(()),
         }
+    }
+}
+
+/// A reply's body as this front writes it: a live stream, or complete bytes.
+enum Answer {
+    Stream(Connection),
+    Complete(Bytes),
+}
+
+impl From<Bytes> for Answer {
+    fn from(body: Bytes) -> Self {
+        Answer::Complete(body)
     }
 }
 
@@ -155,12 +163,15 @@ async fn read_request(
                 // answer once it has sent everything), up to a bound; the
                 // connection closes after the answer.
                 let mut left = length.min(MAX_DISCARD);
-                while left > 0 {
+                loop {
                     let taken = left.min(buf.len());
                     buf.advance(taken);
                     left -= taken;
+                    if left == 0 {
+                        break;
+                    }
                     buf.reserve(8 * 1024);
-                    if left > 0 && socket.read_buf(buf).await? == 0 {
+                    if socket.read_buf(buf).await? == 0 {
                         break;
                     }
                 }
@@ -230,29 +241,31 @@ fn wants_close(parts: &http::request::Parts) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
-fn write_headers(out: &mut Vec<u8>, headers: &http::HeaderMap) {
-    for (name, value) in headers {
+/// An HTTP/1.1 response head. With `Some((length, close))` the body is
+/// `length` bytes, and the connection closes after it if `close`; with
+/// `None` the body lasts until the connection closes.
+fn response_head(head: &http::response::Parts, body: Option<(usize, bool)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(head.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &head.headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-}
-
-async fn write_response(socket: &mut TcpStream, response: Response<Bytes>, close: bool) -> io::Result<()> {
-    let (parts, body) = response.into_parts();
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    write_headers(&mut out, &parts.headers);
-    out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
+    match body {
+        Some((length, close)) => {
+            out.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+            if close {
+                out.extend_from_slice(b"connection: close\r\n");
+            }
+        }
+        None => out.extend_from_slice(b"connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&body);
-    socket.write_all(&out).await
+    out
 }
