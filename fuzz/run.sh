@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of sse-engine for a short, fixed time and fails on any
+# Runs every fuzz target of sse-core for a short, fixed time and fails on any
 # crash (a panic, a broken property, a sanitizer report, a hang).
 #
 #   fuzz/run.sh                               # every target, 30 s each

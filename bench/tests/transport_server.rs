@@ -88,7 +88,7 @@ async fn streams_publishes_and_forgets_gone_clients() {
 
     let too_large = client
         .post(format!("{base}/api/sse/publish"))
-        .body(vec![b' '; sse_engine::http::MAX_BODY_BYTES + 1])
+        .body(vec![b' '; sse_core::http::MAX_BODY_BYTES + 1])
         .send()
         .await
         .expect("oversized publish");

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
-use sse_engine::http::jwt::JwtAuthenticator;
-use sse_engine::http::{BearerToken, DevIdentity, EnvConfig, EnvError, SseEndpoints};
-use sse_engine::{ConfigError, Event, SseManager};
+use sse_core::http::jwt::JwtAuthenticator;
+use sse_core::http::{BearerToken, DevIdentity, EnvConfig, EnvError, SseEndpoints};
+use sse_core::{ConfigError, Event, SseManager};
 use sse_redis::{RedisBackplane, RedisBackplaneError};
 use tokio::net::TcpListener;
 
@@ -44,14 +44,14 @@ pub fn page(method: &Method, path: &str) -> Response<Bytes> {
             );
             response
         }
-        ("/sse-demo", _) => sse_engine::http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        ("/sse-demo", _) => sse_core::http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => not_found(),
     }
 }
 
 /// The JSON `404` of every demo for a path it does not serve.
 pub fn not_found() -> Response<Bytes> {
-    sse_engine::http::error(StatusCode::NOT_FOUND, "no such endpoint")
+    sse_core::http::error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
 /// The methods a listed origin (`SSE_CORS_ORIGINS`) may use cross-origin.

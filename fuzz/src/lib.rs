@@ -1,15 +1,15 @@
-//! The checks behind the fuzz targets of `sse-engine`, and what they share.
+//! The checks behind the fuzz targets of `sse-core`, and what they share.
 //!
 //! Each target feeds its input to one function here, which panics (and so
-//! reports a crash) when `sse-engine` panics or breaks a property:
+//! reports a crash) when `sse-core` panics or breaks a property:
 //!
 //! * [`publish_request`]: any bytes as the body of `POST /publish`;
 //! * [`encode_roundtrip`]: any event fields, encoded and parsed back;
 //! * [`last_event_id`]: any `Last-Event-ID` on connect.
 //!
 //! Frames are parsed back with `eventsource-stream`, an SSE parser
-//! independent of `sse-engine` (its quirks are described in
-//! `sse-engine/tests/encoding.rs`).
+//! independent of `sse-core` (its quirks are described in
+//! `sse-core/tests/encoding.rs`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -21,10 +21,10 @@ use futures::executor::block_on;
 use futures::{FutureExt as _, StreamExt as _};
 use http::request::Parts;
 use http::{Method, StatusCode};
-use sse_engine::event::MAX_ID_LEN;
-use sse_engine::http::{DevIdentity, PublishRequest, SseEndpoints, SseReply};
-use sse_engine::runtime::{BoxFuture, Runtime};
-use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+use sse_core::event::MAX_ID_LEN;
+use sse_core::http::{DevIdentity, PublishRequest, SseEndpoints, SseReply};
+use sse_core::runtime::{BoxFuture, Runtime};
+use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
 
 /// A runtime that never runs the maintenance task: without heartbeats and
 /// lifetimes, the manager needs none, and each input stays deterministic.

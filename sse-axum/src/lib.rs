@@ -1,7 +1,7 @@
-//! [axum] adapter for [`sse_engine`]: Server-Sent Events from an axum server.
+//! [axum] adapter for [`sse_core`]: Server-Sent Events from an axum server.
 //!
 //! Everything the HTTP contract says (identity, channels, replay, publish
-//! validation, error bodies) is decided by [`sse_engine::http::SseEndpoints`];
+//! validation, error bodies) is decided by [`sse_core::http::SseEndpoints`];
 //! this crate only routes axum requests to it and streams the answer.
 //!
 //! * [`router`]: the ready-made endpoints as a [`Router`], to
@@ -11,18 +11,18 @@
 //!   sit below it. Request bodies are limited to
 //!   [`MAX_BODY_BYTES`] with
 //!   [`DefaultBodyLimit`]; a larger one is answered `413`.
-//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_engine::Connection) (or any
-//!   [`SseReply`](sse_engine::http::SseReply)), for handlers of your own.
+//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection) (or any
+//!   [`SseReply`](sse_core::http::SseReply)), for handlers of your own.
 //!
 //! Served with
 //! [`into_make_service_with_connect_info::<SocketAddr>()`](Router::into_make_service_with_connect_info),
 //! the router passes each client's address on as a [`RemoteAddr`], so that
-//! [`SseConfig::max_connections_per_addr`](sse_engine::SseConfig::max_connections_per_addr)
+//! [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)
 //! applies; served without it, the per-address limit counts nobody.
 //!
 //! ```no_run
-//! use sse_axum::sse_engine::SseManager;
-//! use sse_axum::sse_engine::http::{DevIdentity, SseEndpoints};
+//! use sse_axum::sse_core::SseManager;
+//! use sse_axum::sse_core::http::{DevIdentity, SseEndpoints};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,7 +42,7 @@
 //! use axum::extract::{Path, State};
 //! use axum::routing::get;
 //! use sse_axum::SseResponse;
-//! use sse_axum::sse_engine::{ConnectOptions, SseManager};
+//! use sse_axum::sse_core::{ConnectOptions, SseManager};
 //!
 //! async fn orders(State(manager): State<SseManager>, Path(order): Path<String>) -> SseResponse {
 //!     let options = ConnectOptions::new().channel(format!("orders/{order}"));
@@ -70,13 +70,13 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
+use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
 
-pub use sse_engine;
+pub use sse_core;
 
-sse_engine::sse_response_type! {
+sse_core::sse_response_type! {
     /// An SSE answer as an axum response: a live connection streamed as `200`
-    /// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
+    /// with [`sse_headers`](sse_core::http::sse_headers) and its frames written
     /// as they come (never re-encoded, no keep-alive of axum's, never
     /// compressed), or a complete response unchanged.
     ///

@@ -1,7 +1,7 @@
-//! [poem] adapter for [`sse_engine`]: Server-Sent Events from a poem server.
+//! [poem] adapter for [`sse_core`]: Server-Sent Events from a poem server.
 //!
 //! Everything the HTTP contract says (identity, channels, replay, publish
-//! validation, error bodies) is decided by [`sse_engine::http::SseEndpoints`];
+//! validation, error bodies) is decided by [`sse_core::http::SseEndpoints`];
 //! this crate only hands poem requests to it and streams the answer.
 //!
 //! * [`SseEndpoint`]: the ready-made endpoints as one [`Endpoint`], to
@@ -13,18 +13,18 @@
 //!   [`MAX_BODY_BYTES`]; a larger one is
 //!   answered `413`.
 //! * [`request_parts`]: the request's [`Parts`], which [`SseEndpoints`] and
-//!   your own [`Authenticator`](sse_engine::http::Authenticator) read, with the
+//!   your own [`Authenticator`](sse_core::http::Authenticator) read, with the
 //!   client's address as a [`RemoteAddr`] extension (for
-//!   [`SseConfig::max_connections_per_addr`](sse_engine::SseConfig::max_connections_per_addr)).
-//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_engine::Connection) (or any
-//!   [`SseReply`](sse_engine::http::SseReply)), for handlers of your own.
+//!   [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)).
+//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection) (or any
+//!   [`SseReply`](sse_core::http::SseReply)), for handlers of your own.
 //!
 //! ```no_run
 //! use poem::listener::TcpListener;
 //! use poem::{Route, Server};
 //! use sse_poem::SseEndpoint;
-//! use sse_poem::sse_engine::SseManager;
-//! use sse_poem::sse_engine::http::{DevIdentity, SseEndpoints};
+//! use sse_poem::sse_core::SseManager;
+//! use sse_poem::sse_core::http::{DevIdentity, SseEndpoints};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,7 +44,7 @@
 //! use poem::web::{Data, Path};
 //! use poem::{EndpointExt as _, Route, get, handler};
 //! use sse_poem::SseResponse;
-//! use sse_poem::sse_engine::{ConnectOptions, SseManager};
+//! use sse_poem::sse_core::{ConnectOptions, SseManager};
 //!
 //! #[handler]
 //! async fn orders(Data(manager): Data<&SseManager>, Path(order): Path<String>) -> SseResponse {
@@ -64,7 +64,7 @@
 //! client has closed the socket, until a write to it fails. A client that
 //! goes away is therefore unregistered when the next frame is written to it,
 //! at the latest after one heartbeat interval
-//! ([`SseConfig::heartbeat_interval`](sse_engine::SseConfig::heartbeat_interval)),
+//! ([`SseConfig::heartbeat_interval`](sse_core::SseConfig::heartbeat_interval)),
 //! where axum and warp notice it at once.
 #![forbid(unsafe_code)]
 
@@ -74,13 +74,13 @@ use futures_util::StreamExt as _;
 use http::request::Parts;
 use poem::error::{NotFoundError, ReadBodyError};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
+use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
 
-pub use sse_engine;
+pub use sse_core;
 
-sse_engine::sse_response_type! {
+sse_core::sse_response_type! {
     /// An SSE answer as a poem response: a live connection streamed as `200`
-    /// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
+    /// with [`sse_headers`](sse_core::http::sse_headers) and its frames written
     /// as they come (never re-encoded through `poem::web::sse`, no keep-alive of
     /// poem's, never compressed), or a complete response unchanged.
     ///

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt as _};
-use sse_engine::SseManager;
-use sse_engine::http::{DevIdentity, MAX_BODY_BYTES, SseEndpoints};
+use sse_core::SseManager;
+use sse_core::http::{DevIdentity, MAX_BODY_BYTES, SseEndpoints};
 
 /// Reads from `body` into `received` until it holds `needle`.
 async fn read_until<S, E>(body: &mut S, received: &mut Vec<u8>, needle: &str)

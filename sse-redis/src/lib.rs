@@ -1,9 +1,9 @@
-//! A [`Backplane`] for [`sse_engine`] on Redis Streams: several server
+//! A [`Backplane`] for [`sse_core`] on Redis Streams: several server
 //! instances share one ordered log of events, so targeting works across all
 //! of them and a client can resume with `Last-Event-ID` on any instance.
 //!
 //! ```no_run
-//! use sse_engine::{ConnectOptions, Event, SseManager};
+//! use sse_core::{ConnectOptions, Event, SseManager};
 //! use sse_redis::RedisBackplane;
 //!
 //! # #[tokio::main]
@@ -103,7 +103,7 @@
 //!
 //! The Redis client runs on Tokio: build the backplane inside a Tokio
 //! runtime. Its tasks are spawned on that runtime, so the manager itself may
-//! run on any [`Runtime`](sse_engine::Runtime).
+//! run on any [`Runtime`](sse_core::Runtime).
 #![forbid(unsafe_code)]
 
 mod reader;
@@ -114,8 +114,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_engine::runtime::BoxFuture;
-use sse_engine::{Backplane, BackplaneError, BackplaneSink};
+use sse_core::runtime::BoxFuture;
+use sse_core::{Backplane, BackplaneError, BackplaneSink};
 
 use crate::writer::Writer;
 
@@ -154,8 +154,8 @@ pub enum RedisBackplaneError {
 /// A [`Backplane`] on one Redis stream; see the [crate docs](crate) for the
 /// design.
 ///
-/// Give it to an [`SseManager`](sse_engine::SseManager) with
-/// [`SseManagerBuilder::backplane`](sse_engine::SseManagerBuilder::backplane).
+/// Give it to an [`SseManager`](sse_core::SseManager) with
+/// [`SseManagerBuilder::backplane`](sse_core::SseManagerBuilder::backplane).
 /// Cheap to clone: clones share their connections. The entries read by
 /// [`build`](RedisBackplaneBuilder::build) are loaded by the first manager
 /// built with it; another manager built with a clone loads them when its
@@ -325,7 +325,7 @@ impl RedisBackplaneBuilder {
 
     /// Entries the stream keeps (`XADD … MAXLEN ~ history`), and that a
     /// starting instance loads for replay. Match it to the managers'
-    /// [`history_size`](sse_engine::SseConfig::history_size). Default 1000; at
+    /// [`history_size`](sse_core::SseConfig::history_size). Default 1000; at
     /// least 1.
     ///
     /// Redis trims approximately, in whole internal nodes: the stream holds

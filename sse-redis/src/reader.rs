@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Value};
-use sse_engine::BackplaneSink;
+use sse_core::BackplaneSink;
 
 use crate::{Inner, RedisBackplaneError};
 

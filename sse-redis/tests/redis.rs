@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use sse_engine::{ConnectOptions, Connection, Delivery, Event, SendError, SseManager, Target};
+use sse_core::{ConnectOptions, Connection, Delivery, Event, SendError, SseManager, Target};
 use sse_redis::{RedisBackplane, RedisBackplaneError};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";

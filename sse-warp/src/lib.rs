@@ -1,7 +1,7 @@
-//! [warp] adapter for [`sse_engine`]: Server-Sent Events from a warp server.
+//! [warp] adapter for [`sse_core`]: Server-Sent Events from a warp server.
 //!
 //! Everything the HTTP contract says (identity, channels, replay, publish
-//! validation, error bodies) is decided by [`sse_engine::http::SseEndpoints`];
+//! validation, error bodies) is decided by [`sse_core::http::SseEndpoints`];
 //! this crate only hands warp requests to it and streams the answer.
 //!
 //! * [`filter`]: the ready-made endpoints as one [`Filter`], to mount behind
@@ -13,15 +13,15 @@
 //!   chunked ones included; a larger one is answered `413`.
 //! * [`request_parts`]: a filter extracting the request's
 //!   [`Parts`], which [`SseEndpoints`] and your own
-//!   [`Authenticator`](sse_engine::http::Authenticator) read, with the
+//!   [`Authenticator`](sse_core::http::Authenticator) read, with the
 //!   client's address as a [`RemoteAddr`] extension (for
-//!   [`SseConfig::max_connections_per_addr`](sse_engine::SseConfig::max_connections_per_addr)).
-//! * [`SseResponse`]: a [`Reply`] for a [`Connection`](sse_engine::Connection) (or any [`SseReply`](sse_engine::http::SseReply)),
+//!   [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)).
+//! * [`SseResponse`]: a [`Reply`] for a [`Connection`](sse_core::Connection) (or any [`SseReply`](sse_core::http::SseReply)),
 //!   for handlers of your own.
 //!
 //! ```no_run
-//! use sse_warp::sse_engine::SseManager;
-//! use sse_warp::sse_engine::http::{DevIdentity, SseEndpoints};
+//! use sse_warp::sse_core::SseManager;
+//! use sse_warp::sse_core::http::{DevIdentity, SseEndpoints};
 //! use warp::Filter;
 //!
 //! #[tokio::main]
@@ -40,7 +40,7 @@
 //!
 //! ```
 //! use sse_warp::SseResponse;
-//! use sse_warp::sse_engine::{ConnectOptions, SseManager};
+//! use sse_warp::sse_core::{ConnectOptions, SseManager};
 //! use warp::Filter;
 //!
 //! # fn routes(manager: SseManager) -> impl Filter<Extract = (SseResponse,), Error = warp::Rejection> + Clone {
@@ -66,15 +66,15 @@ use bytes::{Buf, BufMut as _, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, Uri};
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
+use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
 use warp::path::{FullPath, Tail};
 use warp::{Filter, Rejection, Reply};
 
-pub use sse_engine;
+pub use sse_core;
 
-sse_engine::sse_response_type! {
+sse_core::sse_response_type! {
     /// An SSE answer as a warp [`Reply`]: a live connection streamed as `200`
-    /// with [`sse_headers`](sse_engine::http::sse_headers) and its frames written
+    /// with [`sse_headers`](sse_core::http::sse_headers) and its frames written
     /// as they come (never re-encoded through `warp::sse`, no keep-alive of
     /// warp's, never compressed), or a complete response unchanged.
     ///

@@ -1,7 +1,7 @@
 //! The library without a framework: the demo's engine and endpoints
 //! ([`sse_examples::Demo`], configured by the same `SSE_*` variables) behind
 //! a minimal HTTP/1.1 front of this file's own, each stream written through
-//! the engine's [`Transport`] seam with [`Connection::pipe`](sse_engine::Connection::pipe).
+//! the engine's [`Transport`] seam with [`Connection::pipe`](sse_core::Connection::pipe).
 //!
 //! A calibration for the load benchmark, not a server to deploy: it reads a
 //! request head with `httparse` and a `content-length` body, answers the
@@ -22,9 +22,9 @@ use std::pin::Pin;
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::Request;
-use sse_engine::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large};
-use sse_engine::runtime::BoxFuture;
-use sse_engine::{Connection, Transport, TransportError};
+use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large};
+use sse_core::runtime::BoxFuture;
+use sse_core::{Connection, Transport, TransportError};
 use sse_examples::{Demo, Shutdown};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};

@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use sse_axum::SseResponse;
-use sse_engine::{ConnectOptions, Connection, Event, SseManager};
+use sse_core::{ConnectOptions, Connection, Event, SseManager};
 
 #[derive(Deserialize)]
 struct Member {
@@ -82,7 +82,7 @@ async fn join(State(manager): State<SseManager>, Path(room): Path<String>, Query
         user: member.user,
     };
     let mut response = Response::new(Body::from_stream(presence));
-    *response.headers_mut() = sse_engine::http::sse_headers();
+    *response.headers_mut() = sse_core::http::sse_headers();
     response
 }
 

@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use sse_engine::http::{DevIdentity, SseEndpoints};
-use sse_engine::{Event, SseManager, Target};
+use sse_core::http::{DevIdentity, SseEndpoints};
+use sse_core::{Event, SseManager, Target};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sse_axum::SseResponse;
-use sse_engine::{ConnectOptions, Event, NotificationKind, SseManager};
+use sse_core::{ConnectOptions, Event, NotificationKind, SseManager};
 
 #[derive(Clone)]
 struct App {

@@ -17,8 +17,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use sse_engine::http::{DevIdentity, SseEndpoints};
-use sse_engine::{Event, SseManager};
+use sse_core::http::{DevIdentity, SseEndpoints};
+use sse_core::{Event, SseManager};
 
 #[derive(Deserialize)]
 struct Start {

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_engine::runtime::BoxFuture;
-use sse_engine::{ConnectOptions, Event, SseManager, Transport, TransportError};
+use sse_core::runtime::BoxFuture;
+use sse_core::{ConnectOptions, Event, SseManager, Transport, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -29,7 +29,7 @@ pub const TOKEN_COOKIE: &str = "sse_token";
 /// a fresh token.
 ///
 /// ```
-/// use sse_engine::http::jwt::JwtAuthenticator;
+/// use sse_core::http::jwt::JwtAuthenticator;
 ///
 /// let auth = JwtAuthenticator::hs256(b"a long random secret");
 /// # let _ = auth;

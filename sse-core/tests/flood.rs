@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{FutureExt as _, StreamExt as _};
-use sse_engine::{CloseReason, ConnectOptions, Connection, Event, SseConfig, SseManager, Target, UserLimitPolicy};
+use sse_core::{CloseReason, ConnectOptions, Connection, Event, SseConfig, SseManager, Target, UserLimitPolicy};
 
 /// Connect/disconnect cycles per round.
 const CYCLES: usize = 50_000;
@@ -223,7 +223,7 @@ fn a_connection_flood_leaves_no_residue() {
 #[cfg(feature = "http")]
 #[test]
 fn a_flood_through_the_http_endpoints_leaves_no_residue() {
-    use sse_engine::http::{DevIdentity, RemoteAddr, SseEndpoints, SseReply};
+    use sse_core::http::{DevIdentity, RemoteAddr, SseEndpoints, SseReply};
     use std::net::SocketAddr;
 
     let _alone = alone();

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager, SubscribeError, Target};
+use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, SubscribeError, Target};
 
 use common::{drain, parse};
 

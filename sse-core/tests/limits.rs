@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::StreamExt as _;
-use sse_engine::{
+use sse_core::{
     CloseReason, ConfigError, ConnectError, ConnectOptions, Connection, Event, Heartbeat, SendError, SseConfig,
     SseManager, SubscribeError, Target, UserLimitPolicy, overloaded_body,
 };
@@ -660,11 +660,11 @@ fn outside_a_runtime_building_needs_one() {
     assert!(matches!(built, Err(ConfigError::NoRuntime)), "{built:?}");
 }
 
-/// Piping into a [`sse_engine::test_util::MockTransport`].
+/// Piping into a [`sse_core::test_util::MockTransport`].
 #[cfg(feature = "test-util")]
 mod transport {
     use super::*;
-    use sse_engine::test_util::MockTransport;
+    use sse_core::test_util::MockTransport;
 
     async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         let waited = tokio::time::timeout(TIMEOUT, async {

@@ -47,7 +47,7 @@ pub struct Delivery {
 ///
 /// ```
 /// use futures::StreamExt;
-/// use sse_engine::{ConnectOptions, Event, SseManager};
+/// use sse_core::{ConnectOptions, Event, SseManager};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

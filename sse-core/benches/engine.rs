@@ -2,14 +2,14 @@
 //! it out in process to N connections, and a targeted send with N
 //! connections registered (which must not grow with N).
 //!
-//! `cargo bench -p sse-engine --bench engine`
+//! `cargo bench -p sse-core --bench engine`
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use futures::StreamExt as _;
 use futures::future::FutureExt as _;
-use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager};
+use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager};
 
 fn encoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");

@@ -33,7 +33,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use sse_engine::runtime::{BoxFuture, Runtime};
+/// use sse_core::runtime::{BoxFuture, Runtime};
 ///
 /// struct ThreadPoolRuntime(futures::executor::ThreadPool);
 ///

@@ -7,13 +7,13 @@ use std::path::Path;
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
-use sse_engine::SseManager;
-use sse_engine::http::{BearerToken, CLIENT_JS, DevIdentity, SseEndpoints};
+use sse_core::SseManager;
+use sse_core::http::{BearerToken, CLIENT_JS, DevIdentity, SseEndpoints};
 
 #[test]
 fn the_served_copy_matches_the_client_sources() {
     let asset = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sse-client.js");
-    let served = std::fs::read(&asset).expect("sse-engine/assets/sse-client.js");
+    let served = std::fs::read(&asset).expect("sse-core/assets/sse-client.js");
     assert_eq!(served, CLIENT_JS.as_bytes(), "CLIENT_JS is the asset");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js/sse-client.js");
     // Outside the repository (a packaged crate) there is nothing to compare.
@@ -23,8 +23,8 @@ fn the_served_copy_matches_the_client_sources() {
     };
     assert!(
         served == original,
-        "sse-engine/assets/sse-client.js differs from clients/js/sse-client.js: copy it over \
-         (cp clients/js/sse-client.js sse-engine/assets/sse-client.js)"
+        "sse-core/assets/sse-client.js differs from clients/js/sse-client.js: copy it over \
+         (cp clients/js/sse-client.js sse-core/assets/sse-client.js)"
     );
 }
 

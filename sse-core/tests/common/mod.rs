@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::{FutureExt as _, StreamExt as _};
-use sse_engine::Connection;
+use sse_core::Connection;
 
 /// Parses `chunks` as one SSE stream with the reference parser
 /// (eventsource-stream), independent of the encoder under test.

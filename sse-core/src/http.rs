@@ -327,7 +327,7 @@ impl From<Result<Connection, ConnectError>> for SseReply {
 /// through the tuple field and [`SseReply::into_http_response`].
 ///
 /// ```
-/// sse_engine::sse_response_type! {
+/// sse_core::sse_response_type! {
 ///     /// An SSE answer for my framework.
 ///     pub struct MyResponse;
 /// }
@@ -386,8 +386,8 @@ macro_rules! sse_response_type {
 /// The SSE endpoints of the HTTP contract, independent of any framework.
 ///
 /// ```
-/// use sse_engine::http::{BearerToken, DevIdentity, SseEndpoints};
-/// use sse_engine::SseManager;
+/// use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
+/// use sse_core::SseManager;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -22,9 +22,9 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
-use sse_engine::http::jwt::JwtAuthenticator;
-use sse_engine::http::{BearerToken, SseEndpoints, SseReply};
-use sse_engine::{Connection, Event, SseConfig, SseManager, Target};
+use sse_core::http::jwt::JwtAuthenticator;
+use sse_core::http::{BearerToken, SseEndpoints, SseReply};
+use sse_core::{Connection, Event, SseConfig, SseManager, Target};
 
 use common::{drain, parse};
 

@@ -36,7 +36,7 @@ pub const MAX_ID_LEN: usize = 256;
 /// safely.
 ///
 /// ```
-/// use sse_engine::Event;
+/// use sse_core::Event;
 ///
 /// let event = Event::builder()
 ///     .event("notification")
@@ -47,7 +47,7 @@ pub const MAX_ID_LEN: usize = 256;
 ///     event.encode(),
 ///     "id: 42\nevent: notification\ndata: line one\ndata: line two\n\n"
 /// );
-/// # Ok::<(), sse_engine::EventError>(())
+/// # Ok::<(), sse_core::EventError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -432,11 +432,11 @@ impl Event {
     /// `{"title", "message", "type", "data"?, "timestamp"}`.
     ///
     /// ```
-    /// use sse_engine::{Event, NotificationKind};
+    /// use sse_core::{Event, NotificationKind};
     ///
     /// let event = Event::notification("Saved", "Your draft was saved", NotificationKind::Success, None::<&()>)?;
     /// assert_eq!(event.event(), Some("notification"));
-    /// # Ok::<(), sse_engine::EventError>(())
+    /// # Ok::<(), sse_core::EventError>(())
     /// ```
     ///
     /// # Errors
@@ -461,11 +461,11 @@ impl Event {
     /// `{"resource", "action", "data", "timestamp"}`.
     ///
     /// ```
-    /// use sse_engine::Event;
+    /// use sse_core::Event;
     ///
     /// let event = Event::update("order/17", "shipped", &serde_json::json!({"carrier": "DHL"}))?;
     /// assert_eq!(event.event(), Some("update"));
-    /// # Ok::<(), sse_engine::EventError>(())
+    /// # Ok::<(), sse_core::EventError>(())
     /// ```
     ///
     /// # Errors

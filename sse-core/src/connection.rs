@@ -114,7 +114,7 @@ fn serialize_time<S: Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok
 /// [`SseManager::connect`](crate::SseManager::connect).
 ///
 /// ```
-/// use sse_engine::ConnectOptions;
+/// use sse_core::ConnectOptions;
 ///
 /// let options = ConnectOptions::new()
 ///     .user("u1")
@@ -217,7 +217,7 @@ impl ConnectOptions {
 /// starting with the prefix of a pattern that ends in `*`.
 ///
 /// ```
-/// use sse_engine::channel_allowed;
+/// use sse_core::channel_allowed;
 ///
 /// let patterns = ["news".to_owned(), "orders/*".to_owned()];
 /// assert!(channel_allowed(&patterns, "orders/17"));

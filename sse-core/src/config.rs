@@ -42,7 +42,7 @@ pub enum UserLimitPolicy {
 ///
 /// ```
 /// use std::time::Duration;
-/// use sse_engine::SseConfig;
+/// use sse_core::SseConfig;
 ///
 /// let config = SseConfig::default()
 ///     .heartbeat_interval(Some(Duration::from_secs(15)))

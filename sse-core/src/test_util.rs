@@ -16,7 +16,7 @@ use crate::transport::Transport;
 /// told to fail, to test how the manager handles a client that went away.
 ///
 /// ```
-/// use sse_engine::{test_util::MockTransport, ConnectOptions, SseManager};
+/// use sse_core::{test_util::MockTransport, ConnectOptions, SseManager};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -101,7 +101,7 @@ impl Transport for MockTransport {
 /// ordered log, and every manager built with a clone reads all of it.
 ///
 /// ```
-/// use sse_engine::{test_util::MemoryLog, ConnectOptions, Event, SseManager};
+/// use sse_core::{test_util::MemoryLog, ConnectOptions, Event, SseManager};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

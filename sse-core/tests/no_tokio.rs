@@ -10,8 +10,8 @@ use eventsource_stream::Eventsource as _;
 use futures::StreamExt as _;
 use futures::executor::{ThreadPool, block_on};
 use futures::future::{Either, select};
-use sse_engine::runtime::{BoxFuture, Runtime};
-use sse_engine::{CloseReason, ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+use sse_core::runtime::{BoxFuture, Runtime};
+use sse_core::{CloseReason, ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

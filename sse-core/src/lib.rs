@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use futures::StreamExt;
-//! use sse_engine::{ConnectOptions, Event, SseManager, Target};
+//! use sse_core::{ConnectOptions, Event, SseManager, Target};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,7 +21,7 @@ pub type Predicate = Arc<dyn Fn(&ConnectionInfo) -> bool + Send + Sync + 'static
 /// a reconnecting client gets a new client id.
 ///
 /// ```
-/// use sse_engine::Target;
+/// use sse_core::Target;
 ///
 /// let everyone = Target::All;
 /// let one_user = Target::user("u1");

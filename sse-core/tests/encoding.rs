@@ -22,8 +22,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sse_engine::event::MAX_ID_LEN;
-use sse_engine::{Event, EventError};
+use sse_core::event::MAX_ID_LEN;
+use sse_core::{Event, EventError};
 
 use common::parse;
 

@@ -42,7 +42,7 @@ use crate::runtime::BoxFuture;
 /// ```
 /// use bytes::Bytes;
 /// use futures::io::{AsyncWrite, AsyncWriteExt};
-/// use sse_engine::{runtime::BoxFuture, Transport, TransportError};
+/// use sse_core::{runtime::BoxFuture, Transport, TransportError};
 ///
 /// struct Socket<W>(W);
 ///

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::StreamExt as _;
-use sse_engine::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
 
 use common::parse;
 

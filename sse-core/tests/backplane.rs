@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use sse_engine::test_util::MemoryLog;
-use sse_engine::{ConnectOptions, Connection, Event, SendError, SseManager, Target};
+use sse_core::test_util::MemoryLog;
+use sse_core::{ConnectOptions, Connection, Event, SendError, SseManager, Target};
 
 const WAIT: Duration = Duration::from_secs(10);
 
