@@ -16,14 +16,14 @@
 //!
 //! A backplane moves opaque payloads; the manager encodes and decodes them.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::manager::Shared;
-use crate::runtime::BoxFuture;
 use crate::target::Target;
 
 /// A backplane could not carry out an operation (the log is unreachable, an
@@ -41,32 +41,121 @@ impl BackplaneError {
 
 /// A shared, ordered log of events that every instance reads.
 ///
+/// Installed with
+/// [`SseManagerBuilder::backplane`](crate::SseManagerBuilder::backplane);
+/// `sse-redis` implements it on a Redis stream, and
+/// `test_util::MemoryLog` (feature `test-util`) in memory. Implementations
+/// are written with [`#[async_trait]`](crate::async_trait), re-exported by
+/// this crate.
+///
 /// # Contract
 ///
-/// * [`Backplane::publish`] appends one payload to the log and resolves with
-///   the id the log gave it, once the entry is stored. Ids are unique, at
-///   most [`MAX_ID_LEN`](crate::event::MAX_ID_LEN) bytes, free of CR, LF and
-///   NUL, and increase in log order. A log that cannot be reached is an
-///   error, never a silent drop.
-/// * [`Backplane::run`] is spawned once, when the manager is built. It hands
-///   every entry of the log (from every instance, this one included) to
+/// * [`Backplane::publish`] appends one payload to the log and returns the
+///   id the log gave it, once the entry is stored. Ids are unique, at most
+///   [`MAX_ID_LEN`](crate::event::MAX_ID_LEN) bytes, free of CR, LF and NUL,
+///   and increase in log order. A log that cannot be reached is an error,
+///   never a silent drop. The manager awaits it inside a send: if the send is
+///   dropped, so is `publish`, and the entry may or may not be in the log
+///   (if it is, it is delivered like any other).
+/// * [`Backplane::preload`] is called once, when the manager is built, before
+///   it is returned: it may [`preload`](BackplaneSink::preload) the recent
+///   past of the log, so that clients can resume on a fresh instance from
+///   its first connection on. It runs inside `build`, so it must not block:
+///   read the entries beforehand (when the backplane itself is built). The
+///   default preloads nothing.
+/// * [`Backplane::run`] is spawned once on the manager's runtime, right after
+///   `preload`; it holds the backplane for as long as it runs. It hands every
+///   later entry of the log (from every instance, this one included) to
 ///   [`BackplaneSink::deliver`], exactly once and in log order, and keeps
 ///   doing so across reconnections: after a fault it resumes after
-///   [`BackplaneSink::last_id`], reconnecting with backoff. It may first
-///   [`preload`](BackplaneSink::preload) the recent past of the log, so that
-///   clients can resume on a fresh instance. It returns once
-///   [`BackplaneSink::is_closed`].
+///   [`BackplaneSink::last_id`], reconnecting with backoff. Entries
+///   published before `run` first reads, when `preload` loaded nothing, may
+///   be preloaded instead of delivered.
+/// * Backpressure: `deliver` never waits. Each connection has a bounded
+///   queue, and one that cannot keep up is closed, so the log is read at its
+///   own pace.
+/// * Cancellation: nothing but the runtime stops `run` from outside. It
+///   returns once [`BackplaneSink::is_closed`], so it checks that between
+///   reads (a blocking read should time out now and then). If the runtime
+///   drops it instead, this instance delivers nothing more.
 /// * If the log lost its history (a restart without persistence), call
 ///   [`BackplaneSink::history_lost`]: clients resuming from an id of before
 ///   get a `reset`, not a wrong replay.
 ///
-/// The trait is object safe.
+/// The trait is object safe; the manager holds an `Arc<dyn Backplane>`.
+///
+/// # Example
+///
+/// The log of a single instance, handing each entry from `publish` straight
+/// to `run`:
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use bytes::Bytes;
+/// use futures::channel::mpsc;
+/// use futures::StreamExt;
+/// use sse_core::{async_trait, Backplane, BackplaneError, BackplaneSink};
+/// use sse_core::{ConnectOptions, Event, SseManager};
+///
+/// struct Loopback {
+///     /// The last id given, and where entries go.
+///     log: Mutex<(u64, mpsc::UnboundedSender<(String, Bytes)>)>,
+///     entries: Mutex<Option<mpsc::UnboundedReceiver<(String, Bytes)>>>,
+/// }
+///
+/// #[async_trait]
+/// impl Backplane for Loopback {
+///     async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError> {
+///         let mut log = self.log.lock().map_err(|e| BackplaneError::new(e.to_string()))?;
+///         log.0 += 1;
+///         let id = log.0.to_string();
+///         log.1.unbounded_send((id.clone(), payload)).map_err(BackplaneError::new)?;
+///         Ok(id)
+///     }
+///
+///     async fn run(self: Arc<Self>, sink: BackplaneSink) {
+///         let entries = self.entries.lock().ok().and_then(|mut slot| slot.take());
+///         // Without this `Arc`, the manager holds the last sender: the
+///         // entries end when it is dropped.
+///         drop(self);
+///         let Some(mut entries) = entries else { return };
+///         while let Some((id, payload)) = entries.next().await {
+///             if sink.is_closed() {
+///                 return;
+///             }
+///             let _ = sink.deliver(&id, &payload);
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (sender, receiver) = mpsc::unbounded();
+/// let backplane = Loopback {
+///     log: Mutex::new((0, sender)),
+///     entries: Mutex::new(Some(receiver)),
+/// };
+/// let manager = SseManager::builder().backplane(backplane).build()?;
+/// let _alice = manager.connect(ConnectOptions::new().user("alice")).await?;
+/// let sent = manager.send_to_user("alice", Event::message("hi")).await?;
+/// assert_eq!((sent.id.as_deref(), sent.delivered), (Some("1"), 1));
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
 pub trait Backplane: Send + Sync + 'static {
-    /// Appends `payload` to the log; resolves with its id.
-    fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<String, BackplaneError>>;
+    /// Appends `payload` to the log; returns its id.
+    async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError>;
+
+    /// Loads the recent past of the log into `sink` before the manager is
+    /// returned.
+    fn preload(&self, sink: &BackplaneSink) {
+        let _ = sink;
+    }
 
     /// Delivers the log to `sink` until the manager goes away.
-    fn run(&self, sink: BackplaneSink) -> BoxFuture<'static, ()>;
+    async fn run(self: Arc<Self>, sink: BackplaneSink);
 }
 
 const _: Option<&dyn Backplane> = None;

@@ -53,6 +53,10 @@ mod target;
 pub mod test_util;
 mod transport;
 
+/// The attribute that implementations of [`Transport`] and [`Backplane`] are
+/// written with, so that they need no dependency of their own.
+#[doc(no_inline)]
+pub use async_trait::async_trait;
 pub use backplane::{Backplane, BackplaneError, BackplaneSink};
 pub use config::{Heartbeat, SseConfig, UserLimitPolicy};
 pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};

@@ -171,9 +171,11 @@ impl SseManagerBuilder {
         });
         runtime.spawn(Box::pin(maintenance(Arc::downgrade(&shared), wake_rx)));
         if let Some(backplane) = self.backplane {
-            runtime.spawn(backplane.run(BackplaneSink {
+            let sink = BackplaneSink {
                 shared: Arc::downgrade(&shared),
-            }));
+            };
+            backplane.preload(&sink);
+            runtime.spawn(backplane.run(sink));
         }
         Ok(SseManager { shared })
     }

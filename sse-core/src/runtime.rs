@@ -5,6 +5,12 @@
 //! connection, lifetimes and expiries); nothing else in the engine depends on
 //! a runtime. [`TokioRuntime`] is provided behind the default `tokio` feature;
 //! any other executor plugs in by implementing [`Runtime`].
+//!
+//! Unlike [`Transport`](crate::Transport) and [`Backplane`](crate::Backplane),
+//! [`Runtime`] is not an async trait: spawning is not awaited, and a sleep
+//! must be a `'static` future made when it is asked for (Tokio's timer needs
+//! the runtime's context then), which plain signatures returning a
+//! [`BoxFuture`] state exactly.
 
 use std::future::Future;
 use std::pin::Pin;

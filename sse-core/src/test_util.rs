@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use futures_channel::mpsc;
+use futures_util::StreamExt as _;
 use parking_lot::Mutex;
 
+use crate::backplane::{Backplane, BackplaneError, BackplaneSink};
 use crate::error::TransportError;
-use crate::runtime::BoxFuture;
 use crate::transport::Transport;
 
 /// A [`Transport`] that records what it is sent, for tests.
@@ -78,25 +81,24 @@ impl MockTransport {
     }
 }
 
+#[async_trait]
 impl Transport for MockTransport {
-    fn send(&mut self, frames: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
+    async fn send(&mut self, frames: Bytes) -> Result<(), TransportError> {
         let mut state = self.state.lock();
-        let result = if state.fail {
-            Err(TransportError::new("mock transport told to fail"))
-        } else {
-            state.writes.push(frames);
-            Ok(())
-        };
-        Box::pin(std::future::ready(result))
+        if state.fail {
+            return Err(TransportError::new("mock transport told to fail"));
+        }
+        state.writes.push(frames);
+        Ok(())
     }
 
-    fn close(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
+    async fn close(&mut self) -> Result<(), TransportError> {
         self.state.lock().closed = true;
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
     }
 }
 
-/// An in-process [`Backplane`](crate::Backplane) shared by several managers,
+/// An in-process [`Backplane`] shared by several managers,
 /// for testing multi-instance behaviour without a server: clones share one
 /// ordered log, and every manager built with a clone reads all of it.
 ///
@@ -115,15 +117,29 @@ impl Transport for MockTransport {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct MemoryLog {
     state: Arc<Mutex<LogState>>,
+    /// This clone's subscription, from `preload` to `run`.
+    reader: Mutex<Option<Reader>>,
+}
+
+type Reader = mpsc::UnboundedReceiver<(String, Bytes)>;
+
+impl Clone for MemoryLog {
+    /// Another handle on the same log, with a subscription of its own.
+    fn clone(&self) -> Self {
+        MemoryLog {
+            state: self.state.clone(),
+            reader: Mutex::new(None),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct LogState {
     entries: Vec<(String, Bytes)>,
-    readers: Vec<futures_channel::mpsc::UnboundedSender<(String, Bytes)>>,
+    readers: Vec<mpsc::UnboundedSender<(String, Bytes)>>,
     unavailable: bool,
 }
 
@@ -149,24 +165,25 @@ impl MemoryLog {
     }
 }
 
-impl crate::Backplane for MemoryLog {
-    fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<String, crate::BackplaneError>> {
+#[async_trait]
+impl Backplane for MemoryLog {
+    async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError> {
         let mut state = self.state.lock();
-        let result = if state.unavailable {
-            Err(crate::BackplaneError::new("memory log told to be unavailable"))
-        } else {
-            let id = format!("{}-0", state.entries.len() + 1);
-            state.entries.push((id.clone(), payload.clone()));
-            state
-                .readers
-                .retain(|reader| reader.unbounded_send((id.clone(), payload.clone())).is_ok());
-            Ok(id)
-        };
-        Box::pin(std::future::ready(result))
+        if state.unavailable {
+            return Err(BackplaneError::new("memory log told to be unavailable"));
+        }
+        let id = format!("{}-0", state.entries.len() + 1);
+        state.entries.push((id.clone(), payload.clone()));
+        state
+            .readers
+            .retain(|reader| reader.unbounded_send((id.clone(), payload.clone())).is_ok());
+        Ok(id)
     }
 
-    fn run(&self, sink: crate::BackplaneSink) -> BoxFuture<'static, ()> {
-        let (sender, mut receiver) = futures_channel::mpsc::unbounded();
+    /// Preloads the whole log and subscribes this clone's reader to what
+    /// follows, so that `run` misses nothing however late it starts.
+    fn preload(&self, sink: &BackplaneSink) {
+        let (sender, receiver) = mpsc::unbounded();
         {
             let mut state = self.state.lock();
             for (id, payload) in &state.entries {
@@ -174,14 +191,18 @@ impl crate::Backplane for MemoryLog {
             }
             state.readers.push(sender);
         }
-        Box::pin(async move {
-            use futures_util::StreamExt as _;
-            while let Some((id, payload)) = receiver.next().await {
-                if sink.is_closed() {
-                    return;
-                }
-                let _ = sink.deliver(&id, &payload);
+        *self.reader.lock() = Some(receiver);
+    }
+
+    async fn run(self: Arc<Self>, sink: BackplaneSink) {
+        let Some(mut receiver) = self.reader.lock().take() else {
+            return;
+        };
+        while let Some((id, payload)) = receiver.next().await {
+            if sink.is_closed() {
+                return;
             }
-        })
+            let _ = sink.deliver(&id, &payload);
+        }
     }
 }

@@ -10,8 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::{Stream, StreamExt as _};
-use sse_core::runtime::BoxFuture;
-use sse_core::{CloseReason, ConnectOptions, Event, SseConfig, SseManager, Transport, TransportError};
+use sse_core::{CloseReason, ConnectOptions, Event, SseConfig, SseManager, Transport, TransportError, async_trait};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -22,17 +21,16 @@ const HEAD_LIMIT: usize = 16 * 1024;
 /// The response body goes straight to the socket.
 struct Socket(TcpStream);
 
+#[async_trait]
 impl Transport for Socket {
-    fn send(&mut self, frames: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            self.0.write_all(&frames).await?;
-            self.0.flush().await?;
-            Ok(())
-        })
+    async fn send(&mut self, frames: Bytes) -> Result<(), TransportError> {
+        self.0.write_all(&frames).await?;
+        self.0.flush().await?;
+        Ok(())
     }
 
-    fn close(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { Ok(self.0.shutdown().await?) })
+    async fn close(&mut self) -> Result<(), TransportError> {
+        Ok(self.0.shutdown().await?)
     }
 }
 

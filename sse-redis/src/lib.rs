@@ -114,8 +114,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_core::runtime::BoxFuture;
-use sse_core::{Backplane, BackplaneError, BackplaneSink};
+use sse_core::{Backplane, BackplaneError, BackplaneSink, async_trait};
 
 use crate::writer::Writer;
 
@@ -160,9 +159,19 @@ pub enum RedisBackplaneError {
 /// [`build`](RedisBackplaneBuilder::build) are loaded by the first manager
 /// built with it; another manager built with a clone loads them when its
 /// reader first reaches Redis, so give each manager a backplane of its own.
-#[derive(Clone)]
 pub struct RedisBackplane {
     inner: Arc<Inner>,
+    /// Where the reader goes on from, once this value's manager preloaded
+    /// the snapshot: the id of its last entry (`None`: the stream was
+    /// empty).
+    preloaded: Mutex<Option<Option<String>>>,
+}
+
+impl Clone for RedisBackplane {
+    /// Another backplane on the same connections, for another manager.
+    fn clone(&self) -> Self {
+        RedisBackplane::new(self.inner.clone())
+    }
 }
 
 pub(crate) struct Inner {
@@ -175,8 +184,8 @@ pub(crate) struct Inner {
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) writer: Writer,
     /// The last `history` entries when the backplane was built, oldest
-    /// first: the first manager's reader loads them before the manager is
-    /// returned, and delivers every later entry.
+    /// first: the first manager built with it preloads them before it is
+    /// returned, and its reader delivers every later entry.
     pub(crate) snapshot: Mutex<Option<Vec<reader::Entry>>>,
 }
 
@@ -192,6 +201,13 @@ impl fmt::Debug for RedisBackplane {
 }
 
 impl RedisBackplane {
+    fn new(inner: Arc<Inner>) -> Self {
+        RedisBackplane {
+            inner,
+            preloaded: Mutex::new(None),
+        }
+    }
+
     /// Starts building a backplane on the Redis server at `url`
     /// (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS
     /// where the `redis` crate is built with a TLS feature).
@@ -254,30 +270,34 @@ impl RedisBackplane {
     }
 }
 
+#[async_trait]
 impl Backplane for RedisBackplane {
-    fn publish(&self, payload: Bytes) -> BoxFuture<'_, Result<String, BackplaneError>> {
+    async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError> {
         let inner = self.inner.clone();
-        Box::pin(async move {
-            self.on_runtime(async move { inner.writer.append(&inner, &payload).await })
-                .await
-                .map_err(BackplaneError::new)
-        })
+        self.on_runtime(async move { inner.writer.append(&inner, &payload).await })
+            .await
+            .map_err(BackplaneError::new)
     }
 
-    fn run(&self, sink: BackplaneSink) -> BoxFuture<'static, ()> {
+    fn preload(&self, sink: &BackplaneSink) {
         // Loaded now, before the manager is returned, so that it can resume
         // clients from its first connection on.
         let snapshot = self.inner.snapshot.lock().ok().and_then(|mut slot| slot.take());
-        let position = snapshot.map(|entries| reader::preload(&sink, &entries));
+        let position = snapshot.map(|entries| reader::preload(sink, &entries));
+        if let Ok(mut slot) = self.preloaded.lock() {
+            *slot = position;
+        }
+    }
+
+    async fn run(self: Arc<Self>, sink: BackplaneSink) {
+        let position = self.preloaded.lock().ok().and_then(|mut slot| slot.take());
         let task = self
             .inner
             .handle
             .spawn(reader::read_log(self.inner.clone(), sink, position));
-        Box::pin(async move {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "sse-redis: the log reader failed");
-            }
-        })
+        if let Err(error) = task.await {
+            tracing::error!(%error, "sse-redis: the log reader failed");
+        }
     }
 }
 
@@ -413,19 +433,17 @@ impl RedisBackplaneBuilder {
         let client = redis::Client::open(self.url.as_str()).map_err(RedisBackplaneError::InvalidUrl)?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RedisBackplaneError::NoRuntime)?;
         let writer = Writer::new(self.timeout);
-        Ok(RedisBackplane {
-            inner: Arc::new(Inner {
-                client,
-                key: format!("{}:events", self.prefix),
-                history: self.history,
-                timeout: self.timeout,
-                read_timeout: self.read_timeout,
-                batch: self.batch,
-                handle,
-                writer,
-                snapshot: Mutex::new(None),
-            }),
-        })
+        Ok(RedisBackplane::new(Arc::new(Inner {
+            client,
+            key: format!("{}:events", self.prefix),
+            history: self.history,
+            timeout: self.timeout,
+            read_timeout: self.read_timeout,
+            batch: self.batch,
+            handle,
+            writer,
+            snapshot: Mutex::new(None),
+        })))
     }
 }
 

@@ -23,8 +23,7 @@ use std::pin::Pin;
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::Request;
 use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, SseReply, payload_too_large};
-use sse_core::runtime::BoxFuture;
-use sse_core::{Connection, Transport, TransportError};
+use sse_core::{Connection, Transport, TransportError, async_trait};
 use sse_examples::{Demo, Shutdown};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,13 +40,14 @@ const MAX_DISCARD: usize = 16 * MAX_BODY_BYTES;
 /// Writes the engine's frames to the socket as they come.
 struct Socket<'a>(tokio::net::tcp::WriteHalf<'a>);
 
+#[async_trait]
 impl Transport for Socket<'_> {
-    fn send(&mut self, frames: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { Ok(self.0.write_all(&frames).await?) })
+    async fn send(&mut self, frames: Bytes) -> Result<(), TransportError> {
+        Ok(self.0.write_all(&frames).await?)
     }
 
-    fn close(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { Ok(self.0.shutdown().await?) })
+    async fn close(&mut self) -> Result<(), TransportError> {
+        Ok(self.0.shutdown().await?)
     }
 }
 

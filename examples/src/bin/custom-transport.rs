@@ -14,21 +14,21 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_core::runtime::BoxFuture;
-use sse_core::{ConnectOptions, Event, SseManager, Transport, TransportError};
+use sse_core::{ConnectOptions, Event, SseManager, Transport, TransportError, async_trait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Writes frames straight to the socket.
 struct TcpTransport(TcpStream);
 
+#[async_trait]
 impl Transport for TcpTransport {
-    fn send(&mut self, frames: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { Ok(self.0.write_all(&frames).await?) })
+    async fn send(&mut self, frames: Bytes) -> Result<(), TransportError> {
+        Ok(self.0.write_all(&frames).await?)
     }
 
-    fn close(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { Ok(self.0.shutdown().await?) })
+    async fn close(&mut self) -> Result<(), TransportError> {
+        Ok(self.0.shutdown().await?)
     }
 }
 
