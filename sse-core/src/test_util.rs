@@ -185,3 +185,6 @@ impl crate::Backplane for MemoryLog {
         })
     }
 }
+
+#[cfg(all(feature = "http", feature = "tokio"))]
+pub mod adapter;
