@@ -26,14 +26,15 @@ use crate::stats::{Counters, Stats};
 use crate::target::Target;
 
 /// The result of a send: the id the event went out with, and how many
-/// connections it reached.
+/// connections of this instance it reached (with a backplane, the event also
+/// reaches other instances' connections, which are not counted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Delivery {
     /// The event's id: the publisher's own, or the one the manager assigned.
     /// `None` for an event that does not dispatch (comment or retry only).
     pub id: Option<String>,
-    /// Connections the event was queued for.
+    /// Connections of this instance the event was queued for.
     pub delivered: usize,
 }
 

@@ -206,3 +206,6 @@ impl Backplane for MemoryLog {
         }
     }
 }
+
+#[cfg(all(feature = "http", feature = "tokio"))]
+pub mod adapter;

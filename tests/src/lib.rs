@@ -1,6 +1,7 @@
-//! The harness of the conformance suite: every demo server of the HTTP
-//! contract (`demo-contract.md`; the demos live in `sse-examples`), run
-//! in-process on a loopback port and driven over real HTTP.
+//! The harness of the conformance suite: every demo server of the HTTP API
+//! (described in `docs/http-api.md`, the suite's reference; the demos live in
+//! `sse-examples`), run in-process on a loopback port and driven over real
+//! HTTP. The cases are in `tests/conformance/`, one module per topic.
 //!
 //! [`TestServer`] starts one demo's [`ServeFn`] with contract settings (the
 //! `SSE_*` variables, given as a list instead of the process environment) and
@@ -341,7 +342,8 @@ async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
 pub struct Published {
     /// The event's id.
     pub id: String,
-    /// How many connections got it.
+    /// How many connections of the answering instance got it (with Redis,
+    /// other instances' connections are not counted).
     pub delivered: u64,
 }
 

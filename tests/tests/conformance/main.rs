@@ -1,0 +1,82 @@
+//! The HTTP API of `docs/http-api.md`, checked over real HTTP against every
+//! framework's demo: each case runs once per framework, as a test named
+//! `{framework}::{case}`.
+//!
+//! The cases live in one module per topic of the document; this file only
+//! declares them and generates, for each framework, a module with one test
+//! per case (the harness, [`sse_tests::TestServer`], is in `tests/src/lib.rs`;
+//! what the cases share, in [`common`]).
+
+mod admin;
+mod auth;
+mod common;
+mod cors;
+mod demo;
+mod errors;
+mod limits;
+mod publish;
+mod redis;
+mod replay;
+mod stream;
+mod targeting;
+
+/// Generates, for one framework, a module with one test per case.
+macro_rules! conformance_tests {
+    ($framework:ident, $serve:path) => {
+        mod $framework {
+            conformance_tests!(@cases $serve;
+                stream::stream_headers,
+                stream::never_compressed,
+                stream::first_frames,
+                stream::heartbeats_keep_idle_streams_alive,
+                targeting::targets_reach_exactly_their_connections,
+                targeting::channels_joined_at_connect,
+                targeting::channels_joined_and_left_at_runtime,
+                targeting::subscribe_unknown_client_is_not_found,
+                publish::data_round_trip,
+                publish::exact_event_bytes,
+                publish::published_event_fields,
+                replay::replay_after_last_event_id_header,
+                replay::replay_after_last_event_id_query,
+                replay::header_wins_over_query,
+                replay::reset_for_unknown_ids,
+                replay::history_size_bounds_replay,
+                replay::replay_seam_has_no_gap_or_duplicate,
+                limits::per_user_limit_closes_oldest,
+                limits::global_limit_answers_overloaded,
+                limits::max_lifetime_closes_streams,
+                limits::slow_client_is_closed,
+                errors::publish_rejects_bad_input,
+                errors::publish_rejects_oversized_body,
+                admin::dropped_client_is_cleaned_up,
+                admin::delete_connection,
+                admin::stats_fields,
+                admin::connection_listing,
+                admin::publish_token_guards_publish_and_admin,
+                demo::shutdown_closes_open_streams,
+                demo::demo_page,
+                auth::jwt_missing_or_invalid_token_is_unauthorized,
+                auth::jwt_token_from_header_query_or_cookie,
+                auth::jwt_channels_claim_limits_channels,
+                auth::jwt_expiry_ends_the_stream,
+                cors::cors_listed_origins_with_credentials,
+                cors::cors_unset_sends_no_cors_headers,
+                limits::per_address_limit,
+                redis::redis_targets_across_instances,
+                redis::redis_resume_on_another_instance,
+            );
+        }
+    };
+    (@cases $serve:path; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                crate::$module::$case($serve).await;
+            }
+        )*
+    };
+}
+
+conformance_tests!(axum, sse_examples::axum_demo::serve);
+conformance_tests!(warp, sse_examples::warp_demo::serve);
+conformance_tests!(poem, sse_examples::poem_demo::serve);

@@ -1,0 +1,89 @@
+//! Published events on the wire (`docs/http-api.md`, "Publishing" and "The
+//! wire format"): data as text or JSON, exact frames, the id, name and retry
+//! of an event.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sse_examples::ServeFn;
+use sse_tests::TestServer;
+
+pub(crate) async fn data_round_trip(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut s = server.subscribe("").await;
+    server
+        .publish_ok(&json!({"event": "text", "data": "line1\nline2"}))
+        .await;
+    let event = s.stream.expect_event("text").await;
+    assert_eq!(event.data, "line1\nline2", "a JSON string arrives as its text");
+
+    server.publish_ok(&json!({"event": "plain", "data": "hello"})).await;
+    assert_eq!(s.stream.expect_event("plain").await.data, "hello");
+
+    for value in [
+        json!({"a": 1, "b": [true, null, "x\ny"], "c": {"d": "é"}}),
+        json!([1, "two", 3.5]),
+        json!(42),
+        json!(true),
+        json!(null),
+    ] {
+        server.publish_ok(&json!({"event": "json", "data": value})).await;
+        let event = s.stream.expect_event("json").await;
+        assert!(
+            !event.data.contains('\n'),
+            "a JSON serialization is one line: {:?}",
+            event.data
+        );
+        let parsed: Value = serde_json::from_str(&event.data)
+            .unwrap_or_else(|e| panic!("{value} arrives as its JSON serialization, not {:?}: {e}", event.data));
+        assert_eq!(parsed, value, "{value} arrives as its JSON serialization");
+    }
+}
+
+pub(crate) async fn exact_event_bytes(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut s = server.subscribe("").await;
+    server
+        .publish_ok(&json!({"event": "note", "id": "n-1", "data": "line1\nline2"}))
+        .await;
+    server.publish_ok(&json!({"id": "n-2", "data": {"k": "v"}})).await;
+    s.stream.expect_event("note").await;
+    s.stream.expect_event("message").await;
+    let frames: Vec<String> = s.stream.frames().into_iter().map(|(_, text)| text).collect();
+    assert_eq!(
+        frames[2..],
+        [
+            "id: n-1\nevent: note\ndata: line1\ndata: line2\n\n",
+            "id: n-2\ndata: {\"k\":\"v\"}\n\n"
+        ],
+        "the frames of two published events"
+    );
+}
+
+pub(crate) async fn published_event_fields(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut s = server.subscribe("").await;
+
+    let given = server
+        .publish_ok(&json!({"event": "named", "id": "custom-1", "data": "x", "retry": 5000}))
+        .await;
+    assert_eq!(given.id, "custom-1", "the answer holds the publisher's id");
+    let event = s.stream.expect_event("named").await;
+    assert_eq!(event.id, "custom-1");
+    assert_eq!(
+        event.retry,
+        Some(Duration::from_millis(5000)),
+        "the retry hint travels with the event"
+    );
+
+    let assigned = server.publish_ok(&json!({"data": "y"})).await;
+    assert!(!assigned.id.is_empty(), "an event without an id gets one");
+    let event = s.stream.next_event().await;
+    assert_eq!(event.event, "message", "an event without a name is a message");
+    assert_eq!(event.data, "y");
+    assert_eq!(event.id, assigned.id, "the assigned id is the one on the wire");
+
+    let next = server.publish_ok(&json!({"data": "z"})).await;
+    assert_ne!(next.id, assigned.id, "assigned ids are unique");
+    assert_eq!(s.stream.next_event().await.id, next.id);
+}

@@ -1,0 +1,185 @@
+//! Two instances sharing Redis with `SSE_REDIS_URL` (`docs/http-api.md`,
+//! "Several instances"): targets across instances, `delivered` counting the
+//! publishing instance only, and resuming on another instance.
+
+use serde_json::json;
+use sse_examples::ServeFn;
+use sse_tests::{RedisPrefix, Subscriber, TestServer};
+
+use crate::common::names_until;
+use crate::replay::assert_replay;
+
+/// Two servers of `serve` on the stream of `prefix`.
+async fn two_instances(serve: ServeFn, prefix: &RedisPrefix) -> (TestServer, TestServer) {
+    let settings = prefix.settings();
+    let a = TestServer::start(serve, &settings).await;
+    let b = TestServer::start(serve, &settings).await;
+    (a, b)
+}
+
+pub(crate) async fn redis_targets_across_instances(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_targets_across_instances").await else {
+        return;
+    };
+    let (a, b) = two_instances(serve, &prefix).await;
+    // p and q on instance a, r and s on instance b.
+    let mut p = a.subscribe("userId=alice&sessionId=s1&channel=red").await;
+    let mut q = a.subscribe("userId=bob&sessionId=s3").await;
+    let mut r = b.subscribe("userId=alice&sessionId=s2&channel=blue").await;
+    let mut s = b.subscribe("channel=red").await;
+    // (event, published on b?, who receives it); `delivered` counts the
+    // publishing instance's connections only.
+    let cases = [
+        (json!({"event": "all", "data": 1}), true, "pqrs"),
+        (json!({"event": "all-on-a", "target": "all", "data": 1}), false, "pqrs"),
+        (
+            json!({"event": "user", "target": "user", "targetId": "alice", "data": 1}),
+            true,
+            "pr",
+        ),
+        (
+            json!({"event": "user-bob", "target": "user", "targetId": "bob", "data": 1}),
+            true,
+            "q",
+        ),
+        (
+            json!({"event": "users", "target": "users", "targetIds": ["bob", "carol"], "data": 1}),
+            true,
+            "q",
+        ),
+        (
+            json!({"event": "users-both", "target": "users", "targetIds": ["alice", "bob"], "data": 1}),
+            false,
+            "pqr",
+        ),
+        (
+            json!({"event": "session-s1", "target": "session", "targetId": "s1", "data": 1}),
+            true,
+            "p",
+        ),
+        (
+            json!({"event": "session-s2", "target": "session", "targetId": "s2", "data": 1}),
+            false,
+            "r",
+        ),
+        (
+            json!({"event": "client-p", "target": "client", "targetId": p.client_id, "data": 1}),
+            true,
+            "p",
+        ),
+        (
+            json!({"event": "client-s", "target": "client", "targetId": s.client_id, "data": 1}),
+            false,
+            "s",
+        ),
+        (
+            json!({"event": "red", "target": "channel", "targetId": "red", "data": 1}),
+            true,
+            "ps",
+        ),
+        (
+            json!({"event": "blue", "target": "channel", "targetId": "blue", "data": 1}),
+            false,
+            "r",
+        ),
+        (
+            json!({"event": "nobody", "target": "user", "targetId": "carol", "data": 1}),
+            true,
+            "",
+        ),
+    ];
+    for (body, on_b, audience) in &cases {
+        let (publisher, local) = if *on_b { (&b, "rs") } else { (&a, "pq") };
+        let published = publisher.publish_ok(body).await;
+        let expected = audience.chars().filter(|c| local.contains(*c)).count() as u64;
+        assert_eq!(
+            published.delivered,
+            expected,
+            "delivered count of {body} on instance {}: its own connections only",
+            if *on_b { "b" } else { "a" }
+        );
+    }
+    b.publish_ok(&json!({"event": "end", "data": 1})).await;
+    for (name, subscriber) in [("p", &mut p), ("q", &mut q), ("r", &mut r), ("s", &mut s)] {
+        let expected: Vec<&str> = cases
+            .iter()
+            .filter(|(_, _, audience)| audience.contains(name))
+            .map(|(body, _, _)| body["event"].as_str().expect("event name"))
+            .collect();
+        let got = names_until(&mut subscriber.stream, "end").await;
+        assert_eq!(got, expected, "events received by connection {name}");
+    }
+    // Each instance lists and counts its own connections.
+    assert_eq!(a.stats().await["connections"], 2);
+    assert_eq!(b.stats().await["channels"], json!({"blue": 1, "red": 1}));
+}
+
+pub(crate) async fn redis_resume_on_another_instance(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_resume_on_another_instance").await else {
+        return;
+    };
+    let (a, b) = two_instances(serve, &prefix).await;
+    let query = "userId=alice&sessionId=s1&channel=red";
+    let mut alice: Subscriber = a.subscribe(query).await;
+    let mark = b.publish_ok(&json!({"event": "mark", "data": 0})).await;
+    let event = alice.stream.expect_event("mark").await;
+    assert_eq!(event.id, mark.id, "both instances give the event the log's id");
+    drop(alice);
+
+    // While alice is away, events on both instances, for her and others.
+    let gap = [
+        (
+            json!({"event": "to-alice", "target": "user", "targetId": "alice", "data": 1}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "to-bob", "target": "user", "targetId": "bob", "data": 2}),
+            true,
+            false,
+        ),
+        (json!({"event": "all", "data": 3}), true, true),
+        (
+            json!({"event": "red", "target": "channel", "targetId": "red", "data": 4}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "blue", "target": "channel", "targetId": "blue", "data": 5}),
+            true,
+            false,
+        ),
+        (
+            json!({"event": "s1", "target": "session", "targetId": "s1", "data": 6}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "s9", "target": "session", "targetId": "s9", "data": 7}),
+            true,
+            false,
+        ),
+        (
+            json!({"event": "users", "target": "users", "targetIds": ["bob", "alice"], "data": 8}),
+            false,
+            true,
+        ),
+        (
+            json!({"event": "last", "target": "user", "targetId": "alice", "data": 9}),
+            true,
+            true,
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (body, on_b, for_alice) in gap {
+        let publisher = if on_b { &b } else { &a };
+        let published = publisher.publish_ok(&body).await;
+        if for_alice {
+            expected.push((body["event"].as_str().expect("name").to_owned(), published.id));
+        }
+    }
+    // She comes back on instance b with the last id she had from a: exactly
+    // the gap, then live events published on a, each once.
+    let mut again = b.subscribe_with(query, &[("last-event-id", &mark.id)]).await;
+    assert_replay(&a, &mut again.stream, &expected, "b").await;
+}
