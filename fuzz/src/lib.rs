@@ -7,24 +7,22 @@
 //! * [`encode_roundtrip`]: any event fields, encoded and parsed back;
 //! * [`last_event_id`]: any `Last-Event-ID` on connect.
 //!
-//! Frames are parsed back with `eventsource-stream`, an SSE parser
-//! independent of `sse-core` (its quirks are described in
-//! `sse-core/tests/encoding.rs`).
+//! Frames are parsed back with `sse_core::test_util::frames`, which uses
+//! `eventsource-stream`, an SSE parser independent of `sse-core` (its quirks
+//! are described in `sse-core/tests/encoding.rs`).
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::executor::block_on;
-use futures::{FutureExt as _, StreamExt as _};
 use http::request::Parts;
 use http::{Method, StatusCode};
 use sse_core::event::MAX_ID_LEN;
 use sse_core::http::{DevIdentity, PublishRequest, SseEndpoints, SseReply};
 use sse_core::runtime::{BoxFuture, Runtime};
-use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+use sse_core::test_util::frames::{Parsed, drain, parse, split_at};
+use sse_core::{ConnectOptions, Event, SseConfig, SseManager, Target};
 
 /// A runtime that never runs the maintenance task: without heartbeats and
 /// lifetimes, the manager needs none, and each input stays deterministic.
@@ -52,27 +50,6 @@ fn request(method: Method, uri: &str, headers: &[(&str, http::HeaderValue)]) -> 
         builder = builder.header(*name, value.clone());
     }
     builder.body(()).expect("a valid request").into_parts().0
-}
-
-/// Everything queued on `connection` now.
-fn drain(connection: &mut Connection) -> Vec<Bytes> {
-    let mut chunks = Vec::new();
-    while let Some(Some(chunk)) = connection.next().now_or_never() {
-        chunks.push(chunk);
-    }
-    chunks
-}
-
-/// Parses `chunks` as one event stream with the independent parser.
-pub fn parse(chunks: Vec<Bytes>) -> Vec<Parsed> {
-    futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>))
-        .eventsource()
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .expect("an in-memory stream is always ready")
-        .into_iter()
-        .map(|event| event.expect("the encoder's output parses"))
-        .collect()
 }
 
 /// What a conforming client reads back: every CRLF and lone CR becomes LF.
@@ -203,20 +180,7 @@ pub fn encode_roundtrip(fields: Fields) {
     assert!(bytes.ends_with(b"\n\n"), "{bytes:?}");
     assert!(!bytes.contains(&b'\r'), "the encoder writes LF line ends only");
 
-    let mut positions: Vec<usize> = fields
-        .cuts
-        .iter()
-        .map(|&cut| usize::from(cut) % (bytes.len() + 1))
-        .collect();
-    positions.sort_unstable();
-    positions.dedup();
-    let mut chunks = Vec::with_capacity(positions.len() + 1);
-    let mut start = 0;
-    for position in positions {
-        chunks.push(bytes.slice(start..position));
-        start = position;
-    }
-    chunks.push(bytes.slice(start..));
+    let chunks = split_at(&bytes, fields.cuts.iter().map(|&cut| usize::from(cut) % (bytes.len() + 1)));
 
     let parsed = parse(chunks);
     let dispatches = fields.id.is_some() || fields.event.is_some() || fields.data.is_some();

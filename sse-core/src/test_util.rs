@@ -209,3 +209,5 @@ impl Backplane for MemoryLog {
 
 #[cfg(all(feature = "http", feature = "tokio"))]
 pub mod adapter;
+
+pub mod frames;

@@ -26,21 +26,11 @@ use sse_core::event::MAX_ID_LEN;
 use sse_core::{Event, EventError};
 
 use common::parse;
+use sse_core::test_util::frames;
 
-/// Splits `bytes` at the given positions (any byte, even inside a UTF-8
-/// sequence or between CR and LF).
+/// Splits `bytes` at the given cuts, each taken modulo one past its length.
 fn split_at(bytes: &Bytes, cuts: &[Index]) -> Vec<Bytes> {
-    let mut positions: Vec<usize> = cuts.iter().map(|cut| cut.index(bytes.len() + 1)).collect();
-    positions.sort_unstable();
-    positions.dedup();
-    let mut chunks = Vec::with_capacity(positions.len() + 1);
-    let mut start = 0;
-    for position in positions {
-        chunks.push(bytes.slice(start..position));
-        start = position;
-    }
-    chunks.push(bytes.slice(start..));
-    chunks
+    frames::split_at(bytes, cuts.iter().map(|cut| cut.index(bytes.len() + 1)))
 }
 
 /// What a conforming client reads back: every CRLF and lone CR becomes LF.
