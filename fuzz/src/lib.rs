@@ -180,7 +180,10 @@ pub fn encode_roundtrip(fields: Fields) {
     assert!(bytes.ends_with(b"\n\n"), "{bytes:?}");
     assert!(!bytes.contains(&b'\r'), "the encoder writes LF line ends only");
 
-    let chunks = split_at(&bytes, fields.cuts.iter().map(|&cut| usize::from(cut) % (bytes.len() + 1)));
+    let chunks = split_at(
+        &bytes,
+        fields.cuts.iter().map(|&cut| usize::from(cut) % (bytes.len() + 1)),
+    );
 
     let parsed = parse(chunks);
     let dispatches = fields.id.is_some() || fields.event.is_some() || fields.data.is_some();
