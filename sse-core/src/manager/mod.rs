@@ -1,9 +1,10 @@
 //! The connection manager: registration, targeting, replay, heartbeats,
 //! limits and shutdown.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod registry;
+
+use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +25,8 @@ use crate::queue::{Push, Queue};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::target::Target;
+
+use self::registry::{Registered, Registry};
 
 /// The result of a send: the id the event went out with, and how many
 /// connections it reached.
@@ -219,133 +222,6 @@ enum Pending {
 /// before it reports zero local deliveries.
 const DELIVERY_WAIT: Duration = Duration::from_secs(10);
 
-#[derive(Default)]
-struct Registry {
-    connections: HashMap<ClientId, Registered>,
-    by_user: HashMap<String, HashSet<ClientId>>,
-    by_session: HashMap<String, HashSet<ClientId>>,
-    by_channel: HashMap<String, HashSet<ClientId>>,
-    /// Connections per client address, for the per-address limit.
-    by_addr: HashMap<IpAddr, usize>,
-    /// Lifetime and expiry deadlines, soonest first.
-    deadlines: BTreeMap<(Instant, u64), ClientId>,
-    next_order: u64,
-}
-
-struct Registered {
-    info: ConnectionInfo,
-    queue: Arc<Queue>,
-    /// Registration order, to find a user's oldest connection.
-    order: u64,
-    deadline: Option<Instant>,
-    /// The channel patterns this connection may join; `None`: any.
-    allowed_channels: Option<Arc<[String]>>,
-    remote_addr: Option<IpAddr>,
-}
-
-impl Registry {
-    fn insert(&mut self, entry: Registered) {
-        let id = entry.info.client_id.clone();
-        if let Some(user) = &entry.info.user_id {
-            self.by_user.entry(user.clone()).or_default().insert(id.clone());
-        }
-        if let Some(session) = &entry.info.session_id {
-            self.by_session.entry(session.clone()).or_default().insert(id.clone());
-        }
-        for channel in &entry.info.channels {
-            self.by_channel.entry(channel.clone()).or_default().insert(id.clone());
-        }
-        if let Some(deadline) = entry.deadline {
-            self.deadlines.insert((deadline, entry.order), id.clone());
-        }
-        if let Some(addr) = entry.remote_addr {
-            *self.by_addr.entry(addr).or_default() += 1;
-        }
-        self.connections.insert(id, entry);
-    }
-
-    fn remove(&mut self, id: &str) -> Option<Registered> {
-        let entry = self.connections.remove(id)?;
-        let info = &entry.info;
-        if let Some(user) = &info.user_id {
-            unindex(&mut self.by_user, user, id);
-        }
-        if let Some(session) = &info.session_id {
-            unindex(&mut self.by_session, session, id);
-        }
-        for channel in &info.channels {
-            unindex(&mut self.by_channel, channel, id);
-        }
-        if let Some(deadline) = entry.deadline {
-            self.deadlines.remove(&(deadline, entry.order));
-        }
-        if let Some(addr) = entry.remote_addr {
-            if let Some(count) = self.by_addr.get_mut(&addr) {
-                *count -= 1;
-                if *count == 0 {
-                    self.by_addr.remove(&addr);
-                }
-            }
-        }
-        Some(entry)
-    }
-
-    /// Calls `visit` for every connection `target` reaches, each once.
-    fn for_each_target(&self, target: &Target, mut visit: impl FnMut(&Registered)) {
-        let mut by_ids = |ids: Option<&HashSet<ClientId>>| {
-            for id in ids.into_iter().flatten() {
-                if let Some(entry) = self.connections.get(id) {
-                    visit(entry);
-                }
-            }
-        };
-        match target {
-            Target::All => self.connections.values().for_each(visit),
-            Target::Filter(predicate) => self
-                .connections
-                .values()
-                .filter(|entry| predicate(&entry.info))
-                .for_each(visit),
-            Target::Client(id) => {
-                if let Some(entry) = self.connections.get(id) {
-                    visit(entry);
-                }
-            }
-            Target::User(user) => by_ids(self.by_user.get(user)),
-            Target::Session(session) => by_ids(self.by_session.get(session)),
-            Target::Channel(channel) => by_ids(self.by_channel.get(channel)),
-            Target::Users(users) => {
-                let mut seen = HashSet::with_capacity(users.len());
-                for user in users {
-                    if seen.insert(user.as_str()) {
-                        by_ids(self.by_user.get(user));
-                    }
-                }
-            }
-        }
-    }
-
-    fn snapshot(&self, ids: Option<&HashSet<ClientId>>) -> Vec<ConnectionInfo> {
-        let mut infos: Vec<ConnectionInfo> = ids
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.connections.get(id))
-            .map(|entry| entry.info.clone())
-            .collect();
-        infos.sort_by_key(|info| info.connected_at);
-        infos
-    }
-}
-
-fn unindex(index: &mut HashMap<String, HashSet<ClientId>>, key: &str, id: &str) {
-    if let Some(set) = index.get_mut(key) {
-        set.remove(id);
-        if set.is_empty() {
-            index.remove(key);
-        }
-    }
-}
-
 impl Shared {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -362,14 +238,14 @@ impl Shared {
 
     /// Closes and unregisters a connection the manager decided to end.
     fn close(&self, registry: &mut Registry, id: &str, reason: CloseReason) -> bool {
-        match registry.remove(id) {
-            Some(entry) => {
-                entry.queue.close_gracefully(reason);
-                tracing::debug!(client_id = %id, user_id = ?entry.info.user_id, %reason, "sse connection closed by server");
-                true
-            }
-            None => false,
-        }
+        registry.remove(id).map(|entry| self.closed(entry, reason)).is_some()
+    }
+
+    /// Ends the stream of a connection just unregistered, once its queued
+    /// frames are written.
+    fn closed(&self, entry: Registered, reason: CloseReason) {
+        entry.queue.close_gracefully(reason);
+        tracing::debug!(client_id = %entry.info.client_id, user_id = ?entry.info.user_id, %reason, "sse connection closed by server");
     }
 
     /// Queues `frame` for every connection of `target`; closes those that
@@ -537,7 +413,7 @@ impl Shared {
         let mut sent = 0u64;
         {
             let registry = self.registry.read();
-            for entry in registry.connections.values() {
+            for entry in registry.iter() {
                 let due_ms = entry.queue.last_push_ms().saturating_add(interval_ms);
                 if due_ms >= horizon_ms {
                     continue;
@@ -559,15 +435,10 @@ impl Shared {
     /// Closes connections whose deadline passed; returns the next deadline.
     fn expire(&self, now: Instant) -> Option<Instant> {
         let mut registry = self.registry.write();
-        loop {
-            let (&(deadline, order), id) = registry.deadlines.iter().next()?;
-            if deadline > now {
-                return Some(deadline);
-            }
-            let id = id.clone();
-            registry.deadlines.remove(&(deadline, order));
-            self.close(&mut registry, id.as_str(), CloseReason::Expired);
+        while let Some(entry) = registry.take_due(now) {
+            self.closed(entry, CloseReason::Expired);
         }
+        registry.soonest_deadline()
     }
 
     fn wake_maintenance(&self) {
@@ -748,14 +619,14 @@ impl SseManager {
             return Err(ConnectError::ShuttingDown);
         }
         if let (Some(limit), Some(addr)) = (config.max_connections_per_addr, options.remote_addr) {
-            if registry.by_addr.get(&addr).copied().unwrap_or(0) >= limit {
+            if registry.addr_connection_count(addr) >= limit {
                 drop(registry);
                 Counters::add(&shared.stats.connections_rejected, 1);
                 tracing::warn!(%addr, limit, "sse connection refused: per-address limit");
                 return Err(ConnectError::AddrLimit { limit });
             }
         }
-        if registry.connections.len() >= config.max_connections {
+        if registry.len() >= config.max_connections {
             drop(registry);
             Counters::add(&shared.stats.connections_rejected, 1);
             let retry = scale(config.retry, 1.0 + fastrand::f64());
@@ -766,7 +637,7 @@ impl SseManager {
             return Err(ConnectError::Overloaded { retry });
         }
         if let (Some(limit), Some(user)) = (config.max_connections_per_user, &info.user_id) {
-            let held = registry.by_user.get(user).map_or(0, HashSet::len);
+            let held = registry.user_connection_count(user);
             if held >= limit {
                 match config.user_limit_policy {
                     UserLimitPolicy::RejectNew => {
@@ -776,16 +647,9 @@ impl SseManager {
                         return Err(ConnectError::UserLimit { limit });
                     }
                     UserLimitPolicy::CloseOldest => {
-                        let mut held: Vec<(u64, ClientId)> = registry
-                            .by_user
-                            .get(user)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|id| registry.connections.get(id).map(|e| (e.order, id.clone())))
-                            .collect();
-                        held.sort_unstable();
+                        let held = registry.user_connections_oldest_first(user);
                         let excess = held.len() + 1 - limit;
-                        for (_, id) in held.into_iter().take(excess) {
+                        for id in held.into_iter().take(excess) {
                             shared.close(&mut registry, id.as_str(), CloseReason::Evicted);
                             tracing::info!(user_id = %user, client_id = %id, limit, "sse connection evicted: per-user limit");
                         }
@@ -812,19 +676,16 @@ impl SseManager {
             }
         }
         drop(history);
-        let order = registry.next_order;
-        registry.next_order += 1;
-        let soonest = registry.deadlines.keys().next().map(|&(at, _)| at);
+        let soonest = registry.soonest_deadline();
         let wake = deadline.is_some_and(|d| soonest.is_none_or(|s| d < s));
         let user_id = info.user_id.clone();
-        registry.insert(Registered {
+        registry.insert(Registered::new(
             info,
-            queue: queue.clone(),
-            order,
+            queue.clone(),
             deadline,
-            allowed_channels: options.allowed_channels,
-            remote_addr: options.remote_addr,
-        });
+            options.allowed_channels,
+            options.remote_addr,
+        ));
         drop(registry);
         if wake {
             shared.wake_maintenance();
@@ -998,8 +859,7 @@ impl SseManager {
         let mut registry = self.shared.registry.write();
         let max = self.shared.config.max_channels_per_connection;
         let entry = registry
-            .connections
-            .get_mut(client_id)
+            .get(client_id)
             .ok_or_else(|| SubscribeError::UnknownClient(client_id.to_owned()))?;
         if entry.info.channels.contains(channel) {
             return Ok(false);
@@ -1019,10 +879,7 @@ impl SseManager {
             }
             .into());
         }
-        entry.info.channels.insert(channel.to_owned());
-        let id = entry.info.client_id.clone();
-        registry.by_channel.entry(channel.to_owned()).or_default().insert(id);
-        Ok(true)
+        Ok(registry.join(client_id, channel))
     }
 
     /// Unsubscribes a connection from `channel`. Returns `false` if it was
@@ -1031,16 +888,11 @@ impl SseManager {
     /// # Errors
     /// [`SubscribeError::UnknownClient`].
     pub fn unsubscribe(&self, client_id: &str, channel: &str) -> Result<bool, SubscribeError> {
-        let mut registry = self.shared.registry.write();
-        let entry = registry
-            .connections
-            .get_mut(client_id)
-            .ok_or_else(|| SubscribeError::UnknownClient(client_id.to_owned()))?;
-        if !entry.info.channels.remove(channel) {
-            return Ok(false);
-        }
-        unindex(&mut registry.by_channel, channel, client_id);
-        Ok(true)
+        self.shared
+            .registry
+            .write()
+            .leave(client_id, channel)
+            .ok_or_else(|| SubscribeError::UnknownClient(client_id.to_owned()))
     }
 
     /// Closes one connection (`disconnectClient`); frames already queued for
@@ -1067,58 +919,44 @@ impl SseManager {
 
     /// Connections open now.
     pub fn connection_count(&self) -> usize {
-        self.shared.registry.read().connections.len()
+        self.shared.registry.read().len()
     }
 
     /// Whether a connection with this id is open (`hasConnection`).
     pub fn has_connection(&self, client_id: &str) -> bool {
-        self.shared.registry.read().connections.contains_key(client_id)
+        self.shared.registry.read().get(client_id).is_some()
     }
 
     /// Whether user `user_id` has at least one connection.
     pub fn is_user_connected(&self, user_id: &str) -> bool {
-        self.shared.registry.read().by_user.contains_key(user_id)
+        self.shared.registry.read().has_user(user_id)
     }
 
     /// Info of one connection (`getConnectionInfo`).
     pub fn connection_info(&self, client_id: &str) -> Option<ConnectionInfo> {
         let registry = self.shared.registry.read();
-        registry.connections.get(client_id).map(|entry| entry.info.clone())
+        registry.get(client_id).map(|entry| entry.info.clone())
     }
 
     /// Every connection of user `user_id`, oldest first.
     pub fn user_connections(&self, user_id: &str) -> Vec<ConnectionInfo> {
-        let registry = self.shared.registry.read();
-        registry.snapshot(registry.by_user.get(user_id))
+        self.shared.registry.read().snapshot(&Target::user(user_id))
     }
 
     /// Every connection subscribed to `channel`, oldest first.
     pub fn channel_connections(&self, channel: &str) -> Vec<ConnectionInfo> {
-        let registry = self.shared.registry.read();
-        registry.snapshot(registry.by_channel.get(channel))
+        self.shared.registry.read().snapshot(&Target::channel(channel))
     }
 
     /// A snapshot of every connection, oldest first.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
-        let registry = self.shared.registry.read();
-        let mut infos: Vec<ConnectionInfo> = registry.connections.values().map(|e| e.info.clone()).collect();
-        infos.sort_by_key(|info| info.connected_at);
-        infos
+        self.shared.registry.read().snapshot(&Target::All)
     }
 
     /// Current statistics (`getStats`).
     pub fn stats(&self) -> Stats {
         let mut stats = Stats::default();
-        {
-            let registry = self.shared.registry.read();
-            stats.connections = registry.connections.len();
-            stats.unique_users = registry.by_user.len();
-            stats.channels = registry
-                .by_channel
-                .iter()
-                .map(|(name, ids)| (name.clone(), ids.len()))
-                .collect();
-        }
+        self.shared.registry.read().count_into(&mut stats);
         self.shared.stats.fill(&mut stats);
         stats
     }
@@ -1155,8 +993,9 @@ impl SseManager {
             if shared.shut_down.swap(true, Ordering::AcqRel) {
                 return;
             }
-            let ids: Vec<ClientId> = registry.connections.keys().cloned().collect();
-            ids.iter()
+            registry
+                .client_ids()
+                .iter()
                 .filter(|id| shared.close(&mut registry, id.as_str(), CloseReason::Shutdown))
                 .count()
         };
