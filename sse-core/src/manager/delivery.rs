@@ -18,26 +18,62 @@ use crate::queue::Push;
 use crate::stats::Counters;
 use crate::target::Target;
 
+/// Where an event to deliver comes from: it decides the event's id and
+/// whether it reaches connections.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// A send on this instance, without a backplane: the id is the
+    /// publisher's own or the next sequence number.
+    Local,
+    /// The entry `id` of the backplane's log: the event's id is the
+    /// publisher's own or `id`. Without `fan_out` it is only recorded, for
+    /// replay (an entry published before this instance started).
+    Log { id: &'a str, fan_out: bool },
+}
+
 impl Shared {
     /// Sends `event` to the connections of `target` on this instance, without
     /// a backplane.
     pub(super) fn send(&self, target: &Target, event: &Event) -> Delivery {
-        let mut slow = Vec::new();
-        let delivery = if event.dispatches() {
-            let mut history = self.history.lock();
-            let (id, frame) = record(&mut history, target, event, None);
-            let registry = self.registry.read();
-            let delivered = self.fan_out(&registry, target, &frame, &mut slow);
+        let delivery = self.deliver(target, event, Source::Local);
+        if event.dispatches() {
             Counters::add(&self.stats.events_published, 1);
-            Delivery {
-                id: Some(id),
-                delivered,
+        }
+        delivery
+    }
+
+    /// The one delivery path, for a local send and a backplane entry alike.
+    ///
+    /// A dispatching event is recorded in the history with its id and
+    /// encoded once; a log entry also moves the history's log position. The
+    /// history lock is held from the record through the fan-out to every
+    /// connection of `target` (see the lock order on [`Shared`]): that is
+    /// what makes replay exact. Connections found too slow are closed once
+    /// the locks are released.
+    pub(super) fn deliver(&self, target: &Target, event: &Event, source: Source<'_>) -> Delivery {
+        let (log_id, fan_out) = match source {
+            Source::Local => (None, true),
+            Source::Log { id, fan_out } => (Some(id), fan_out),
+        };
+        let mut slow = Vec::new();
+        let delivery = {
+            let mut history = (event.dispatches() || log_id.is_some()).then(|| self.history.lock());
+            if let (Some(history), Some(log_id)) = (history.as_mut(), log_id) {
+                history.set_last_log_id(log_id);
             }
-        } else {
-            let frame = event.encode();
-            let registry = self.registry.read();
-            let delivered = self.fan_out(&registry, target, &frame, &mut slow);
-            Delivery { id: None, delivered }
+            let (id, frame) = match history.as_mut() {
+                Some(history) if event.dispatches() => {
+                    let (id, frame) = record(history, target, event, log_id);
+                    (Some(id), frame)
+                }
+                _ => (None, event.encode()),
+            };
+            let delivered = if fan_out {
+                self.fan_out(&self.registry.read(), target, &frame, &mut slow)
+            } else {
+                0
+            };
+            Delivery { id, delivered }
         };
         self.remove_slow(slow);
         delivery
@@ -100,9 +136,8 @@ impl Shared {
 
 /// Records a dispatching event in the history and encodes it once, with its
 /// id: the publisher's own, else the backplane log's, else the next sequence
-/// number. The caller holds the history lock until it has fanned the frame
-/// out, so recording and delivery are one step for a connecting client.
-pub(super) fn record(history: &mut History, target: &Target, event: &Event, log_id: Option<&str>) -> (String, Bytes) {
+/// number.
+fn record(history: &mut History, target: &Target, event: &Event, log_id: Option<&str>) -> (String, Bytes) {
     let seq = history.next_seq();
     let named = event.id().or(log_id).map(str::to_owned);
     let id = named.clone().unwrap_or_else(|| seq.to_string());

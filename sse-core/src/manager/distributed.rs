@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_channel::oneshot;
 use futures_util::FutureExt as _;
 
+use super::delivery::Source;
 use super::{Delivery, Shared};
 use crate::backplane::{Backplane, Entry};
 use crate::error::SendError;
@@ -70,33 +71,23 @@ impl Shared {
         Ok(Delivery { id, delivered })
     }
 
-    /// Delivers (or, with `deliver` false, only records) an entry of the
-    /// backplane's log.
-    pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, deliver: bool) {
+    /// Delivers an entry of the backplane's log to this instance's
+    /// connections (with `fan_out` false, only records it for replay),
+    /// through the same path as a local send.
+    pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, fan_out: bool) {
         let origin = entry.origin;
-        let mut slow = Vec::new();
-        let mut delivered = 0;
-        {
-            let mut history = self.history.lock();
-            history.set_last_log_id(log_id);
-            match entry.into_parts() {
-                Ok((target, event)) => {
-                    if event.dispatches() {
-                        let (_, frame) = super::delivery::record(&mut history, &target, &event, Some(log_id));
-                        if deliver {
-                            let registry = self.registry.read();
-                            delivered = self.fan_out(&registry, &target, &frame, &mut slow);
-                        }
-                    } else if deliver {
-                        let registry = self.registry.read();
-                        delivered = self.fan_out(&registry, &target, &event.encode(), &mut slow);
-                    }
-                }
-                Err(error) => tracing::warn!(%log_id, %error, "sse backplane entry skipped: invalid event"),
+        let delivered = match entry.into_parts() {
+            Ok((target, event)) => {
+                self.deliver(&target, &event, Source::Log { id: log_id, fan_out })
+                    .delivered
             }
-        }
-        self.remove_slow(slow);
-        if deliver && origin == self.instance {
+            Err(error) => {
+                self.history.lock().set_last_log_id(log_id);
+                tracing::warn!(%log_id, %error, "sse backplane entry skipped: invalid event");
+                0
+            }
+        };
+        if fan_out && origin == self.instance {
             Counters::add(&self.stats.events_published, 1);
             let mut pending = self.pending.lock();
             match pending.remove(log_id) {
