@@ -54,7 +54,7 @@ pub mod test_util;
 mod transport;
 
 pub use backplane::{Backplane, BackplaneError, BackplaneSink};
-pub use config::{Heartbeat, SseConfig, UserLimitPolicy};
+pub use config::{Heartbeat, SseConfig, SseConfigBuilder, UserLimitPolicy};
 pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 pub use error::{ConfigError, ConnectError, EventError, SendError, SubscribeError, TransportError};
 pub use event::{Event, EventBuilder, NotificationKind};

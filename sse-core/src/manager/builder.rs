@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::{Shared, SseManager, maintenance};
 use crate::backplane::{Backplane, BackplaneSink};
-use crate::config::SseConfig;
+use crate::config::{SseConfig, SseConfigBuilder};
 use crate::error::ConfigError;
 use crate::event::retry_frame;
 use crate::history::History;
@@ -25,7 +25,7 @@ use crate::stats::Counters;
 #[derive(Default)]
 #[must_use]
 pub struct SseManagerBuilder {
-    config: SseConfig,
+    config: SseConfigBuilder,
     runtime: Option<Arc<dyn Runtime>>,
     backplane: Option<Arc<dyn Backplane>>,
 }
@@ -43,13 +43,28 @@ impl fmt::Debug for SseManagerBuilder {
 impl SseManagerBuilder {
     /// Uses `config` (replacing any earlier setting).
     pub fn config(mut self, config: SseConfig) -> Self {
-        self.config = config;
+        self.config = SseConfigBuilder::from(config);
         self
     }
 
-    /// Changes the configuration in place:
-    /// `builder.configure(|c| c.retry(Duration::from_secs(1)))`.
-    pub fn configure(mut self, change: impl FnOnce(SseConfig) -> SseConfig) -> Self {
+    /// Changes settings with the setters of [`SseConfigBuilder`], starting
+    /// from the defaults or the configuration given so far; they are checked
+    /// by [`SseManagerBuilder::build`]:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sse_core::SseManager;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sse_core::ConfigError> {
+    /// let manager = SseManager::builder()
+    ///     .configure(|c| c.retry(Duration::from_secs(1)).history_size(100))
+    ///     .build()?;
+    /// assert_eq!(manager.config().history_size(), 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn configure(mut self, change: impl FnOnce(SseConfigBuilder) -> SseConfigBuilder) -> Self {
         self.config = change(self.config);
         self
     }
@@ -79,22 +94,22 @@ impl SseManagerBuilder {
     /// [`ConfigError::NoRuntime`] when no runtime was given and none is
     /// current.
     pub fn build(self) -> Result<SseManager, ConfigError> {
-        self.config.validate()?;
+        let config = self.config.build()?;
         let runtime = match self.runtime {
             Some(runtime) => runtime,
             None => default_runtime().ok_or(ConfigError::NoRuntime)?,
         };
         let (wake_tx, wake_rx) = mpsc::channel(1);
         let shared = Arc::new(Shared {
-            history: Mutex::new(History::new(self.config.history_size, self.config.history_max_age)),
+            history: Mutex::new(History::new(config.history_size, config.history_max_age)),
             registry: RwLock::new(super::Registry::default()),
             stats: Counters::default(),
             epoch: Instant::now(),
             shut_down: AtomicBool::new(false),
             wake: wake_tx,
-            retry_frame: retry_frame(self.config.retry),
-            heartbeat_frame: maintenance::heartbeat_frame(&self.config),
-            config: self.config,
+            retry_frame: retry_frame(config.retry),
+            heartbeat_frame: maintenance::heartbeat_frame(&config),
+            config,
             runtime: runtime.clone(),
             backplane: self.backplane.clone(),
             instance: fastrand::u64(..),

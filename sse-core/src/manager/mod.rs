@@ -446,11 +446,13 @@ mod tests {
 
     #[tokio::test]
     async fn extreme_durations_never_panic() {
-        let config = SseConfig::default()
+        let config = SseConfig::builder()
             .retry(Duration::MAX)
             .heartbeat_interval(Some(Duration::MAX))
             .max_lifetime(Some(Duration::MAX))
-            .max_connections(1);
+            .max_connections(1)
+            .build()
+            .expect("valid configuration");
         let manager = SseManager::new(config).expect("valid configuration");
         let first = manager
             .connect(ConnectOptions::new().expires_after(Duration::MAX))
