@@ -630,8 +630,8 @@ impl SseEndpoints {
                 &serde_json::json!({ "clientId": request.client_id, "channel": request.channel, "changed": changed }),
             ),
             Err(SubscribeError::UnknownClient(_)) => error(StatusCode::NOT_FOUND, "no connection with this clientId"),
-            Err(SubscribeError::Refused(refused @ ConnectError::ChannelForbidden { .. })) => connect_error(&refused),
-            Err(error @ SubscribeError::Refused(_)) => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
+            Err(SubscribeError::ChannelForbidden { channel }) => auth_error(&AuthError::ChannelForbidden { channel }),
+            Err(error) => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
         }
     }
 }

@@ -469,11 +469,10 @@ async fn shutdown_sends_the_final_event_then_ends_every_stream() {
 
     let refused = manager.connect(ConnectOptions::new()).await;
     assert!(matches!(refused, Err(ConnectError::ShuttingDown)), "{refused:?}");
-    assert_eq!(manager.broadcast(event("late")).await, Err(SendError::ShutDown));
-    assert_eq!(
-        manager.send(Target::user("a"), event("late")).await,
-        Err(SendError::ShutDown)
-    );
+    let late = manager.broadcast(event("late")).await;
+    assert!(matches!(late, Err(SendError::ShutDown)), "{late:?}");
+    let late = manager.send(Target::user("a"), event("late")).await;
+    assert!(matches!(late, Err(SendError::ShutDown)), "{late:?}");
     // Shutting down again does nothing, and sends no final event.
     manager
         .shutdown(Some(Event::named("bye", "again").expect("valid name")))
@@ -548,14 +547,11 @@ async fn invalid_connection_options_are_typed_errors() {
     // The same rules hold for runtime subscriptions.
     assert!(matches!(
         manager.subscribe(&id, ""),
-        Err(SubscribeError::Refused(ConnectError::InvalidChannel { .. }))
+        Err(SubscribeError::InvalidChannel { .. })
     ));
     assert!(matches!(
         manager.subscribe(&id, "c"),
-        Err(SubscribeError::Refused(ConnectError::TooManyChannels {
-            count: 3,
-            max: 2
-        }))
+        Err(SubscribeError::TooManyChannels { count: 3, max: 2 })
     ));
     assert_eq!(manager.subscribe(&id, "b"), Ok(false));
     assert_eq!(manager.unsubscribe(&id, "b"), Ok(true));

@@ -100,7 +100,12 @@ impl Shared {
     /// Subscribes a connection to `channel`; see
     /// [`SseManager::subscribe`](super::SseManager::subscribe).
     pub(super) fn subscribe(&self, client_id: &str, channel: &str) -> Result<bool, SubscribeError> {
-        self.validate_channel(channel)?;
+        if let Some(reason) = self.channel_problem(channel) {
+            return Err(SubscribeError::InvalidChannel {
+                channel: channel.chars().take(64).collect(),
+                reason,
+            });
+        }
         let mut registry = self.registry.write();
         let max = self.config.max_channels_per_connection;
         let entry = registry
@@ -111,18 +116,16 @@ impl Shared {
         }
         if let Some(allowed) = &entry.allowed_channels {
             if !channel_allowed(allowed, channel) {
-                return Err(ConnectError::ChannelForbidden {
+                return Err(SubscribeError::ChannelForbidden {
                     channel: channel.chars().take(128).collect(),
-                }
-                .into());
+                });
             }
         }
         if entry.info.channels.len() >= max {
-            return Err(ConnectError::TooManyChannels {
+            return Err(SubscribeError::TooManyChannels {
                 count: entry.info.channels.len() + 1,
                 max,
-            }
-            .into());
+            });
         }
         Ok(registry.join(client_id, channel))
     }
@@ -137,7 +140,12 @@ impl Shared {
             });
         }
         for channel in &options.channels {
-            self.validate_channel(channel)?;
+            if let Some(reason) = self.channel_problem(channel) {
+                return Err(ConnectError::InvalidChannel {
+                    channel: channel.chars().take(64).collect(),
+                    reason,
+                });
+            }
             if let Some(allowed) = &options.allowed_channels {
                 if !channel_allowed(allowed, channel) {
                     return Err(ConnectError::ChannelForbidden {
@@ -160,20 +168,18 @@ impl Shared {
         Ok(())
     }
 
-    fn validate_channel(&self, channel: &str) -> Result<(), ConnectError> {
-        let reason = if channel.is_empty() {
-            "empty"
+    /// What is wrong with `channel` as a channel name, if anything: the
+    /// same rules at connect time and on a runtime subscription.
+    fn channel_problem(&self, channel: &str) -> Option<&'static str> {
+        if channel.is_empty() {
+            Some("empty")
         } else if channel.len() > self.config.max_channel_len {
-            "too long"
+            Some("too long")
         } else if channel.chars().any(char::is_control) {
-            "holds control characters"
+            Some("holds control characters")
         } else {
-            return Ok(());
-        };
-        Err(ConnectError::InvalidChannel {
-            channel: channel.chars().take(64).collect(),
-            reason,
-        })
+            None
+        }
     }
 
     /// A new connection's queue, holding its opening frames: the `retry:`

@@ -44,7 +44,7 @@ impl Shared {
         let entry = Entry::new(self.instance, target, event).ok_or(SendError::NotDistributable)?;
         let log_id = backplane.publish(entry.encode()).await.map_err(|error| {
             tracing::warn!(%error, "sse publish failed: backplane unavailable");
-            SendError::Backplane(error.to_string())
+            SendError::Backplane(error)
         })?;
         let id = event
             .dispatches()

@@ -242,10 +242,12 @@ impl SseManager {
     /// already was.
     ///
     /// # Errors
-    /// [`SubscribeError::UnknownClient`], or [`SubscribeError::Refused`] for
-    /// an invalid channel name, a channel outside the connection's
-    /// [allowed channels](ConnectOptions::allowed_channels)
-    /// ([`ConnectError::ChannelForbidden`]) or a connection at its channel
+    /// [`SubscribeError::UnknownClient`];
+    /// [`SubscribeError::InvalidChannel`] for a channel name the
+    /// connect-time rules refuse; [`SubscribeError::ChannelForbidden`] for a
+    /// channel outside the connection's
+    /// [allowed channels](ConnectOptions::allowed_channels);
+    /// [`SubscribeError::TooManyChannels`] for a connection at its channel
     /// limit.
     pub fn subscribe(&self, client_id: &str, channel: &str) -> Result<bool, SubscribeError> {
         self.shared.subscribe(client_id, channel)
