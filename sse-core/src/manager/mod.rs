@@ -132,10 +132,11 @@ impl SseManager {
     ///
     /// # Errors
     /// [`ConnectError::Overloaded`] at the global limit (answer it with
-    /// [`overloaded_body`](crate::overloaded_body)), [`ConnectError::UserLimit`]
-    /// under [`UserLimitPolicy::RejectNew`], [`ConnectError::ShuttingDown`],
-    /// and the validation errors for channels and metadata. A refused
-    /// connection is never registered.
+    /// [`overloaded_body`](crate::overloaded_body)),
+    /// [`ConnectError::UserLimit`] under
+    /// [`UserLimitPolicy::RejectNew`](crate::UserLimitPolicy::RejectNew),
+    /// [`ConnectError::ShuttingDown`], and the validation errors for
+    /// channels and metadata. A refused connection is never registered.
     pub async fn connect(&self, options: ConnectOptions) -> Result<Connection, ConnectError> {
         self.shared.connect(options)
     }
