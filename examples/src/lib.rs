@@ -125,7 +125,7 @@ impl Demo {
         let mut manager = SseManager::builder().config(config.sse.clone());
         if let Some(url) = &config.redis_url {
             // The stream keeps at least one entry, even with SSE_HISTORY=0.
-            let mut backplane = RedisBackplane::connect(url.as_str()).history(config.sse.get_history_size().max(1));
+            let mut backplane = RedisBackplane::connect(url.as_str()).history(config.sse.history_size().max(1));
             if let Some(prefix) = &config.redis_prefix {
                 backplane = backplane.prefix(prefix.as_str());
             }

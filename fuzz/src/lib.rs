@@ -22,7 +22,7 @@ use sse_core::event::MAX_ID_LEN;
 use sse_core::http::{DevIdentity, PublishRequest, SseEndpoints, SseReply};
 use sse_core::runtime::{BoxFuture, Runtime};
 use sse_core::test_util::frames::{Parsed, drain, parse, split_at};
-use sse_core::{ConnectOptions, Event, SseConfig, SseManager, Target};
+use sse_core::{ConnectOptions, Event, SseManager, Target};
 
 /// A runtime that never runs the maintenance task: without heartbeats and
 /// lifetimes, the manager needs none, and each input stays deterministic.
@@ -39,7 +39,7 @@ impl Runtime for Idle {
 fn manager(history: usize) -> SseManager {
     SseManager::builder()
         .runtime(Idle)
-        .config(SseConfig::default().heartbeat_interval(None).history_size(history))
+        .configure(|c| c.heartbeat_interval(None).history_size(history))
         .build()
         .expect("a valid configuration")
 }

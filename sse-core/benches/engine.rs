@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use futures::StreamExt as _;
 use futures::future::FutureExt as _;
-use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager};
+use sse_core::{ConnectOptions, Connection, Event, SseManager};
 
 fn encoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
@@ -34,11 +34,10 @@ fn encoding(c: &mut Criterion) {
 /// are returned so the caller can drain them.
 fn connected(runtime: &tokio::runtime::Runtime, n: usize) -> (SseManager, Vec<Connection>) {
     runtime.block_on(async {
-        let config = SseConfig::default()
-            .max_connections(n + 1)
-            .client_queue(1 << 16)
-            .heartbeat_interval(None);
-        let manager = SseManager::new(config).expect("manager");
+        let manager = SseManager::builder()
+            .configure(|c| c.max_connections(n + 1).client_queue(1 << 16).heartbeat_interval(None))
+            .build()
+            .expect("manager");
         let mut connections = Vec::with_capacity(n);
         for i in 0..n {
             let options = ConnectOptions::new().user(format!("u{i}"));

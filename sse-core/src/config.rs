@@ -1,8 +1,61 @@
-//! The manager's configuration: one type, shared by every adapter.
+//! The manager's configuration: [`SseConfig`], one type shared by every
+//! adapter, read through its getters and built, validated, by
+//! [`SseConfigBuilder`].
 
 use std::time::Duration;
 
 use crate::error::ConfigError;
+
+/// Settings of an [`SseManager`](crate::SseManager).
+///
+/// Every setting has a production-ready default ([`SseConfig::default`]).
+/// A configuration is made with [`SseConfig::builder`], whose setters chain
+/// and whose [`build`](SseConfigBuilder::build) checks the values, so an
+/// `SseConfig` in hand is always one the manager can work with; its getters
+/// read the settings back:
+///
+/// ```
+/// use std::time::Duration;
+/// use sse_core::SseConfig;
+///
+/// let config = SseConfig::builder()
+///     .heartbeat_interval(Some(Duration::from_secs(15)))
+///     .max_connections(50_000)
+///     .max_connections_per_user(Some(5))
+///     .history_size(10_000)
+///     .build()?;
+/// assert_eq!(config.max_connections(), 50_000);
+/// # Ok::<(), sse_core::ConfigError>(())
+/// ```
+///
+/// [`SseManagerBuilder::configure`](crate::SseManagerBuilder::configure)
+/// takes the same setters without a separate build step.
+#[derive(Debug, Clone)]
+pub struct SseConfig {
+    pub(crate) heartbeat_interval: Option<Duration>,
+    pub(crate) heartbeat: Heartbeat,
+    pub(crate) retry: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_user: Option<usize>,
+    pub(crate) max_connections_per_addr: Option<usize>,
+    pub(crate) user_limit_policy: UserLimitPolicy,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) client_queue: usize,
+    pub(crate) history_size: usize,
+    pub(crate) history_max_age: Option<Duration>,
+    pub(crate) max_channels_per_connection: usize,
+    pub(crate) max_channel_len: usize,
+    pub(crate) max_metadata_entries: usize,
+    pub(crate) max_metadata_bytes: usize,
+}
+
+/// Builds an [`SseConfig`]: every setting starts at its default, each setter
+/// changes one, and [`SseConfigBuilder::build`] validates them.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct SseConfigBuilder {
+    config: SseConfig,
+}
 
 /// What a heartbeat looks like on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,38 +89,11 @@ pub enum UserLimitPolicy {
     RejectNew,
 }
 
-/// Settings of an [`SseManager`](crate::SseManager).
-///
-/// Every setting has a production-ready default; setters chain:
-///
-/// ```
-/// use std::time::Duration;
-/// use sse_core::SseConfig;
-///
-/// let config = SseConfig::default()
-///     .heartbeat_interval(Some(Duration::from_secs(15)))
-///     .max_connections(50_000)
-///     .max_connections_per_user(Some(5))
-///     .history_size(10_000);
-/// assert_eq!(config.get_max_connections(), 50_000);
-/// ```
-#[derive(Debug, Clone)]
-pub struct SseConfig {
-    pub(crate) heartbeat_interval: Option<Duration>,
-    pub(crate) heartbeat: Heartbeat,
-    pub(crate) retry: Duration,
-    pub(crate) max_connections: usize,
-    pub(crate) max_connections_per_user: Option<usize>,
-    pub(crate) max_connections_per_addr: Option<usize>,
-    pub(crate) user_limit_policy: UserLimitPolicy,
-    pub(crate) max_lifetime: Option<Duration>,
-    pub(crate) client_queue: usize,
-    pub(crate) history_size: usize,
-    pub(crate) history_max_age: Option<Duration>,
-    pub(crate) max_channels_per_connection: usize,
-    pub(crate) max_channel_len: usize,
-    pub(crate) max_metadata_entries: usize,
-    pub(crate) max_metadata_bytes: usize,
+impl SseConfig {
+    /// Starts a configuration from the defaults.
+    pub fn builder() -> SseConfigBuilder {
+        SseConfigBuilder::default()
+    }
 }
 
 impl Default for SseConfig {
@@ -92,78 +118,113 @@ impl Default for SseConfig {
     }
 }
 
+impl SseConfigBuilder {
+    /// The configuration, once its settings are checked.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`], naming the first setting whose value the
+    /// engine cannot work with.
+    pub fn build(self) -> Result<SseConfig, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+impl From<SseConfig> for SseConfigBuilder {
+    /// A builder starting from the settings of `config`.
+    fn from(config: SseConfig) -> Self {
+        SseConfigBuilder { config }
+    }
+}
+
+/// Declares each setting once: its setter on [`SseConfigBuilder`] and its
+/// getter on [`SseConfig`], both with the setting's documentation. A getter
+/// returns a `copy` of its value, or a `ref`erence to it.
 macro_rules! settings {
-    ($( $(#[$doc:meta])* $name:ident / $getter:ident : $ty:ty ;)*) => {
-        impl SseConfig {
+    ($( $(#[$doc:meta])* $name:ident : $kind:ident $ty:ty ;)*) => {
+        impl SseConfigBuilder {
             $(
                 $(#[$doc])*
-                #[must_use]
                 pub fn $name(mut self, value: $ty) -> Self {
-                    self.$name = value;
+                    self.config.$name = value;
                     self
                 }
-
-                #[doc = concat!("The current value of [`SseConfig::", stringify!($name), "`].")]
-                pub fn $getter(&self) -> $ty {
-                    self.$name.clone()
-                }
             )*
+        }
+
+        impl SseConfig {
+            $( settings!(@getter $kind $(#[$doc])* $name: $ty); )*
+        }
+    };
+    (@getter copy $(#[$doc:meta])* $name:ident : $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> $ty {
+            self.$name
+        }
+    };
+    (@getter ref $(#[$doc:meta])* $name:ident : $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> &$ty {
+            &self.$name
         }
     };
 }
 
 settings! {
     /// How often an idle connection gets a heartbeat (default 30 s; `None`
-    /// disables heartbeats). A frame or heartbeat reaches every connection
-    /// at least this often, which keeps proxies from closing it and lets the
-    /// server notice a client that went away. One timer serves every
-    /// connection; a connection that just received an event is skipped.
-    heartbeat_interval / get_heartbeat_interval: Option<Duration>;
-    /// The shape of a heartbeat (default: a `: heartbeat` comment).
-    heartbeat / get_heartbeat: Heartbeat;
+    /// disables heartbeats; at least 10 ms). A frame or heartbeat reaches
+    /// every connection at least this often, which keeps proxies from
+    /// closing it and lets the server notice a client that went away. One
+    /// timer serves every connection; a connection that just received an
+    /// event is skipped.
+    heartbeat_interval: copy Option<Duration>;
+    /// The shape of a heartbeat (default: a `: heartbeat` comment; an event
+    /// name must be non-empty, without CR or LF).
+    heartbeat: ref Heartbeat;
     /// The `retry:` hint sent first on every connection (default 3 s): how
     /// long a browser waits before reconnecting.
-    retry / get_retry: Duration;
+    retry: copy Duration;
     /// The most connections open at once (default 10,000). Over it, a
     /// connection is refused with the `overloaded` answer.
-    max_connections / get_max_connections: usize;
-    /// The most connections one user may hold (default: unlimited).
-    max_connections_per_user / get_max_connections_per_user: Option<usize>;
+    max_connections: copy usize;
+    /// The most connections one user may hold (default: unlimited; at least
+    /// 1).
+    max_connections_per_user: copy Option<usize>;
     /// The most connections one client address may hold (default:
-    /// unlimited); over it a connection is refused with
+    /// unlimited; at least 1); over it a connection is refused with
     /// [`ConnectError::AddrLimit`](crate::ConnectError::AddrLimit). Counts
     /// connections whose [`ConnectOptions::remote_addr`](crate::ConnectOptions::remote_addr)
     /// is set. Behind a proxy, every client may share its address: set the
     /// limit with that in mind.
-    max_connections_per_addr / get_max_connections_per_addr: Option<usize>;
+    max_connections_per_addr: copy Option<usize>;
     /// What happens over the per-user limit (default: close the oldest).
-    user_limit_policy / get_user_limit_policy: UserLimitPolicy;
+    user_limit_policy: copy UserLimitPolicy;
     /// Closes connections after this long, jittered down by up to 10% so
-    /// clients do not all reconnect at once (default: unlimited). The client
-    /// reconnects and resumes with `Last-Event-ID`; useful to re-check
-    /// credentials periodically.
-    max_lifetime / get_max_lifetime: Option<Duration>;
+    /// clients do not all reconnect at once (default: unlimited; greater
+    /// than zero). The client reconnects and resumes with `Last-Event-ID`;
+    /// useful to re-check credentials periodically.
+    max_lifetime: copy Option<Duration>;
     /// Frames queued per connection before it counts as too slow and is
-    /// closed (default 1024).
-    client_queue / get_client_queue: usize;
+    /// closed (default 1024; at least 1).
+    client_queue: copy usize;
     /// Events kept for `Last-Event-ID` replay (default 1000; 0 keeps none).
-    history_size / get_history_size: usize;
+    history_size: copy usize;
     /// Drops retained events older than this (default: kept until evicted by
-    /// count).
-    history_max_age / get_history_max_age: Option<Duration>;
+    /// count; greater than zero).
+    history_max_age: copy Option<Duration>;
     /// The most channels one connection may join (default 64).
-    max_channels_per_connection / get_max_channels_per_connection: usize;
-    /// The longest channel name, in bytes (default 128).
-    max_channel_len / get_max_channel_len: usize;
+    max_channels_per_connection: copy usize;
+    /// The longest channel name, in bytes (default 128; at least 1).
+    max_channel_len: copy usize;
     /// The most metadata entries on one connection (default 32).
-    max_metadata_entries / get_max_metadata_entries: usize;
+    max_metadata_entries: copy usize;
     /// The most bytes of metadata keys and values on one connection
     /// (default 4096).
-    max_metadata_bytes / get_max_metadata_bytes: usize;
+    max_metadata_bytes: copy usize;
 }
 
 impl SseConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |name, reason| Err(ConfigError::Invalid { name, reason });
         if self.heartbeat_interval.is_some_and(|i| i < Duration::from_millis(10)) {
             return invalid("heartbeat_interval", "must be at least 10 ms");

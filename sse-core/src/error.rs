@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::backplane::BackplaneError;
+
 /// An [`Event`](crate::Event) could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -91,7 +93,7 @@ pub enum ConnectError {
 }
 
 /// A send or publish could not be carried out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// The manager is shut down.
@@ -100,26 +102,50 @@ pub enum SendError {
     /// The backplane did not confirm the event (unreachable, or no answer
     /// in time). Usually nothing was sent; after a timeout the log may still
     /// have stored it, which no backplane can tell, so a retry may deliver
-    /// it twice.
+    /// it twice. The backplane's error is the [source](std::error::Error::source).
     #[error("the event could not be published: {0}")]
-    Backplane(String),
+    Backplane(#[from] BackplaneError),
     /// A [`Target::Filter`](crate::Target::Filter) cannot cross instances:
     /// with a backplane, target a channel, user or session instead.
     #[error("a predicate target cannot be sent through a backplane")]
     NotDistributable,
 }
 
-/// A runtime subscription change was refused.
+/// A runtime subscription change was refused by
+/// [`SseManager::subscribe`](crate::SseManager::subscribe) or
+/// [`SseManager::unsubscribe`](crate::SseManager::unsubscribe) (which can
+/// only meet [`SubscribeError::UnknownClient`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubscribeError {
     /// No connection has this client id.
     #[error("no connection with client id {0:?}")]
     UnknownClient(String),
-    /// The channel name is invalid or the connection's channel limit is
-    /// reached.
-    #[error(transparent)]
-    Refused(#[from] ConnectError),
+    /// The channel name is empty, too long or holds control characters.
+    #[error("invalid channel name {channel:?}: {reason}")]
+    InvalidChannel {
+        /// The refused name (cut to the first 64 characters).
+        channel: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The channel is not among the connection's
+    /// [allowed channels](crate::ConnectOptions::allowed_channels).
+    #[error("not allowed to join channel {channel:?}")]
+    ChannelForbidden {
+        /// The refused channel (cut to its first 128 characters).
+        channel: String,
+    },
+    /// The connection already has as many channels as
+    /// [`SseConfig::max_channels_per_connection`](crate::SseConfig::max_channels_per_connection)
+    /// allows.
+    #[error("too many channels: {count} requested, at most {max} allowed")]
+    TooManyChannels {
+        /// Channels the connection would have.
+        count: usize,
+        /// The limit in force.
+        max: usize,
+    },
 }
 
 /// The manager's configuration is invalid, or the manager could not start.

@@ -630,8 +630,8 @@ impl SseEndpoints {
                 &serde_json::json!({ "clientId": request.client_id, "channel": request.channel, "changed": changed }),
             ),
             Err(SubscribeError::UnknownClient(_)) => error(StatusCode::NOT_FOUND, "no connection with this clientId"),
-            Err(SubscribeError::Refused(refused @ ConnectError::ChannelForbidden { .. })) => connect_error(&refused),
-            Err(error @ SubscribeError::Refused(_)) => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
+            Err(SubscribeError::ChannelForbidden { channel }) => auth_error(&AuthError::ChannelForbidden { channel }),
+            Err(error) => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
         }
     }
 }
@@ -913,7 +913,7 @@ impl EnvConfig {
                 reason: format!("not a socket address: {e}"),
             })?,
         };
-        let mut sse = SseConfig::default();
+        let mut sse = SseConfig::builder();
         if let Some(ms) = parse_with("SSE_HEARTBEAT_MS", &|t| {
             positive(t).and_then(|n| {
                 if n < 10 {
@@ -946,6 +946,13 @@ impl EnvConfig {
         if let Some(n) = parse_with("SSE_HISTORY", &count)? {
             sse = sse.history_size(size(n));
         }
+        // Every value above passed its setting's rule already; should the
+        // configuration gain a rule, its error is reported here.
+        let sse = sse.build().map_err(|error| EnvError {
+            variable: "SSE_*",
+            value: String::new(),
+            reason: error.to_string(),
+        })?;
         let non_empty = |name: &'static str| -> Result<Option<String>, EnvError> {
             match get(name) {
                 None => Ok(None),
@@ -1033,25 +1040,25 @@ mod tests {
     fn env_defaults_and_values() {
         let config = env(&[]).expect("defaults");
         assert_eq!(config.addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(config.sse.get_heartbeat_interval(), Some(Duration::from_secs(30)));
+        assert_eq!(config.sse.heartbeat_interval(), Some(Duration::from_secs(30)));
         let config = env(&[
             ("SSE_HEARTBEAT_MS", "500"),
             ("SSE_MAX_PER_USER", "2"),
             ("SSE_CORS_ORIGINS", "http://a.test, https://b.test"),
         ])
         .expect("valid");
-        assert_eq!(config.sse.get_heartbeat_interval(), Some(Duration::from_millis(500)));
-        assert_eq!(config.sse.get_max_connections_per_user(), Some(2));
+        assert_eq!(config.sse.heartbeat_interval(), Some(Duration::from_millis(500)));
+        assert_eq!(config.sse.max_connections_per_user(), Some(2));
         assert_eq!(config.cors_origins, ["http://a.test", "https://b.test"]);
     }
 
     #[test]
     fn env_extras_beyond_the_contract() {
         let config = env(&[]).expect("defaults");
-        assert_eq!(config.sse.get_max_connections_per_addr(), None, "unlimited when unset");
+        assert_eq!(config.sse.max_connections_per_addr(), None, "unlimited when unset");
         assert_eq!(config.redis_prefix, None);
         let config = env(&[("SSE_MAX_PER_ADDR", "3"), ("SSE_REDIS_PREFIX", "app-sse")]).expect("valid");
-        assert_eq!(config.sse.get_max_connections_per_addr(), Some(3));
+        assert_eq!(config.sse.max_connections_per_addr(), Some(3));
         assert_eq!(config.redis_prefix.as_deref(), Some("app-sse"));
         for (name, value) in [
             ("SSE_MAX_PER_ADDR", "0"),
@@ -1215,7 +1222,10 @@ mod authorization_tests {
 
     #[tokio::test]
     async fn channels_are_authorized_at_connect_and_on_subscribe() {
-        let manager = SseManager::new(SseConfig::default().max_connections_per_addr(Some(1))).expect("manager");
+        let manager = SseManager::builder()
+            .configure(|c| c.max_connections_per_addr(Some(1)))
+            .build()
+            .expect("manager");
         let endpoints = SseEndpoints::new(manager.clone(), Alice).channel_authorizer(NoSecrets);
         for channel in ["admin", "orders/secret"] {
             let reply = endpoints

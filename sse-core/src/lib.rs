@@ -58,7 +58,7 @@ mod transport;
 #[doc(no_inline)]
 pub use async_trait::async_trait;
 pub use backplane::{Backplane, BackplaneError, BackplaneSink};
-pub use config::{Heartbeat, SseConfig, UserLimitPolicy};
+pub use config::{Heartbeat, SseConfig, SseConfigBuilder, UserLimitPolicy};
 pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 pub use error::{ConfigError, ConnectError, EventError, SendError, SubscribeError, TransportError};
 pub use event::{Event, EventBuilder, NotificationKind};

@@ -107,6 +107,15 @@ async fn an_unreachable_log_is_an_error_and_connections_stay_open() {
     log.set_available(false);
     let failed = manager.broadcast(Event::message("lost?")).await;
     assert!(matches!(failed, Err(SendError::Backplane(_))), "{failed:?}");
+    if let Err(error) = &failed {
+        // The backplane's own error is kept as the source, and still shown.
+        let source = std::error::Error::source(error).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("backplane: memory log told to be unavailable"));
+        assert_eq!(
+            error.to_string(),
+            "the event could not be published: backplane: memory log told to be unavailable"
+        );
+    }
     assert!(log.is_empty(), "nothing was appended");
     read_until(&mut connection, ": heartbeat").await;
     assert_eq!(manager.connection_count(), 1);
@@ -117,5 +126,5 @@ async fn an_unreachable_log_is_an_error_and_connections_stay_open() {
     );
     read_until(&mut connection, "back").await;
     let predicate = manager.send_where(|_| true, Event::message("x")).await;
-    assert_eq!(predicate, Err(SendError::NotDistributable));
+    assert!(matches!(predicate, Err(SendError::NotDistributable)), "{predicate:?}");
 }

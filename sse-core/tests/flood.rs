@@ -158,13 +158,15 @@ async fn flood(manager: &SseManager, cycles: usize) {
 }
 
 fn flood_config() -> SseConfig {
-    SseConfig::default()
+    SseConfig::builder()
         .heartbeat_interval(None)
         .max_connections_per_user(Some(3))
         .user_limit_policy(UserLimitPolicy::CloseOldest)
         // Every held connection with an address has one of its own: a
         // leaked address count would soon refuse connections.
         .max_connections_per_addr(Some(2))
+        .build()
+        .expect("valid configuration")
 }
 
 #[test]
@@ -277,13 +279,10 @@ fn a_client_that_never_reads_holds_at_most_its_queue() {
     const EVENTS: usize = 10_000;
     let _alone = alone();
     runtime().block_on(async {
-        let manager = SseManager::new(
-            SseConfig::default()
-                .heartbeat_interval(None)
-                .client_queue(QUEUE)
-                .history_size(16),
-        )
-        .expect("valid configuration");
+        let manager = SseManager::builder()
+            .configure(|c| c.heartbeat_interval(None).client_queue(QUEUE).history_size(16))
+            .build()
+            .expect("valid configuration");
         let mut reader = manager
             .connect(ConnectOptions::new().user("reader"))
             .await

@@ -24,7 +24,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
 use sse_core::http::jwt::JwtAuthenticator;
 use sse_core::http::{BearerToken, SseEndpoints, SseReply};
-use sse_core::{Connection, Event, SseConfig, SseManager, Target};
+use sse_core::{Connection, Event, SseManager, Target};
 
 use common::{drain, parse};
 
@@ -957,7 +957,7 @@ fn run(
         .expect("tokio runtime");
     runtime.block_on(async move {
         let manager = SseManager::builder()
-            .config(SseConfig::default().heartbeat_interval(None).history_size(history))
+            .configure(|c| c.heartbeat_interval(None).history_size(history))
             .build()
             .expect("valid configuration");
         let endpoints = SseEndpoints::new(manager.clone(), JwtAuthenticator::hs256(SECRET))

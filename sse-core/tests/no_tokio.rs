@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use futures::executor::{ThreadPool, block_on};
 use futures::future::{Either, select};
 use sse_core::runtime::{BoxFuture, Runtime};
-use sse_core::{CloseReason, ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+use sse_core::{CloseReason, ConnectOptions, Connection, Event, SseConfig, SseConfigBuilder, SseManager, Target};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,10 +28,10 @@ impl Runtime for ThreadPoolRuntime {
     }
 }
 
-fn manager(config: SseConfig) -> SseManager {
+fn manager(config: SseConfigBuilder) -> SseManager {
     let pool = ThreadPool::builder().pool_size(2).create().expect("thread pool");
     SseManager::builder()
-        .config(config)
+        .configure(|_| config)
         .runtime(ThreadPoolRuntime(pool))
         .build()
         .expect("a runtime was given")
@@ -54,7 +54,7 @@ async fn next_chunk(connection: &mut Connection) -> Bytes {
 #[test]
 fn connect_send_and_receive() {
     block_on(async {
-        let manager = manager(SseConfig::default().heartbeat_interval(None));
+        let manager = manager(SseConfig::builder().heartbeat_interval(None));
         let connection = manager
             .connect(ConnectOptions::new().user("u").channel("news"))
             .await
@@ -87,7 +87,7 @@ fn connect_send_and_receive() {
 #[test]
 fn heartbeats_come_from_the_given_runtime() {
     block_on(async {
-        let manager = manager(SseConfig::default().heartbeat_interval(Some(Duration::from_millis(50))));
+        let manager = manager(SseConfig::builder().heartbeat_interval(Some(Duration::from_millis(50))));
         let mut connection = manager
             .connect(ConnectOptions::new())
             .await
@@ -106,7 +106,7 @@ fn heartbeats_come_from_the_given_runtime() {
 #[test]
 fn lifetimes_are_enforced_by_the_given_runtime() {
     block_on(async {
-        let manager = manager(SseConfig::default().heartbeat_interval(None));
+        let manager = manager(SseConfig::builder().heartbeat_interval(None));
         let mut connection = manager
             .connect(ConnectOptions::new().expires_after(Duration::from_millis(100)))
             .await
@@ -121,7 +121,7 @@ fn lifetimes_are_enforced_by_the_given_runtime() {
 #[test]
 fn shutdown_ends_streams_without_tokio() {
     block_on(async {
-        let manager = manager(SseConfig::default().heartbeat_interval(Some(Duration::from_millis(50))));
+        let manager = manager(SseConfig::builder().heartbeat_interval(Some(Duration::from_millis(50))));
         let mut connection = manager
             .connect(ConnectOptions::new())
             .await

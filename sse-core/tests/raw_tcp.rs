@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::{Stream, StreamExt as _};
-use sse_core::{CloseReason, ConnectOptions, Event, SseConfig, SseManager, Transport, TransportError, async_trait};
+use sse_core::{CloseReason, ConnectOptions, Event, SseManager, Transport, TransportError, async_trait};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -152,7 +152,9 @@ async fn wait_until_no_connection(manager: &SseManager) {
 }
 
 fn manager() -> SseManager {
-    SseManager::new(SseConfig::default().heartbeat_interval(Some(Duration::from_millis(100))))
+    SseManager::builder()
+        .configure(|c| c.heartbeat_interval(Some(Duration::from_millis(100))))
+        .build()
         .expect("valid configuration")
 }
 

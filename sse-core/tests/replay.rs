@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use eventsource_stream::{Event as Parsed, Eventsource as _};
 use futures::StreamExt as _;
-use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, Target};
+use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseConfigBuilder, SseManager, Target};
 
 use common::parse;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn manager(config: SseConfig) -> SseManager {
+fn manager(config: SseConfigBuilder) -> SseManager {
     SseManager::builder()
-        .config(config.heartbeat_interval(None))
+        .configure(|_| config.heartbeat_interval(None))
         .build()
         .expect("valid configuration")
 }
@@ -61,7 +61,7 @@ fn data_of(events: &[Parsed]) -> Vec<&str> {
 
 #[tokio::test]
 async fn replays_every_event_after_the_last_id() {
-    let manager = manager(SseConfig::default());
+    let manager = manager(SseConfig::builder());
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(publish(&manager, Target::All, &format!("m{i}")).await);
@@ -90,7 +90,7 @@ async fn replays_every_event_after_the_last_id() {
 
 #[tokio::test]
 async fn replays_after_an_id_chosen_by_the_publisher() {
-    let manager = manager(SseConfig::default());
+    let manager = manager(SseConfig::builder());
     let custom = Event::builder()
         .id("order-17")
         .event("order")
@@ -108,7 +108,7 @@ async fn replays_after_an_id_chosen_by_the_publisher() {
 
 #[tokio::test]
 async fn an_id_that_is_not_held_gets_one_reset() {
-    let manager = manager(SseConfig::default().history_size(3));
+    let manager = manager(SseConfig::builder().history_size(3));
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(publish(&manager, Target::All, &format!("m{i}")).await);
@@ -151,7 +151,7 @@ async fn an_id_that_is_not_held_gets_one_reset() {
 
 #[tokio::test]
 async fn an_evicted_id_chosen_by_the_publisher_gets_a_reset() {
-    let manager = manager(SseConfig::default().history_size(2));
+    let manager = manager(SseConfig::builder().history_size(2));
     let custom = Event::builder()
         .id("custom-1")
         .data("first")
@@ -170,7 +170,7 @@ async fn an_evicted_id_chosen_by_the_publisher_gets_a_reset() {
 
 #[tokio::test]
 async fn events_older_than_the_maximum_age_are_not_replayed() {
-    let manager = manager(SseConfig::default().history_max_age(Some(Duration::from_millis(50))));
+    let manager = manager(SseConfig::builder().history_max_age(Some(Duration::from_millis(50))));
     let first = publish(&manager, Target::All, "old").await;
     publish(&manager, Target::All, "also old").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -182,7 +182,7 @@ async fn events_older_than_the_maximum_age_are_not_replayed() {
 
 #[tokio::test]
 async fn without_history_only_the_newest_id_resumes() {
-    let manager = manager(SseConfig::default().history_size(0));
+    let manager = manager(SseConfig::builder().history_size(0));
     let first = publish(&manager, Target::All, "a").await;
     let second = publish(&manager, Target::All, "b").await;
     let mut at_head = resume(&manager, ConnectOptions::new(), &second).await;
@@ -196,7 +196,7 @@ async fn without_history_only_the_newest_id_resumes() {
 
 #[tokio::test]
 async fn events_for_other_audiences_are_never_replayed() {
-    let manager = manager(SseConfig::default());
+    let manager = manager(SseConfig::builder());
     let me = || {
         ConnectOptions::new()
             .user("me")
@@ -266,7 +266,7 @@ struct Published {
 async fn replay_and_live_delivery_meet_without_gap_or_duplicate() {
     const PUBLISHERS: usize = 4;
     const PER_PUBLISHER: usize = 400;
-    let manager = manager(SseConfig::default().history_size(100_000).client_queue(1_000_000));
+    let manager = manager(SseConfig::builder().history_size(100_000).client_queue(1_000_000));
     let me = || ConnectOptions::new().user("me").session("s-me").channel("mine");
 
     // A first event fixes where the client starts.

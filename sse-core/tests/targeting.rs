@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use sse_core::{ConnectOptions, Connection, Event, SseConfig, SseManager, SubscribeError, Target};
+use sse_core::{ConnectOptions, Connection, Event, SseManager, SubscribeError, Target};
 
 use common::{drain, parse};
 
@@ -234,7 +234,7 @@ fn run(initial: Vec<Spec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
         .expect("tokio runtime");
     runtime.block_on(async move {
         let manager = SseManager::builder()
-            .config(SseConfig::default().heartbeat_interval(None))
+            .configure(|c| c.heartbeat_interval(None))
             .build()
             .expect("valid configuration");
         let mut all: Vec<Tracked> = Vec::new();

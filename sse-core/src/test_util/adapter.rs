@@ -65,7 +65,7 @@ pub async fn check_endpoints(address: SocketAddr, mount: &str, manager: &SseMana
     stream.read_until("event: connected\n").await;
     stream.read_until("\n\n").await;
     let text = stream.text();
-    let retry = format!("retry: {}\n", manager.config().get_retry().as_millis());
+    let retry = format!("retry: {}\n", manager.config().retry().as_millis());
     assert!(text.starts_with(&retry), "{text:?}");
     assert!(text.contains("\"clientId\""), "{text:?}");
     assert_eq!(manager.connection_count(), 1);

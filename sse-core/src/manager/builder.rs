@@ -1,0 +1,138 @@
+//! Building a manager: [`SseManagerBuilder`] gathers the configuration, the
+//! runtime and the optional backplane, validates them, creates the shared
+//! state, and starts the maintenance task and the backplane's reader on the
+//! runtime.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use futures_channel::mpsc;
+use parking_lot::{Mutex, RwLock};
+
+use super::{Shared, SseManager, maintenance};
+use crate::backplane::{Backplane, BackplaneSink};
+use crate::config::{SseConfig, SseConfigBuilder};
+use crate::error::ConfigError;
+use crate::event::retry_frame;
+use crate::history::History;
+use crate::runtime::Runtime;
+use crate::stats::Counters;
+
+/// Builds an [`SseManager`].
+#[derive(Default)]
+#[must_use]
+pub struct SseManagerBuilder {
+    config: SseConfigBuilder,
+    runtime: Option<Arc<dyn Runtime>>,
+    backplane: Option<Arc<dyn Backplane>>,
+}
+
+impl fmt::Debug for SseManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseManagerBuilder")
+            .field("config", &self.config)
+            .field("runtime", &self.runtime.is_some())
+            .field("backplane", &self.backplane.is_some())
+            .finish()
+    }
+}
+
+impl SseManagerBuilder {
+    /// Uses `config` (replacing any earlier setting).
+    pub fn config(mut self, config: SseConfig) -> Self {
+        self.config = SseConfigBuilder::from(config);
+        self
+    }
+
+    /// Changes settings with the setters of [`SseConfigBuilder`], starting
+    /// from the defaults or the configuration given so far; they are checked
+    /// by [`SseManagerBuilder::build`]:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sse_core::SseManager;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sse_core::ConfigError> {
+    /// let manager = SseManager::builder()
+    ///     .configure(|c| c.retry(Duration::from_secs(1)).history_size(100))
+    ///     .build()?;
+    /// assert_eq!(manager.config().history_size(), 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn configure(mut self, change: impl FnOnce(SseConfigBuilder) -> SseConfigBuilder) -> Self {
+        self.config = change(self.config);
+        self
+    }
+
+    /// Runs the maintenance task (heartbeats, lifetimes) on `runtime`.
+    ///
+    /// With the default `tokio` feature this is optional: the Tokio runtime
+    /// the manager is built in is used.
+    pub fn runtime(mut self, runtime: impl Runtime) -> Self {
+        self.runtime = Some(Arc::new(runtime));
+        self
+    }
+
+    /// Shares events and replay history with other instances through
+    /// `backplane` (see [`crate::backplane`]). Without it, the manager is a
+    /// single node, in memory.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
+    /// Validates the configuration, starts the maintenance task (and the
+    /// backplane's reader) and returns the manager.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a setting the engine cannot work with;
+    /// [`ConfigError::NoRuntime`] when no runtime was given and none is
+    /// current.
+    pub fn build(self) -> Result<SseManager, ConfigError> {
+        let config = self.config.build()?;
+        let runtime = match self.runtime {
+            Some(runtime) => runtime,
+            None => default_runtime().ok_or(ConfigError::NoRuntime)?,
+        };
+        let (wake_tx, wake_rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            history: Mutex::new(History::new(config.history_size, config.history_max_age)),
+            registry: RwLock::new(super::Registry::default()),
+            stats: Counters::default(),
+            epoch: Instant::now(),
+            shut_down: AtomicBool::new(false),
+            wake: wake_tx,
+            retry_frame: retry_frame(config.retry),
+            heartbeat_frame: maintenance::heartbeat_frame(&config),
+            config,
+            runtime: runtime.clone(),
+            backplane: self.backplane.clone(),
+            instance: fastrand::u64(..),
+            pending: Mutex::new(HashMap::new()),
+        });
+        runtime.spawn(Box::pin(maintenance::run(Arc::downgrade(&shared), wake_rx)));
+        if let Some(backplane) = self.backplane {
+            let sink = BackplaneSink {
+                shared: Arc::downgrade(&shared),
+            };
+            backplane.preload(&sink);
+            runtime.spawn(backplane.run(sink));
+        }
+        Ok(SseManager { shared })
+    }
+}
+
+#[cfg(feature = "tokio")]
+fn default_runtime() -> Option<Arc<dyn Runtime>> {
+    crate::runtime::TokioRuntime::current().map(|rt| Arc::new(rt) as Arc<dyn Runtime>)
+}
+
+#[cfg(not(feature = "tokio"))]
+fn default_runtime() -> Option<Arc<dyn Runtime>> {
+    None
+}

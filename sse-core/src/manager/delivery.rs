@@ -1,0 +1,147 @@
+//! Delivery: how one event reaches the queues of its recipients on this
+//! instance. A dispatching event is recorded in the replay history with its
+//! id and encoded once; the registry finds the connections its target
+//! reaches, and the same frame is pushed into each one's bounded queue. A
+//! connection whose queue overflows is closed as too slow once the fan-out
+//! is done. Heartbeats and the backplane's entries use the same pushes.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::registry::{Registered, Registry};
+use super::{Delivery, Shared};
+use crate::connection::ClientId;
+use crate::event::Event;
+use crate::history::History;
+use crate::queue::Push;
+use crate::stats::Counters;
+use crate::target::Target;
+
+/// Where an event to deliver comes from: it decides the event's id and
+/// whether it reaches connections.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// A send on this instance, without a backplane: the id is the
+    /// publisher's own or the next sequence number.
+    Local,
+    /// The entry `id` of the backplane's log: the event's id is the
+    /// publisher's own or `id`. Without `fan_out` it is only recorded, for
+    /// replay (an entry published before this instance started).
+    Log { id: &'a str, fan_out: bool },
+}
+
+impl Shared {
+    /// Sends `event` to the connections of `target` on this instance, without
+    /// a backplane.
+    pub(super) fn send(&self, target: &Target, event: &Event) -> Delivery {
+        let delivery = self.deliver(target, event, Source::Local);
+        if event.dispatches() {
+            Counters::add(&self.stats.events_published, 1);
+        }
+        delivery
+    }
+
+    /// The one delivery path, for a local send and a backplane entry alike.
+    ///
+    /// A dispatching event is recorded in the history with its id and
+    /// encoded once; a log entry also moves the history's log position. The
+    /// history lock is held from the record through the fan-out to every
+    /// connection of `target` (see the lock order on [`Shared`]): that is
+    /// what makes replay exact. Connections found too slow are closed once
+    /// the locks are released.
+    pub(super) fn deliver(&self, target: &Target, event: &Event, source: Source<'_>) -> Delivery {
+        let (log_id, fan_out) = match source {
+            Source::Local => (None, true),
+            Source::Log { id, fan_out } => (Some(id), fan_out),
+        };
+        let mut slow = Vec::new();
+        let delivery = {
+            let mut history = (event.dispatches() || log_id.is_some()).then(|| self.history.lock());
+            if let (Some(history), Some(log_id)) = (history.as_mut(), log_id) {
+                history.set_last_log_id(log_id);
+            }
+            let (id, frame) = match history.as_mut() {
+                Some(history) if event.dispatches() => {
+                    let (id, frame) = record(history, target, event, log_id);
+                    (Some(id), frame)
+                }
+                _ => (None, event.encode()),
+            };
+            let delivered = if fan_out {
+                self.fan_out(&self.registry.read(), target, &frame, &mut slow)
+            } else {
+                0
+            };
+            Delivery { id, delivered }
+        };
+        self.remove_slow(slow);
+        delivery
+    }
+
+    /// Queues `frame` for every connection of `target`; those that overflow
+    /// join `slow`. Returns how many were reached.
+    pub(super) fn fan_out(
+        &self,
+        registry: &Registry,
+        target: &Target,
+        frame: &Bytes,
+        slow: &mut Vec<ClientId>,
+    ) -> usize {
+        let now_ms = self.now_ms();
+        let mut delivered = 0;
+        registry.for_each_target(target, |entry| {
+            if self.push(entry, frame, now_ms, slow) {
+                delivered += 1;
+            }
+        });
+        delivered
+    }
+
+    /// Queues `frame` for one connection, as sent at `sent_at_ms`; if its
+    /// queue overflows, the dropped frames are counted and the connection
+    /// joins `slow`. Returns whether the frame was queued.
+    pub(super) fn push(&self, entry: &Registered, frame: &Bytes, sent_at_ms: u64, slow: &mut Vec<ClientId>) -> bool {
+        match entry.queue.push(frame.clone(), sent_at_ms) {
+            Push::Queued => true,
+            Push::Overflow { dropped } => {
+                Counters::add(&self.stats.frames_dropped, dropped as u64);
+                slow.push(entry.info.client_id.clone());
+                false
+            }
+            Push::Closed => false,
+        }
+    }
+
+    /// Unregisters the connections a fan-out found too slow. Called once the
+    /// fan-out's locks are released, since it takes the registry for writing.
+    pub(super) fn remove_slow(&self, slow: Vec<ClientId>) {
+        if slow.is_empty() {
+            return;
+        }
+        let mut registry = self.registry.write();
+        for id in slow {
+            if let Some(entry) = registry.remove(id.as_str()) {
+                Counters::add(&self.stats.slow_closed, 1);
+                tracing::warn!(
+                    client_id = %id,
+                    user_id = ?entry.info.user_id,
+                    queue = self.config.client_queue,
+                    "sse connection closed: too slow to keep up"
+                );
+            }
+        }
+    }
+}
+
+/// Records a dispatching event in the history and encodes it once, with its
+/// id: the publisher's own, else the backplane log's, else the next sequence
+/// number.
+fn record(history: &mut History, target: &Target, event: &Event, log_id: Option<&str>) -> (String, Bytes) {
+    let seq = history.next_seq();
+    let named = event.id().or(log_id).map(str::to_owned);
+    let id = named.clone().unwrap_or_else(|| seq.to_string());
+    let frame = event.encode_with_id(Some(&id));
+    history.push(seq, named, target.clone(), frame.clone(), Instant::now());
+    (id, frame)
+}

@@ -1,0 +1,129 @@
+//! The backplane path: with a [`Backplane`], a send is published to the
+//! shared log instead of delivered in place, and every entry the log hands
+//! back (from any instance, this one included) is delivered here through the
+//! same path as a local send, under the log's id. A publisher waits for its
+//! own entry to come back to report its local deliveries. This module also
+//! answers the backplane's questions about the log: the last id delivered,
+//! and forgetting the history when the log lost its own.
+
+use std::time::Duration;
+
+use futures_channel::oneshot;
+use futures_util::FutureExt as _;
+
+use super::delivery::Source;
+use super::{Delivery, Shared};
+use crate::backplane::{Backplane, Entry};
+use crate::error::SendError;
+use crate::event::Event;
+use crate::stats::Counters;
+use crate::target::Target;
+
+/// The local delivery count of one of this instance's publications, by log
+/// id, until its publisher collects it.
+pub(super) enum Pending {
+    /// The entry came back before its publisher asked.
+    Delivered(usize),
+    /// The publisher is waiting for its entry.
+    Waiting(oneshot::Sender<usize>),
+}
+
+/// How long a publisher waits for its own backplane entry to come back
+/// before it reports zero local deliveries.
+const DELIVERY_WAIT: Duration = Duration::from_secs(10);
+
+impl Shared {
+    /// Publishes through the backplane and waits for the entry to come back
+    /// to this instance, to report its local deliveries.
+    pub(super) async fn publish(
+        &self,
+        backplane: &dyn Backplane,
+        target: &Target,
+        event: &Event,
+    ) -> Result<Delivery, SendError> {
+        let entry = Entry::new(self.instance, target, event).ok_or(SendError::NotDistributable)?;
+        let log_id = backplane.publish(entry.encode()).await.map_err(|error| {
+            tracing::warn!(%error, "sse publish failed: backplane unavailable");
+            SendError::Backplane(error)
+        })?;
+        let id = event
+            .dispatches()
+            .then(|| event.id().map_or_else(|| log_id.clone(), str::to_owned));
+        let receiver = {
+            let mut pending = self.pending.lock();
+            if let Some(Pending::Delivered(delivered)) = pending.remove(&log_id) {
+                return Ok(Delivery { id, delivered });
+            }
+            let (sender, receiver) = oneshot::channel();
+            pending.insert(log_id.clone(), Pending::Waiting(sender));
+            receiver
+        };
+        let mut timeout = self.runtime.sleep(DELIVERY_WAIT).fuse();
+        let mut receiver = receiver.fuse();
+        let delivered = futures_util::select! {
+            delivered = receiver => delivered.unwrap_or(0),
+            () = timeout => {
+                self.pending.lock().remove(&log_id);
+                tracing::warn!(%log_id, "sse publish: own entry not read back in time; reporting 0 local deliveries");
+                0
+            }
+        };
+        Ok(Delivery { id, delivered })
+    }
+
+    /// Delivers an entry of the backplane's log to this instance's
+    /// connections (with `fan_out` false, only records it for replay),
+    /// through the same path as a local send.
+    pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, fan_out: bool) {
+        let origin = entry.origin;
+        let delivered = match entry.into_parts() {
+            Ok((target, event)) => {
+                self.deliver(&target, &event, Source::Log { id: log_id, fan_out })
+                    .delivered
+            }
+            Err(error) => {
+                self.history.lock().set_last_log_id(log_id);
+                tracing::warn!(%log_id, %error, "sse backplane entry skipped: invalid event");
+                0
+            }
+        };
+        if fan_out && origin == self.instance {
+            Counters::add(&self.stats.events_published, 1);
+            let mut pending = self.pending.lock();
+            match pending.remove(log_id) {
+                Some(Pending::Waiting(waiter)) => {
+                    let _ = waiter.send(delivered);
+                }
+                _ => {
+                    // The publisher has not collected it yet. Entries whose
+                    // publisher gave up are dropped once too many pile up.
+                    if pending.len() >= 4096 {
+                        pending.retain(|_, p| matches!(p, Pending::Waiting(_)));
+                    }
+                    pending.insert(log_id.to_owned(), Pending::Delivered(delivered));
+                }
+            }
+        }
+    }
+
+    /// Delivers `event` to this instance's connections only, without an id
+    /// and past the log: the final event of a shutdown, when only this
+    /// instance is going away.
+    pub(super) fn deliver_unlogged(&self, event: &Event) {
+        let frame = event.encode_with_id(None);
+        let mut slow = Vec::new();
+        self.fan_out(&self.registry.read(), &Target::All, &frame, &mut slow);
+        self.remove_slow(slow);
+    }
+
+    /// The id of the last log entry delivered or recorded.
+    pub(crate) fn last_log_id(&self) -> Option<String> {
+        self.history.lock().last_log_id().map(str::to_owned)
+    }
+
+    /// Forgets the replay history: the log lost its own.
+    pub(crate) fn forget_history(&self) {
+        self.history.lock().clear();
+        tracing::warn!("sse backplane lost its history: resuming clients get a reset");
+    }
+}

@@ -1,0 +1,137 @@
+//! Time: the one maintenance task that serves every connection. It sends
+//! heartbeats to connections that have been silent for the heartbeat
+//! interval, closes connections whose lifetime or expiry deadline passed,
+//! and sleeps until the next of those is due (or until it is woken by a
+//! nearer deadline or by shutdown). There is no timer per connection.
+
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_channel::mpsc;
+use futures_util::{FutureExt as _, StreamExt as _};
+
+use super::Shared;
+use crate::config::{Heartbeat, SseConfig};
+use crate::connection::CloseReason;
+use crate::event::{Event, comment_frame};
+use crate::stats::Counters;
+
+/// The encoded heartbeat of `config`; `None` when heartbeats are off.
+pub(super) fn heartbeat_frame(config: &SseConfig) -> Option<Bytes> {
+    config.heartbeat_interval.map(|_| match &config.heartbeat {
+        Heartbeat::Comment(text) => comment_frame(text),
+        // The name was validated with the configuration.
+        Heartbeat::Event(name) => Event::builder()
+            .event(name.clone())
+            .build()
+            .map(|event| event.encode())
+            .unwrap_or_default(),
+    })
+}
+
+/// The one task that serves every connection: heartbeats, and closing
+/// connections at their deadline. It ends when the manager is dropped or
+/// shut down.
+pub(super) async fn run(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
+    let mut next_heartbeat = Instant::now();
+    loop {
+        let (runtime, sleep_for) = {
+            let Some(shared) = shared.upgrade() else { return };
+            if shared.shut_down.load(Ordering::Acquire) {
+                return;
+            }
+            let now = Instant::now();
+            let tick = shared.config.heartbeat_interval.map(heartbeat_tick);
+            if let Some(tick) = tick {
+                if now >= next_heartbeat {
+                    shared.heartbeat();
+                    // An interval too long to add to the clock means never.
+                    next_heartbeat = now.checked_add(tick).unwrap_or(far_future(now));
+                }
+            }
+            let next_deadline = shared.expire(now);
+            let wake_at = match (tick.map(|_| next_heartbeat), next_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep_for = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
+            (shared.runtime.clone(), sleep_for)
+        };
+        match sleep_for {
+            Some(duration) => {
+                let mut sleep = runtime.sleep(duration).fuse();
+                futures_util::select! {
+                    () = sleep => {}
+                    woke = wake.next() => if woke.is_none() { return },
+                }
+            }
+            None => {
+                if wake.next().await.is_none() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Queues a heartbeat for every connection that is due one before the
+    /// next tick.
+    fn heartbeat(&self) {
+        let (Some(frame), Some(interval)) = (&self.heartbeat_frame, self.config.heartbeat_interval) else {
+            return;
+        };
+        // Ticks come every eighth of the interval. A connection is due one
+        // interval after its last frame; it gets its heartbeat at the last
+        // tick before it is due (half a tick of slack for a late timer), so
+        // it is never silent longer than the interval. The heartbeat is
+        // recorded as sent at the due time, not the tick: an idle connection
+        // gets exactly one heartbeat per interval, not one per 7/8 of it.
+        let now_ms = self.now_ms();
+        let tick = heartbeat_tick(interval);
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let horizon_ms = now_ms.saturating_add(u64::try_from((tick + tick / 2).as_millis()).unwrap_or(u64::MAX));
+        let mut slow = Vec::new();
+        let mut sent = 0u64;
+        {
+            let registry = self.registry.read();
+            for entry in registry.iter() {
+                let due_ms = entry.queue.last_push_ms().saturating_add(interval_ms);
+                if due_ms < horizon_ms && self.push(entry, frame, due_ms.max(now_ms), &mut slow) {
+                    sent += 1;
+                }
+            }
+        }
+        Counters::add(&self.stats.heartbeats, sent);
+        self.remove_slow(slow);
+    }
+
+    /// Closes connections whose deadline passed; returns the next deadline.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut registry = self.registry.write();
+        while let Some(entry) = registry.take_due(now) {
+            self.closed(entry, CloseReason::Expired);
+        }
+        registry.soonest_deadline()
+    }
+
+    /// Wakes the maintenance task early: a nearer deadline, or shutdown.
+    pub(super) fn wake_maintenance(&self) {
+        // A full channel already holds a wake-up; a closed one means the task
+        // is gone. Either way there is nothing more to do.
+        let _ = self.wake.clone().try_send(());
+    }
+}
+
+/// An instant far enough ahead to stand for "never", that does not overflow.
+fn far_future(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
+/// The period of the heartbeat timer for a heartbeat `interval`.
+fn heartbeat_tick(interval: Duration) -> Duration {
+    interval / 8
+}
