@@ -18,14 +18,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use sse_core::http::jwt::JwtAuthenticator;
-use sse_core::http::{BearerToken, DevIdentity, EnvConfig, EnvError, SseEndpoints};
+use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
 use sse_redis::{RedisBackplane, RedisBackplaneError};
 use tokio::net::TcpListener;
 
 pub mod axum_demo;
+pub mod env;
 pub mod poem_demo;
 pub mod warp_demo;
+
+pub use env::{EnvConfig, EnvError};
 
 /// The demo page served at `/sse-demo` by every demo.
 pub const DEMO_PAGE: &str = include_str!("../static/sse-demo.html");
