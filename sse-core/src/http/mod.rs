@@ -1,0 +1,78 @@
+//! The HTTP side of SSE, written once for every framework (feature `http`).
+//!
+//! [`SseEndpoints`] turns requests (as [`http`] crate types, which axum, warp
+//! and poem all share) into connections and answers the ready-made endpoints:
+//! publish, stats, connection listing, runtime subscribe and unsubscribe, and
+//! disconnect. An adapter only routes requests to it and converts the
+//! [`SseReply`] into its framework's response type, so every framework
+//! behaves identically, down to the bytes and the error bodies.
+//!
+//! | method and path (under the mount point, e.g. `/api/sse`) | handled by |
+//! | --- | --- |
+//! | `GET /` | [`SseEndpoints::connect`] |
+//! | `POST /publish`, `GET /stats`, `GET /connections`, `POST /subscribe`, `POST /unsubscribe`, `DELETE /connections/{clientId}` | [`SseEndpoints::api`] |
+//! | `GET /client.js`: the browser client [`CLIENT_JS`], open to all | [`SseEndpoints::api`] |
+//!
+//! [`SseEndpoints::handle`] dispatches between the two, so an adapter can
+//! route every request under its mount point to it, and
+//! [`SseReply::into_http_response`] builds the response with the
+//! framework's body type: unknown paths and wrong methods then get the same
+//! JSON errors (`404`, `405`) whatever the framework.
+//!
+//! Besides the endpoints, the module holds what adapters and servers of
+//! their own share: the authentication and authorization hooks with their
+//! ready-made implementations ([`Authenticator`], [`ChannelAuthorizer`],
+//! [`PublishAuthorizer`], [`DevIdentity`], [`BearerToken`]), the reply an
+//! adapter converts ([`SseReply`], and
+//! [`sse_response_type!`](crate::sse_response_type) for its newtype), the
+//! publish body ([`PublishRequest`]), the JSON answers of the contract
+//! ([`error`], [`auth_error`], [`connect_error`], ...) and the headers of an
+//! event stream ([`sse_headers`]).
+
+mod auth;
+mod endpoints;
+#[cfg(feature = "jwt")]
+pub mod jwt;
+mod reply;
+mod requests;
+mod responses;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+
+pub use auth::{
+    AuthError, Authenticator, BearerToken, ChannelAuthorizer, DevIdentity, Identity, PublishAuthorizer, RemoteAddr,
+    Subscriber, bearer_token,
+};
+pub use endpoints::SseEndpoints;
+pub use reply::SseReply;
+pub use requests::PublishRequest;
+pub use responses::{auth_error, connect_error, error, json, payload_too_large, unreadable_body};
+
+/// The largest request body the endpoints accept (1 MiB); adapters answer a
+/// larger one with [`payload_too_large`].
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The browser client (`clients/js/sse-client.js` of the repository): an ES
+/// module wrapping `EventSource` with backoff, resumption and event history,
+/// served by [`SseEndpoints::api`] at `client.js` under the mount point.
+pub const CLIENT_JS: &str = include_str!("../../assets/sse-client.js");
+
+/// The headers of every event-stream response: `content-type:
+/// text/event-stream`, `cache-control: no-cache, no-transform` (no proxy may
+/// buffer, transform or compress it) and `x-accel-buffering: no` (for nginx).
+pub fn sse_headers() -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers
+}
+
+/// The decoded query parameters of a request, in order.
+pub fn query_pairs(request: &Parts) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(request.uri.query().unwrap_or_default().as_bytes())
+}

@@ -1,0 +1,132 @@
+//! The request bodies of the endpoints: [`PublishRequest`], the body of
+//! `POST publish`, checked and turned into a target and an event, and the
+//! `clientId` and `channel` of `POST subscribe` and `POST unsubscribe`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::event::Event;
+use crate::target::Target;
+
+/// The body of `POST /publish`.
+///
+/// ```json
+/// { "event": "notification", "data": {"any": "json"}, "id": "optional",
+///   "retry": 5000, "target": "all", "targetId": "...", "targetIds": ["..."] }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct PublishRequest {
+    /// The event name.
+    pub event: Option<String>,
+    /// The data: a JSON string is sent as its text, any other value as its
+    /// JSON serialization (`null` included: it is sent as `null`). `None`
+    /// only when the field is absent.
+    #[serde(default, deserialize_with = "present")]
+    pub data: Option<serde_json::Value>,
+    /// The event id; the manager assigns one when absent.
+    pub id: Option<String>,
+    /// A reconnection hint, in milliseconds.
+    pub retry: Option<u64>,
+    /// `all` (default), `user`, `users`, `session`, `client` or `channel`.
+    pub target: Option<String>,
+    /// The user, session, client or channel of a single target.
+    pub target_id: Option<String>,
+    /// The users of the `users` target.
+    pub target_ids: Option<Vec<String>>,
+}
+
+impl PublishRequest {
+    /// Checks the request and turns it into a target and an event.
+    ///
+    /// # Errors
+    /// A message saying what is wrong: an unknown target, a missing
+    /// `targetId` or `targetIds`, or an event name or id that is invalid.
+    pub fn into_parts(self) -> Result<(Target, Event), String> {
+        let target_id = |kind: &str| match &self.target_id {
+            Some(id) if !id.is_empty() => Ok(id.clone()),
+            _ => Err(format!("target {kind:?} requires a non-empty targetId")),
+        };
+        let target = match self.target.as_deref().unwrap_or("all") {
+            "all" => Target::All,
+            "user" => Target::User(target_id("user")?),
+            "session" => Target::Session(target_id("session")?),
+            "client" => Target::client(target_id("client")?),
+            "channel" => Target::Channel(target_id("channel")?),
+            "users" => match &self.target_ids {
+                Some(ids) => Target::Users(ids.clone()),
+                None => return Err("target \"users\" requires targetIds".to_owned()),
+            },
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(format!(
+                    "unknown target {shown:?}: expected all, user, users, session, client or channel"
+                ));
+            }
+        };
+        let mut builder = Event::builder();
+        if let Some(name) = self.event {
+            builder = builder.event(name);
+        }
+        if let Some(id) = self.id {
+            builder = builder.id(id);
+        }
+        if let Some(retry) = self.retry {
+            builder = builder.retry(Duration::from_millis(retry));
+        }
+        builder = match self.data {
+            Some(serde_json::Value::String(text)) => builder.data(text),
+            Some(value) => builder.data(value.to_string()),
+            None => builder,
+        };
+        let event = builder.build().map_err(|e| e.to_string())?;
+        Ok((target, event))
+    }
+}
+
+/// Deserializes a field that is present as `Some`, even when it is `null`
+/// (a plain `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SubscribeRequest {
+    pub(super) client_id: String,
+    pub(super) channel: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_requests() {
+        let parse = |body: &str| {
+            serde_json::from_str::<PublishRequest>(body)
+                .map_err(|e| e.to_string())
+                .and_then(PublishRequest::into_parts)
+        };
+        let (target, event) = parse(r#"{"data":"line1\nline2","target":"user","targetId":"u"}"#).expect("valid");
+        assert!(matches!(target, Target::User(ref u) if u == "u"));
+        assert_eq!(event.data(), Some("line1\nline2"));
+        let (_, event) = parse(r#"{"event":"n","data":{"a":1}}"#).expect("valid");
+        assert_eq!(event.data(), Some(r#"{"a":1}"#));
+        let (_, event) = parse(r#"{"event":"n","data":null}"#).expect("valid");
+        assert_eq!(event.data(), Some("null"), "null is sent as its JSON serialization");
+        let (_, event) = parse(r#"{"event":"n"}"#).expect("valid");
+        assert_eq!(event.data(), None, "absent data is no data");
+        assert!(parse(r#"{"target":"planet"}"#).is_err_and(|e| e.contains("unknown target")));
+        assert!(parse(r#"{"target":"user"}"#).is_err_and(|e| e.contains("targetId")));
+        assert!(parse(r#"{"target":"users"}"#).is_err_and(|e| e.contains("targetIds")));
+        assert!(parse(r#"{"event":"a\nb"}"#).is_err());
+        assert!(parse(r#"{"id":"a\rb"}"#).is_err());
+    }
+}
