@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use sse_core::http::{
-    AuthError, Authenticator, ChannelAuthorizer, DevIdentity, Identity, RemoteAddr, SseEndpoints, SseReply, Subscriber,
-    sse_headers,
+    AuthError, Authenticator, BearerToken, ChannelAuthorizer, DevIdentity, Identity, RemoteAddr, SseEndpoints,
+    SseReply, Subscriber, sse_headers,
 };
 use sse_core::runtime::BoxFuture;
 use sse_core::{SseConfig, SseManager};
@@ -135,4 +135,49 @@ async fn handle_routes_the_mount_point() {
         let reply = endpoints.handle(&request(method, "/"), path, Bytes::new()).await;
         assert_eq!(reply.into_http_response(|_| Bytes::new()).status(), status, "{path}");
     }
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_answered_with_the_allowed_ones() {
+    let manager = SseManager::builder().build().expect("manager");
+    // Wrong methods are answered before the publish token is asked for.
+    let endpoints = SseEndpoints::new(manager.clone(), DevIdentity::enable()).publish_authorizer(BearerToken::new("t"));
+    for (path, wrong, allow) in [
+        ("", [Method::POST, Method::HEAD], "GET"),
+        ("/", [Method::DELETE, Method::PUT], "GET"),
+        ("publish", [Method::GET, Method::PUT], "POST"),
+        ("stats", [Method::POST, Method::HEAD], "GET"),
+        ("stats/", [Method::DELETE, Method::PATCH], "GET"),
+        ("connections", [Method::POST, Method::DELETE], "GET"),
+        ("subscribe", [Method::GET, Method::DELETE], "POST"),
+        ("unsubscribe", [Method::GET, Method::PUT], "POST"),
+        ("client.js", [Method::POST, Method::OPTIONS], "GET, HEAD"),
+        ("connections/some-client", [Method::GET, Method::POST], "DELETE"),
+    ] {
+        for method in wrong {
+            let reply = endpoints
+                .handle(&request(method.clone(), "/api/sse"), path, Bytes::new())
+                .await;
+            let response = reply.into_http_response(|_| Bytes::new());
+            assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(
+                response.headers().get(http::header::ALLOW).map(|v| v.as_bytes()),
+                Some(allow.as_bytes()),
+                "{method} {path}"
+            );
+            assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/json");
+            assert_eq!(response.body(), r#"{"error":"method not allowed"}"#, "{method} {path}");
+        }
+    }
+    // `api` opens no stream: the mount root is a 405 there even for GET.
+    let response = endpoints.api(&request(Method::GET, "/api/sse"), "", Bytes::new()).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[http::header::ALLOW], "GET");
+    // Unknown paths stay 404, with no Allow header.
+    let response = endpoints
+        .api(&request(Method::GET, "/api/sse"), "nothing", Bytes::new())
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers().get(http::header::ALLOW).is_none());
+    assert_eq!(manager.connection_count(), 0);
 }

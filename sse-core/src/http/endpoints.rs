@@ -14,7 +14,7 @@ use super::requests::{SubscribeRequest, parse_json};
 use super::responses::{empty, with_body};
 use super::{
     AuthError, Authenticator, CLIENT_JS, ChannelAuthorizer, PublishAuthorizer, PublishRequest, RemoteAddr, SseReply,
-    Subscriber, auth_error, connect_error, error, json, query_pairs,
+    Subscriber, auth_error, connect_error, error, json, method_not_allowed, query_pairs,
 };
 use crate::connection::{ConnectOptions, ConnectionInfo};
 use crate::error::{ConnectError, SendError, SubscribeError};
@@ -169,49 +169,39 @@ impl SseEndpoints {
     /// `"unsubscribe"`, and `"client.js"`, the [`CLIENT_JS`] script, served
     /// without authorization); `body` is the request body, already limited to
     /// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) by the adapter.
+    ///
+    /// An unknown path is answered `404`, a method the path does not accept
+    /// `405` with an `Allow` header listing those it does
+    /// ([`method_not_allowed`](super::method_not_allowed)), both before the
+    /// publish authorizer is asked. The mount root is answered `405`
+    /// (`Allow: GET`) whatever the method: its `GET` opens a stream, which is
+    /// [`SseEndpoints::connect`]'s (and [`SseEndpoints::handle`]'s).
     pub async fn api(&self, request: &Parts, path: &str, body: Bytes) -> Response<Bytes> {
-        let path = path.trim_matches('/');
-        let method = &request.method;
-        if path == "client.js" && (method == Method::GET || method == Method::HEAD) {
-            // The script is public: served before the publish authorizer.
-            let mut response = with_body(
-                StatusCode::OK,
-                "text/javascript; charset=utf-8",
-                Bytes::from_static(CLIENT_JS.as_bytes()),
-            );
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            return response;
+        let Some(route) = Route::of(path.trim_matches('/')) else {
+            return error(StatusCode::NOT_FOUND, "no such endpoint");
+        };
+        let methods = route.methods();
+        if !methods.contains(&request.method) {
+            return method_not_allowed(methods);
         }
-        let route = match (path, method) {
-            ("publish", &Method::POST) => Route::Publish,
-            ("stats", &Method::GET) => Route::Stats,
-            ("connections", &Method::GET) => Route::Connections,
-            ("subscribe", &Method::POST) => Route::Subscribe(true),
-            ("unsubscribe", &Method::POST) => Route::Subscribe(false),
-            (path, &Method::DELETE) if path.starts_with("connections/") => {
-                Route::Disconnect(&path["connections/".len()..])
-            }
-            ("" | "publish" | "stats" | "connections" | "subscribe" | "unsubscribe" | "client.js", _) => {
-                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            }
-            (path, _) if path.starts_with("connections/") => {
-                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            }
-            _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+        let admin = match route {
+            // Streams are opened by `handle` and `connect`, never here.
+            Route::Stream => return method_not_allowed(methods),
+            // The script is public: served before the publish authorizer.
+            Route::ClientJs => return client_js(),
+            Route::Admin(admin) => admin,
         };
         if let Some(publisher) = &self.publisher {
             if let Err(error) = publisher.authorize(request).await {
                 return auth_error(&error);
             }
         }
-        match route {
-            Route::Publish => self.publish(&body).await,
-            Route::Stats => json(StatusCode::OK, &self.manager.stats()),
-            Route::Connections => json(StatusCode::OK, &self.manager.connections()),
-            Route::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
-            Route::Disconnect(client_id) => {
+        match admin {
+            Admin::Publish => self.publish(&body).await,
+            Admin::Stats => json(StatusCode::OK, &self.manager.stats()),
+            Admin::Connections => json(StatusCode::OK, &self.manager.connections()),
+            Admin::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
+            Admin::Disconnect(client_id) => {
                 if self.manager.disconnect(client_id) {
                     empty(StatusCode::NO_CONTENT)
                 } else {
@@ -281,12 +271,72 @@ fn subscriber_of(info: &ConnectionInfo) -> Subscriber<'_> {
     }
 }
 
+/// The script [`CLIENT_JS`], as JavaScript that is not to be cached.
+fn client_js() -> Response<Bytes> {
+    let mut response = with_body(
+        StatusCode::OK,
+        "text/javascript; charset=utf-8",
+        Bytes::from_static(CLIENT_JS.as_bytes()),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A path below the mount point that names an endpoint.
 enum Route<'a> {
+    /// The mount root: `GET` opens a stream.
+    Stream,
+    /// `client.js`, the browser client.
+    ClientJs,
+    /// An endpoint the publish authorizer guards.
+    Admin(Admin<'a>),
+}
+
+/// The publish and administration endpoints.
+enum Admin<'a> {
     Publish,
     Stats,
     Connections,
+    /// `subscribe` (`true`) or `unsubscribe` (`false`).
     Subscribe(bool),
+    /// `connections/{clientId}`.
     Disconnect(&'a str),
+}
+
+const GET: &[Method] = &[Method::GET];
+const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
+const POST: &[Method] = &[Method::POST];
+const DELETE: &[Method] = &[Method::DELETE];
+
+impl<'a> Route<'a> {
+    /// The endpoint at `path` (below the mount point, without leading or
+    /// trailing slashes), if there is one.
+    fn of(path: &'a str) -> Option<Self> {
+        let admin = match path {
+            "" => return Some(Route::Stream),
+            "client.js" => return Some(Route::ClientJs),
+            "publish" => Admin::Publish,
+            "stats" => Admin::Stats,
+            "connections" => Admin::Connections,
+            "subscribe" => Admin::Subscribe(true),
+            "unsubscribe" => Admin::Subscribe(false),
+            _ => Admin::Disconnect(path.strip_prefix("connections/")?),
+        };
+        Some(Route::Admin(admin))
+    }
+
+    /// The methods the endpoint accepts: any other is answered `405`, with
+    /// these in its `Allow` header.
+    fn methods(&self) -> &'static [Method] {
+        match self {
+            Route::Stream | Route::Admin(Admin::Stats | Admin::Connections) => GET,
+            Route::ClientJs => GET_HEAD,
+            Route::Admin(Admin::Publish | Admin::Subscribe(_)) => POST,
+            Route::Admin(Admin::Disconnect(_)) => DELETE,
+        }
+    }
 }
 
 /// Query parameters with a meaning of their own; every other one becomes

@@ -17,7 +17,8 @@
 //! route every request under its mount point to it, and
 //! [`SseReply::into_http_response`] builds the response with the
 //! framework's body type: unknown paths and wrong methods then get the same
-//! JSON errors (`404`, `405`) whatever the framework.
+//! JSON errors (`404`, and `405` with an `Allow` header) whatever the
+//! framework.
 //!
 //! Besides the endpoints, the module holds what adapters and servers of
 //! their own share: the authentication and authorization hooks with their
@@ -47,7 +48,7 @@ pub use auth::{
 pub use endpoints::SseEndpoints;
 pub use reply::SseReply;
 pub use requests::PublishRequest;
-pub use responses::{auth_error, connect_error, error, json, payload_too_large, unreadable_body};
+pub use responses::{auth_error, connect_error, error, json, method_not_allowed, payload_too_large, unreadable_body};
 
 /// The largest request body the endpoints accept (1 MiB); adapters answer a
 /// larger one with [`payload_too_large`].

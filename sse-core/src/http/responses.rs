@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
 use super::{AuthError, sse_headers};
 use crate::error::ConnectError;
@@ -30,6 +30,19 @@ pub fn error(status: StatusCode, message: &str) -> Response<Bytes> {
 /// The `413` answer to a body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES).
 pub fn payload_too_large() -> Response<Bytes> {
     error(StatusCode::PAYLOAD_TOO_LARGE, "request body is larger than 1 MiB")
+}
+
+/// The `405` answer to a method the path does not accept: `{"error": "method
+/// not allowed"}`, with an `Allow` header listing `allowed`, the methods it
+/// accepts (`GET, HEAD` for `&[Method::GET, Method::HEAD]`).
+pub fn method_not_allowed(allowed: &[Method]) -> Response<Bytes> {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    // A method is a token, always a valid header value.
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
 }
 
 /// The `400` answer to a request body that could not be read (the client
