@@ -38,6 +38,8 @@ mod reply;
 mod requests;
 mod responses;
 
+use std::borrow::Cow;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 
@@ -73,7 +75,9 @@ pub fn sse_headers() -> HeaderMap {
     headers
 }
 
-/// The decoded query parameters of a request, in order.
-pub fn query_pairs(request: &Parts) -> form_urlencoded::Parse<'_> {
+/// The decoded query parameters of a request, in order, as
+/// `application/x-www-form-urlencoded` decodes them (`+` is a space, invalid
+/// UTF-8 is replaced); a parameter without `=` has an empty value.
+pub fn query_pairs(request: &Parts) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     form_urlencoded::parse(request.uri.query().unwrap_or_default().as_bytes())
 }

@@ -21,11 +21,11 @@ use crate::target::Target;
 pub struct PublishRequest {
     /// The event name.
     pub event: Option<String>,
-    /// The data: a JSON string is sent as its text, any other value as its
-    /// JSON serialization (`null` included: it is sent as `null`). `None`
-    /// only when the field is absent.
-    #[serde(default, deserialize_with = "present")]
-    pub data: Option<serde_json::Value>,
+    /// The data as it is sent. In the JSON body, a string is sent as its
+    /// text, any other value as its JSON serialization (`null` included: it
+    /// is sent as `null`); `None` only when the field is absent.
+    #[serde(default, deserialize_with = "data_text")]
+    pub data: Option<String>,
     /// The event id; the manager assigns one when absent.
     pub id: Option<String>,
     /// A reconnection hint, in milliseconds.
@@ -76,20 +76,22 @@ impl PublishRequest {
         if let Some(retry) = self.retry {
             builder = builder.retry(Duration::from_millis(retry));
         }
-        builder = match self.data {
-            Some(serde_json::Value::String(text)) => builder.data(text),
-            Some(value) => builder.data(value.to_string()),
-            None => builder,
-        };
+        if let Some(data) = self.data {
+            builder = builder.data(data);
+        }
         let event = builder.build().map_err(|e| e.to_string())?;
         Ok((target, event))
     }
 }
 
-/// Deserializes a field that is present as `Some`, even when it is `null`
-/// (a plain `Option` would read `null` as absent).
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(deserializer).map(Some)
+/// Deserializes the `data` field as the text it is sent as: a string's text,
+/// any other value's JSON serialization. A present field is `Some`, even when
+/// it is `null` (a plain `Option` would read `null` as absent).
+fn data_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => text,
+        value => value.to_string(),
+    }))
 }
 
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
