@@ -218,7 +218,7 @@ impl SseEndpoints {
         };
         let (target, event) = match request.into_parts() {
             Ok(parts) => parts,
-            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+            Err(refused) => return error(StatusCode::BAD_REQUEST, &refused.to_string()),
         };
         match self.manager.send(target, event).await {
             Ok(delivery) => json(

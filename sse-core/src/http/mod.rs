@@ -49,7 +49,7 @@ pub use auth::{
 };
 pub use endpoints::SseEndpoints;
 pub use reply::SseReply;
-pub use requests::PublishRequest;
+pub use requests::{PublishError, PublishRequest};
 pub use responses::{auth_error, connect_error, error, json, method_not_allowed, payload_too_large, unreadable_body};
 
 /// The largest request body the endpoints accept (1 MiB); adapters answer a

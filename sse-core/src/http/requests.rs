@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::EventError;
 use crate::event::Event;
 use crate::target::Target;
 
@@ -42,12 +43,14 @@ impl PublishRequest {
     /// Checks the request and turns it into a target and an event.
     ///
     /// # Errors
-    /// A message saying what is wrong: an unknown target, a missing
-    /// `targetId` or `targetIds`, or an event name or id that is invalid.
-    pub fn into_parts(self) -> Result<(Target, Event), String> {
-        let target_id = |kind: &str| match &self.target_id {
+    /// A [`PublishError`] saying what is wrong: an unknown target, a missing
+    /// `targetId` or `targetIds`, or an event the builder refuses (an event
+    /// name or id that is invalid, or no field at all). Its message is the
+    /// `error` of the endpoint's `400` answer.
+    pub fn into_parts(self) -> Result<(Target, Event), PublishError> {
+        let target_id = |target: &'static str| match &self.target_id {
             Some(id) if !id.is_empty() => Ok(id.clone()),
-            _ => Err(format!("target {kind:?} requires a non-empty targetId")),
+            _ => Err(PublishError::MissingTargetId { target }),
         };
         let target = match self.target.as_deref().unwrap_or("all") {
             "all" => Target::All,
@@ -57,13 +60,12 @@ impl PublishRequest {
             "channel" => Target::Channel(target_id("channel")?),
             "users" => match &self.target_ids {
                 Some(ids) => Target::Users(ids.clone()),
-                None => return Err("target \"users\" requires targetIds".to_owned()),
+                None => return Err(PublishError::MissingTargetIds),
             },
             other => {
-                let shown: String = other.chars().take(64).collect();
-                return Err(format!(
-                    "unknown target {shown:?}: expected all, user, users, session, client or channel"
-                ));
+                return Err(PublishError::UnknownTarget {
+                    target: other.chars().take(64).collect(),
+                });
             }
         };
         let mut builder = Event::builder();
@@ -79,9 +81,37 @@ impl PublishRequest {
         if let Some(data) = self.data {
             builder = builder.data(data);
         }
-        let event = builder.build().map_err(|e| e.to_string())?;
-        Ok((target, event))
+        Ok((target, builder.build()?))
     }
+}
+
+/// Why a [`PublishRequest`] cannot be published, as
+/// [`PublishRequest::into_parts`] finds it. The message is the `error` of
+/// the endpoint's `400` answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// `target` is none of `all`, `user`, `users`, `session`, `client` and
+    /// `channel`.
+    #[error("unknown target {target:?}: expected all, user, users, session, client or channel")]
+    UnknownTarget {
+        /// The refused target, cut to its first 64 characters.
+        target: String,
+    },
+    /// A single target (`user`, `session`, `client` or `channel`) without a
+    /// non-empty `targetId`.
+    #[error("target {target:?} requires a non-empty targetId")]
+    MissingTargetId {
+        /// The target that needs the id.
+        target: &'static str,
+    },
+    /// The `users` target without `targetIds`.
+    #[error("target \"users\" requires targetIds")]
+    MissingTargetIds,
+    /// The event builder refused the event: an invalid name or id, or no
+    /// field at all.
+    #[error(transparent)]
+    Event(#[from] EventError),
 }
 
 /// Deserializes the `data` field as the text it is sent as: a string's text,
@@ -114,7 +144,7 @@ mod tests {
         let parse = |body: &str| {
             serde_json::from_str::<PublishRequest>(body)
                 .map_err(|e| e.to_string())
-                .and_then(PublishRequest::into_parts)
+                .and_then(|request| request.into_parts().map_err(|e| e.to_string()))
         };
         let (target, event) = parse(r#"{"data":"line1\nline2","target":"user","targetId":"u"}"#).expect("valid");
         assert!(matches!(target, Target::User(ref u) if u == "u"));
@@ -130,5 +160,55 @@ mod tests {
         assert!(parse(r#"{"target":"users"}"#).is_err_and(|e| e.contains("targetIds")));
         assert!(parse(r#"{"event":"a\nb"}"#).is_err());
         assert!(parse(r#"{"id":"a\rb"}"#).is_err());
+    }
+
+    #[test]
+    fn publish_errors_say_what_is_wrong() {
+        let refuse = |body: &str| {
+            serde_json::from_str::<PublishRequest>(body)
+                .expect("a well-formed body")
+                .into_parts()
+                .expect_err(body)
+        };
+        let long = "x".repeat(100);
+        for (body, message) in [
+            (
+                r#"{"target":"planet"}"#.to_owned(),
+                r#"unknown target "planet": expected all, user, users, session, client or channel"#.to_owned(),
+            ),
+            (
+                format!(r#"{{"target":"{long}"}}"#),
+                format!(
+                    r#"unknown target "{}": expected all, user, users, session, client or channel"#,
+                    &long[..64]
+                ),
+            ),
+            (
+                r#"{"target":"session","targetId":""}"#.to_owned(),
+                r#"target "session" requires a non-empty targetId"#.to_owned(),
+            ),
+            (
+                r#"{"target":"users"}"#.to_owned(),
+                r#"target "users" requires targetIds"#.to_owned(),
+            ),
+            (
+                r#"{"event":"a\nb"}"#.to_owned(),
+                "event name must not contain CR or LF".to_owned(),
+            ),
+        ] {
+            assert_eq!(refuse(&body).to_string(), message, "{body}");
+        }
+        assert!(matches!(
+            refuse(r#"{"target":"client"}"#),
+            PublishError::MissingTargetId { target: "client" }
+        ));
+        assert!(matches!(
+            refuse(r#"{"id":"a\rb"}"#),
+            PublishError::Event(EventError::InvalidId)
+        ));
+        assert!(matches!(
+            refuse(r#"{"target":"all"}"#),
+            PublishError::Event(EventError::Empty)
+        ));
     }
 }
