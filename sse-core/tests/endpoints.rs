@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
@@ -13,25 +14,25 @@ use sse_core::http::{
     AuthError, Authenticator, BearerToken, ChannelAuthorizer, DevIdentity, Identity, RemoteAddr, SseEndpoints,
     SseReply, Subscriber, sse_headers,
 };
-use sse_core::runtime::BoxFuture;
 use sse_core::{SseConfig, SseManager};
 
 /// Identifies every subscriber as `alice`, allowed `news` and `orders/*`.
 struct Alice;
 
+#[async_trait]
 impl Authenticator for Alice {
-    fn authenticate<'a>(&'a self, _: &'a Parts) -> BoxFuture<'a, Result<Identity, AuthError>> {
-        let identity = Identity::user("alice").with_allowed_channels(["news", "orders/*"]);
-        Box::pin(std::future::ready(Ok(identity)))
+    async fn authenticate(&self, _: &Parts) -> Result<Identity, AuthError> {
+        Ok(Identity::user("alice").with_allowed_channels(["news", "orders/*"]))
     }
 }
 
 /// Refuses `orders/secret` to everybody.
 struct NoSecrets;
 
+#[async_trait]
 impl ChannelAuthorizer for NoSecrets {
-    fn authorize<'a>(&'a self, _: &'a Subscriber<'a>, channel: &'a str) -> BoxFuture<'a, bool> {
-        Box::pin(std::future::ready(channel != "orders/secret"))
+    async fn authorize(&self, _: &Subscriber<'_>, channel: &str) -> bool {
+        channel != "orders/secret"
     }
 }
 

@@ -13,7 +13,7 @@ use http::request::Parts;
 
 use super::query_pairs;
 use crate::connection::channel_allowed;
-use crate::runtime::BoxFuture;
+use async_trait::async_trait;
 
 /// Who a subscriber is, as an [`Authenticator`] establishes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,9 +91,33 @@ pub enum AuthError {
 /// Establishes who a subscriber is, from the request's headers, query and
 /// cookies. Browsers' `EventSource` cannot send custom headers, so tokens
 /// usually come in the query or a cookie.
+///
+/// Implementations write an `async fn` under [`#[async_trait]`](async_trait::async_trait)
+/// (crate `async-trait`); the trait is object safe, and
+/// [`SseEndpoints`](super::SseEndpoints) holds it as `Arc<dyn Authenticator>`.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use http::request::Parts;
+/// use sse_core::http::{AuthError, Authenticator, Identity};
+///
+/// /// Trusts the `x-user` header set by a gateway in front.
+/// struct Gateway;
+///
+/// #[async_trait]
+/// impl Authenticator for Gateway {
+///     async fn authenticate(&self, request: &Parts) -> Result<Identity, AuthError> {
+///         match request.headers.get("x-user").and_then(|user| user.to_str().ok()) {
+///             Some(user) => Ok(Identity::user(user)),
+///             None => Err(AuthError::Unauthorized("no x-user header".to_owned())),
+///         }
+///     }
+/// }
+/// ```
+#[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     /// The identity of the request's sender, or why it is refused.
-    fn authenticate<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<Identity, AuthError>>;
+    async fn authenticate(&self, request: &Parts) -> Result<Identity, AuthError>;
 }
 
 const _: Option<&dyn Authenticator> = None;
@@ -117,8 +141,9 @@ impl DevIdentity {
     }
 }
 
+#[async_trait]
 impl Authenticator for DevIdentity {
-    fn authenticate<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<Identity, AuthError>> {
+    async fn authenticate(&self, request: &Parts) -> Result<Identity, AuthError> {
         let mut identity = Identity::anonymous();
         for (key, value) in query_pairs(request) {
             match &*key {
@@ -127,7 +152,7 @@ impl Authenticator for DevIdentity {
                 _ => {}
             }
         }
-        Box::pin(std::future::ready(Ok(identity)))
+        Ok(identity)
     }
 }
 
@@ -136,9 +161,28 @@ impl Authenticator for DevIdentity {
 /// on every runtime subscribe through
 /// [`SseEndpoints::api`](super::SseEndpoints::api). A refusal is a `403`
 /// naming the channel.
+///
+/// Implementations write an `async fn` under [`#[async_trait]`](async_trait::async_trait),
+/// as for [`Authenticator`]:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use sse_core::http::{ChannelAuthorizer, Subscriber};
+///
+/// /// `orders/{user}` only for that user.
+/// struct OwnOrders;
+///
+/// #[async_trait]
+/// impl ChannelAuthorizer for OwnOrders {
+///     async fn authorize(&self, subscriber: &Subscriber<'_>, channel: &str) -> bool {
+///         channel.strip_prefix("orders/").is_none_or(|owner| subscriber.user_id == Some(owner))
+///     }
+/// }
+/// ```
+#[async_trait]
 pub trait ChannelAuthorizer: Send + Sync + 'static {
     /// `true` if `subscriber` may join `channel`.
-    fn authorize<'a>(&'a self, subscriber: &'a Subscriber<'a>, channel: &'a str) -> BoxFuture<'a, bool>;
+    async fn authorize(&self, subscriber: &Subscriber<'_>, channel: &str) -> bool;
 }
 
 const _: Option<&dyn ChannelAuthorizer> = None;
@@ -161,10 +205,16 @@ pub struct Subscriber<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
-/// Decides who may publish and administer.
+/// Decides who may publish and administer: asked before every publish and
+/// administration request (not for `client.js`). A refusal is answered with
+/// [`auth_error`](super::auth_error).
+///
+/// Implementations write an `async fn` under [`#[async_trait]`](async_trait::async_trait),
+/// as for [`Authenticator`]; [`BearerToken`] is the ready-made one.
+#[async_trait]
 pub trait PublishAuthorizer: Send + Sync + 'static {
     /// `Ok` if the request may use the publish and administration endpoints.
-    fn authorize<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<(), AuthError>>;
+    async fn authorize(&self, request: &Parts) -> Result<(), AuthError>;
 }
 
 const _: Option<&dyn PublishAuthorizer> = None;
@@ -187,17 +237,17 @@ impl fmt::Debug for BearerToken {
     }
 }
 
+#[async_trait]
 impl PublishAuthorizer for BearerToken {
-    fn authorize<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<(), AuthError>> {
+    async fn authorize(&self, request: &Parts) -> Result<(), AuthError> {
         use subtle::ConstantTimeEq as _;
         let given = bearer_token(&request.headers).unwrap_or_default();
         let ok = bool::from(given.as_bytes().ct_eq(self.0.as_bytes()));
-        let result = if ok {
+        if ok {
             Ok(())
         } else {
             Err(AuthError::Unauthorized("a valid bearer token is required".to_owned()))
-        };
-        Box::pin(std::future::ready(result))
+        }
     }
 }
 
