@@ -28,7 +28,8 @@
 //! [`sse_response_type!`](crate::sse_response_type) for its newtype), the
 //! publish body ([`PublishRequest`]), the JSON answers of the contract
 //! ([`error`], [`auth_error`], [`connect_error`], ...) and the headers of an
-//! event stream ([`sse_headers`]).
+//! event stream ([`sse_headers`], and [`stream_head`] for a server that
+//! writes HTTP/1.1 itself).
 
 mod auth;
 mod endpoints;
@@ -40,6 +41,7 @@ mod responses;
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 
@@ -73,6 +75,41 @@ pub fn sse_headers() -> HeaderMap {
     );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers
+}
+
+/// The HTTP/1.1 response head of an event stream, for a server that writes
+/// HTTP itself and sends the frames through a [`Transport`](crate::Transport)
+/// with [`Connection::pipe`](crate::Connection::pipe): `HTTP/1.1 200 OK`,
+/// the [`sse_headers`], `connection: close`, and the blank line that ends
+/// the head.
+///
+/// Write it to the socket before the first frame. The frames that follow
+/// are the body as they come, neither chunked nor of a declared length, so
+/// the body ends when the connection closes, as `connection: close`
+/// announces: the connection serves no further request. A server that adds
+/// headers of its own (CORS, for one) writes its head the same way, from
+/// [`sse_headers`]. Servers with streaming bodies need none of this:
+/// [`SseReply::into_http_response`] gives them the headers.
+///
+/// ```
+/// let head = sse_core::http::stream_head();
+/// assert_eq!(
+///     &head[..],
+///     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\n\
+///       x-accel-buffering: no\r\nconnection: close\r\n\r\n",
+/// );
+/// ```
+pub fn stream_head() -> Bytes {
+    let mut head = Vec::with_capacity(160);
+    head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    for (name, value) in &sse_headers() {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    Bytes::from(head)
 }
 
 /// The decoded query parameters of a request, in order, as
