@@ -18,22 +18,25 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use sse_core::http::jwt::JwtAuthenticator;
-use sse_core::http::{BearerToken, DevIdentity, EnvConfig, EnvError, SseEndpoints};
+use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
 use sse_redis::{RedisBackplane, RedisBackplaneError};
 use tokio::net::TcpListener;
 
 pub mod axum_demo;
+pub mod env;
 pub mod poem_demo;
 pub mod warp_demo;
+
+pub use env::{EnvConfig, EnvError};
 
 /// The demo page served at `/sse-demo` by every demo.
 pub const DEMO_PAGE: &str = include_str!("../static/sse-demo.html");
 
 /// Answers every request outside the SSE endpoints the same way in every
 /// demo: the demo page for `GET` (or `HEAD`) `/sse-demo`, as
-/// `text/html; charset=utf-8`; a JSON `405` for another method there; a JSON
-/// `404` anywhere else.
+/// `text/html; charset=utf-8`; a JSON `405` for another method there (with
+/// `Allow: GET, HEAD`); a JSON `404` anywhere else.
 pub fn page(method: &Method, path: &str) -> Response<Bytes> {
     match (path, method) {
         ("/sse-demo", &Method::GET | &Method::HEAD) => {
@@ -44,7 +47,7 @@ pub fn page(method: &Method, path: &str) -> Response<Bytes> {
             );
             response
         }
-        ("/sse-demo", _) => sse_core::http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        ("/sse-demo", _) => sse_core::http::method_not_allowed(&[Method::GET, Method::HEAD]),
         _ => not_found(),
     }
 }
@@ -269,5 +272,22 @@ pub fn run(serve: ServeFn) -> std::process::ExitCode {
             eprintln!("error: {error}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_page_names_its_methods_in_a_405() {
+        for method in [Method::GET, Method::HEAD] {
+            assert_eq!(page(&method, "/sse-demo").status(), StatusCode::OK, "{method}");
+        }
+        let refused = page(&Method::POST, "/sse-demo");
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(refused.headers()[http::header::ALLOW], "GET, HEAD");
+        assert_eq!(refused.body(), r#"{"error":"method not allowed"}"#);
+        assert_eq!(page(&Method::GET, "/elsewhere").status(), StatusCode::NOT_FOUND);
     }
 }

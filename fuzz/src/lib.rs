@@ -93,7 +93,7 @@ pub fn publish_request(body: &[u8]) {
     let answer: serde_json::Value = serde_json::from_slice(response.body()).expect("a JSON answer");
     let expected = serde_json::from_slice::<PublishRequest>(body)
         .map_err(|e| e.to_string())
-        .and_then(PublishRequest::into_parts);
+        .and_then(|request| request.into_parts().map_err(|e| e.to_string()));
     let frames = drain(&mut connection);
     match expected {
         Err(_) => {

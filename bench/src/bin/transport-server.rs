@@ -98,7 +98,9 @@ async fn connection(endpoints: SseEndpoints, mut socket: TcpStream, peer: Socket
         let (head, answer) = reply.into_http_response(Answer::Stream).into_parts();
         match answer {
             Answer::Stream(connection) => {
-                let out = response_head(&head, None);
+                // The head of `SseReply::Stream`: `200`, `sse_headers` and
+                // `connection: close`, the body lasting until it closes.
+                let out = sse_core::http::stream_head();
                 // Keep nothing of the request or the head while the stream
                 // lasts.
                 drop((buf, parts, head));
@@ -117,7 +119,7 @@ async fn connection(endpoints: SseEndpoints, mut socket: TcpStream, peer: Socket
             }
             Answer::Complete(body) => {
                 let close = too_large || wants_close(&parts);
-                let mut out = response_head(&head, Some((body.len(), close)));
+                let mut out = response_head(&head, body.len(), close);
                 out.extend_from_slice(&body);
                 socket.write_all(&out).await?;
                 if close {
@@ -241,10 +243,9 @@ fn wants_close(parts: &http::request::Parts) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
-/// An HTTP/1.1 response head. With `Some((length, close))` the body is
-/// `length` bytes, and the connection closes after it if `close`; with
-/// `None` the body lasts until the connection closes.
-fn response_head(head: &http::response::Parts, body: Option<(usize, bool)>) -> Vec<u8> {
+/// The HTTP/1.1 head of a complete response: the body is `length` bytes, and
+/// the connection closes after it if `close`.
+fn response_head(head: &http::response::Parts, length: usize, close: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(head.status.as_str().as_bytes());
@@ -257,14 +258,9 @@ fn response_head(head: &http::response::Parts, body: Option<(usize, bool)>) -> V
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    match body {
-        Some((length, close)) => {
-            out.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
-            if close {
-                out.extend_from_slice(b"connection: close\r\n");
-            }
-        }
-        None => out.extend_from_slice(b"connection: close\r\n"),
+    out.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out

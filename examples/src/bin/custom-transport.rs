@@ -95,12 +95,9 @@ async fn serve(manager: SseManager, mut socket: TcpStream) -> Result<(), Transpo
         Ok(connection) => connection,
         Err(error) => return respond(&mut socket, "503 Service Unavailable", &format!("{error}\n")).await,
     };
-    socket
-        .write_all(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\n\
-              x-accel-buffering: no\r\nconnection: close\r\n\r\n",
-        )
-        .await?;
+    // The standard head: `200`, the event-stream headers (no caching, no
+    // proxy buffering) and `connection: close`, the body being the frames.
+    socket.write_all(&sse_core::http::stream_head()).await?;
     connection.pipe(&mut TcpTransport(socket)).await.map(|_| ())
 }
 

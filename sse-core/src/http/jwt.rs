@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::{AuthError, Authenticator, Identity, bearer_token, query_pairs};
-use crate::runtime::BoxFuture;
 
 /// The cookie a browser may carry the token in.
 pub const TOKEN_COOKIE: &str = "sse_token";
@@ -121,15 +121,15 @@ impl JwtAuthenticator {
     }
 }
 
+#[async_trait]
 impl Authenticator for JwtAuthenticator {
-    fn authenticate<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<Identity, AuthError>> {
-        let result = match Self::token(request) {
+    async fn authenticate(&self, request: &Parts) -> Result<Identity, AuthError> {
+        match Self::token(request) {
             Some(token) => self.identity(&token),
             None => Err(AuthError::Unauthorized(
                 "a token is required (Authorization: Bearer, access_token or the sse_token cookie)".to_owned(),
             )),
-        };
-        Box::pin(std::future::ready(result))
+        }
     }
 }
 

@@ -72,3 +72,61 @@ pub(crate) async fn publish_rejects_oversized_body(serve: ServeFn) {
     let event = s.stream.next_event().await;
     assert_eq!(event.event, "fits", "the oversized event was not sent");
 }
+
+/// `docs/http-api.md`, "Errors": a path the API does not have is a `404`; a
+/// path it has, with another method, a `405` whose `Allow` header names the
+/// methods that path accepts, as the table there lists them.
+pub(crate) async fn unknown_paths_and_wrong_methods(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let wrong_methods: [(Method, &str, &str); 10] = [
+        (Method::POST, "/api/sse", "GET"),
+        (Method::HEAD, "/api/sse", "GET"),
+        (Method::POST, "/api/sse/client.js", "GET, HEAD"),
+        (Method::GET, "/api/sse/publish", "POST"),
+        (Method::GET, "/api/sse/subscribe", "POST"),
+        (Method::PUT, "/api/sse/unsubscribe", "POST"),
+        (Method::POST, "/api/sse/stats", "GET"),
+        (Method::DELETE, "/api/sse/connections", "GET"),
+        (Method::GET, "/api/sse/connections/some-client", "DELETE"),
+        (Method::DELETE, "/sse-demo", "GET, HEAD"),
+    ];
+    for (method, path, allow) in wrong_methods {
+        let request = format!("{method} {path}");
+        let response = server
+            .api(method.clone(), path)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{request}: {e}"));
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{request}");
+        let allowed = response.headers().get("allow").map(|value| value.as_bytes().to_vec());
+        assert_eq!(
+            allowed.as_deref(),
+            Some(allow.as_bytes()),
+            "{request}: the Allow header"
+        );
+        if method != Method::HEAD {
+            let body: serde_json::Value = response.json().await.unwrap_or_else(|e| panic!("{request}: {e}"));
+            assert_eq!(body, json!({"error": "method not allowed"}), "{request}");
+        }
+    }
+    for (method, path) in [
+        (Method::GET, "/api/sse/"),
+        (Method::GET, "/api/sse/nothing"),
+        (Method::POST, "/api/sse/publish/more"),
+        (Method::GET, "/elsewhere"),
+    ] {
+        let request = format!("{method} {path}");
+        let response = server
+            .api(method, path)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{request}: {e}"));
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{request}");
+        assert!(
+            response.headers().get("allow").is_none(),
+            "{request}: a 404 names no methods"
+        );
+        let body: serde_json::Value = response.json().await.unwrap_or_else(|e| panic!("{request}: {e}"));
+        assert_eq!(body, json!({"error": "no such endpoint"}), "{request}");
+    }
+}

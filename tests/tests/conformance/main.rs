@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
                 limits::slow_client_is_closed,
                 errors::publish_rejects_bad_input,
                 errors::publish_rejects_oversized_body,
+                errors::unknown_paths_and_wrong_methods,
                 admin::dropped_client_is_cleaned_up,
                 admin::delete_connection,
                 admin::stats_fields,

@@ -1,0 +1,297 @@
+//! The demos' deployment configuration: [`EnvConfig`], read from the
+//! `SSE_*` environment variables of the HTTP contract (listen address,
+//! engine settings, JWT secret, publish token, CORS origins, Redis), and
+//! [`EnvError`], naming the first variable that holds an unusable value.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sse_core::SseConfig;
+
+/// The demo servers' configuration, read from the environment variables of
+/// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), and two more:
+/// `SSE_MAX_PER_ADDR` (connections per client address, unlimited when
+/// unset) and `SSE_REDIS_PREFIX` (the key prefix of the Redis backplane).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EnvConfig {
+    /// `SSE_ADDR`: the listen address (default `127.0.0.1:3000`).
+    pub addr: SocketAddr,
+    /// The engine's settings.
+    pub sse: SseConfig,
+    /// `SSE_AUTH_SECRET`: the HS256 secret subscribers' tokens are signed
+    /// with.
+    pub auth_secret: Option<String>,
+    /// `SSE_PUBLISH_TOKEN`: the bearer token publishers must present.
+    pub publish_token: Option<String>,
+    /// `SSE_CORS_ORIGINS`: origins allowed cross-origin, each a serialized
+    /// origin as browsers send it (`https://app.example.com`,
+    /// `http://localhost:3000`).
+    pub cors_origins: Vec<String>,
+    /// `SSE_REDIS_URL`: the Redis backplane.
+    pub redis_url: Option<String>,
+    /// `SSE_REDIS_PREFIX`: the key prefix of the Redis backplane (its
+    /// default when unset); instances with the same prefix share events.
+    pub redis_prefix: Option<String>,
+}
+
+/// An environment variable holds a value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?}: {reason}")]
+#[non_exhaustive]
+pub struct EnvError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl EnvConfig {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// An [`EnvError`] naming the first malformed variable; a malformed value
+    /// is never replaced by a default.
+    pub fn from_env() -> Result<Self, EnvError> {
+        EnvConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (for tests).
+    ///
+    /// # Errors
+    /// As [`EnvConfig::from_env`].
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let get = |name: &'static str| lookup(name).map(|value| (name, value));
+        let parse_with =
+            |name: &'static str, parse: &dyn Fn(&str) -> Result<u64, String>| -> Result<Option<u64>, EnvError> {
+                match get(name) {
+                    None => Ok(None),
+                    Some((variable, value)) => parse(value.trim()).map(Some).map_err(|reason| EnvError {
+                        variable,
+                        value,
+                        reason,
+                    }),
+                }
+            };
+        let positive = |text: &str| -> Result<u64, String> {
+            match text.parse::<u64>() {
+                Ok(0) => Err("must be greater than zero".to_owned()),
+                Ok(n) => Ok(n),
+                Err(e) => Err(format!("not a whole number: {e}")),
+            }
+        };
+        let count =
+            |text: &str| -> Result<u64, String> { text.parse::<u64>().map_err(|e| format!("not a whole number: {e}")) };
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+
+        let addr = match get("SSE_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some((variable, value)) => value.trim().parse().map_err(|e| EnvError {
+                variable,
+                value: value.clone(),
+                reason: format!("not a socket address: {e}"),
+            })?,
+        };
+        let mut sse = SseConfig::builder();
+        if let Some(ms) = parse_with("SSE_HEARTBEAT_MS", &|t| {
+            positive(t).and_then(|n| {
+                if n < 10 {
+                    Err("must be at least 10".to_owned())
+                } else {
+                    Ok(n)
+                }
+            })
+        })? {
+            sse = sse.heartbeat_interval(Some(Duration::from_millis(ms)));
+        }
+        if let Some(ms) = parse_with("SSE_RETRY_MS", &count)? {
+            sse = sse.retry(Duration::from_millis(ms));
+        }
+        if let Some(n) = parse_with("SSE_MAX_CONNECTIONS", &count)? {
+            sse = sse.max_connections(size(n));
+        }
+        if let Some(n) = parse_with("SSE_MAX_PER_USER", &positive)? {
+            sse = sse.max_connections_per_user(Some(size(n)));
+        }
+        if let Some(n) = parse_with("SSE_MAX_PER_ADDR", &positive)? {
+            sse = sse.max_connections_per_addr(Some(size(n)));
+        }
+        if let Some(ms) = parse_with("SSE_MAX_LIFETIME_MS", &positive)? {
+            sse = sse.max_lifetime(Some(Duration::from_millis(ms)));
+        }
+        if let Some(n) = parse_with("SSE_CLIENT_QUEUE", &positive)? {
+            sse = sse.client_queue(size(n));
+        }
+        if let Some(n) = parse_with("SSE_HISTORY", &count)? {
+            sse = sse.history_size(size(n));
+        }
+        // Every value above passed its setting's rule already; should the
+        // configuration gain a rule, its error is reported here.
+        let sse = sse.build().map_err(|error| EnvError {
+            variable: "SSE_*",
+            value: String::new(),
+            reason: error.to_string(),
+        })?;
+        let non_empty = |name: &'static str| -> Result<Option<String>, EnvError> {
+            match get(name) {
+                None => Ok(None),
+                Some((variable, value)) if value.trim().is_empty() => Err(EnvError {
+                    variable,
+                    value,
+                    reason: "must not be empty when set".to_owned(),
+                }),
+                Some((_, value)) => Ok(Some(value)),
+            }
+        };
+        let cors_origins = match non_empty("SSE_CORS_ORIGINS")? {
+            None => Vec::new(),
+            Some(value) => {
+                let origins: Vec<String> = value.split(',').map(|o| o.trim().to_owned()).collect();
+                if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
+                    return Err(EnvError {
+                        variable: "SSE_CORS_ORIGINS",
+                        value: value.clone(),
+                        reason: format!(
+                            "{bad:?} is not an origin like https://example.com or http://localhost:3000 \
+                             (lowercase scheme and host, optional port, no path or trailing slash; \
+                             \"*\" and \"null\" are refused)"
+                        ),
+                    });
+                }
+                origins
+            }
+        };
+        Ok(EnvConfig {
+            addr,
+            sse,
+            auth_secret: non_empty("SSE_AUTH_SECRET")?,
+            publish_token: non_empty("SSE_PUBLISH_TOKEN")?,
+            cors_origins,
+            redis_url: non_empty("SSE_REDIS_URL")?,
+            redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
+        })
+    }
+}
+
+/// Whether `origin` is an origin as browsers serialize it in the `Origin`
+/// header: a lowercase scheme, `://`, a lowercase host name, IPv4 or
+/// bracketed IPv6 address, and an optional port; nothing else. CORS
+/// compares origins byte for byte, so anything else (a path, a trailing
+/// slash, a wildcard, `null`) could never match or would match too much.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    let (host, port) = match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => (&authority[..colon], Some(&authority[colon + 1..])),
+        _ => (authority, None),
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(ipv6) => ipv6
+            .strip_suffix(']')
+            .is_some_and(|address| address.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+        }
+    };
+    let port_ok = port
+        .is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
+    scheme_ok && host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<EnvConfig, EnvError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        EnvConfig::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn env_defaults_and_values() {
+        let config = env(&[]).expect("defaults");
+        assert_eq!(config.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.sse.heartbeat_interval(), Some(Duration::from_secs(30)));
+        let config = env(&[
+            ("SSE_HEARTBEAT_MS", "500"),
+            ("SSE_MAX_PER_USER", "2"),
+            ("SSE_CORS_ORIGINS", "http://a.test, https://b.test"),
+        ])
+        .expect("valid");
+        assert_eq!(config.sse.heartbeat_interval(), Some(Duration::from_millis(500)));
+        assert_eq!(config.sse.max_connections_per_user(), Some(2));
+        assert_eq!(config.cors_origins, ["http://a.test", "https://b.test"]);
+    }
+
+    #[test]
+    fn env_extras_beyond_the_contract() {
+        let config = env(&[]).expect("defaults");
+        assert_eq!(config.sse.max_connections_per_addr(), None, "unlimited when unset");
+        assert_eq!(config.redis_prefix, None);
+        let config = env(&[("SSE_MAX_PER_ADDR", "3"), ("SSE_REDIS_PREFIX", "app-sse")]).expect("valid");
+        assert_eq!(config.sse.max_connections_per_addr(), Some(3));
+        assert_eq!(config.redis_prefix.as_deref(), Some("app-sse"));
+        for (name, value) in [
+            ("SSE_MAX_PER_ADDR", "0"),
+            ("SSE_MAX_PER_ADDR", "many"),
+            ("SSE_REDIS_PREFIX", " "),
+        ] {
+            let error = env(&[(name, value)]).expect_err(value);
+            assert_eq!(error.variable, name);
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        let origins = "https://app.example.com,http://localhost:3000,http://127.0.0.1:8080,http://[::1]:3000";
+        let config = env(&[("SSE_CORS_ORIGINS", origins)]).expect("valid origins");
+        assert_eq!(config.cors_origins.len(), 4);
+        for bad in [
+            "*",
+            "null",
+            "example.com",
+            "https://example.com/",
+            "https://example.com/app",
+            "https://*.example.com",
+            "https://Example.com",
+            "HTTPS://example.com",
+            "https://user@example.com",
+            "https://example.com:port",
+            "https://example.com:99999",
+            "https://example.com?x",
+            "https://",
+            "http://::1",
+            "https://a.test,",
+        ] {
+            let error = env(&[("SSE_CORS_ORIGINS", bad)]).expect_err(bad);
+            assert_eq!(error.variable, "SSE_CORS_ORIGINS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        for (name, value) in [
+            ("SSE_ADDR", "nowhere"),
+            ("SSE_HEARTBEAT_MS", "fast"),
+            ("SSE_HEARTBEAT_MS", "0"),
+            ("SSE_MAX_PER_USER", "-1"),
+            ("SSE_CLIENT_QUEUE", "0"),
+            ("SSE_CORS_ORIGINS", "*"),
+            ("SSE_AUTH_SECRET", ""),
+        ] {
+            let error = env(&[(name, value)]).expect_err(name);
+            assert_eq!(error.variable, name);
+            assert!(error.to_string().starts_with(name));
+        }
+    }
+}

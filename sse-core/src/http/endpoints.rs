@@ -1,0 +1,344 @@
+//! The endpoints of the HTTP contract: [`SseEndpoints`] authenticates and
+//! connects subscribers, routes the publish and administration requests
+//! under the mount point, and answers unknown paths and wrong methods.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+
+use super::requests::{SubscribeRequest, parse_json};
+use super::responses::{empty, with_body};
+use super::{
+    AuthError, Authenticator, CLIENT_JS, ChannelAuthorizer, PublishAuthorizer, PublishRequest, RemoteAddr, SseReply,
+    Subscriber, auth_error, error, json, method_not_allowed, query_pairs,
+};
+use crate::connection::{ConnectOptions, ConnectionInfo};
+use crate::error::{SendError, SubscribeError};
+use crate::manager::SseManager;
+
+/// The SSE endpoints of the HTTP contract, independent of any framework.
+///
+/// ```
+/// use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
+/// use sse_core::SseManager;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SseManager::builder().build()?;
+/// let endpoints = SseEndpoints::new(manager, DevIdentity::enable()).publish_authorizer(BearerToken::new("secret"));
+/// # let _ = endpoints;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SseEndpoints {
+    manager: SseManager,
+    authenticator: Arc<dyn Authenticator>,
+    publisher: Option<Arc<dyn PublishAuthorizer>>,
+    channels: Option<Arc<dyn ChannelAuthorizer>>,
+}
+
+impl fmt::Debug for SseEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseEndpoints")
+            .field("manager", &self.manager)
+            .field("publish_authorizer", &self.publisher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SseEndpoints {
+    /// Endpoints over `manager`, identifying subscribers with
+    /// `authenticator`. Publishing and administration are open until
+    /// [`SseEndpoints::publish_authorizer`] guards them.
+    pub fn new(manager: SseManager, authenticator: impl Authenticator) -> Self {
+        SseEndpoints {
+            manager,
+            authenticator: Arc::new(authenticator),
+            publisher: None,
+            channels: None,
+        }
+    }
+
+    /// Guards publish and every administration endpoint with `authorizer`.
+    #[must_use]
+    pub fn publish_authorizer(mut self, authorizer: impl PublishAuthorizer) -> Self {
+        self.publisher = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// Asks `authorizer` for every channel a subscriber joins, at connect
+    /// time and on runtime subscribes.
+    #[must_use]
+    pub fn channel_authorizer(mut self, authorizer: impl ChannelAuthorizer) -> Self {
+        self.channels = Some(Arc::new(authorizer));
+        self
+    }
+
+    async fn may_join(&self, subscriber: &Subscriber<'_>, channel: &str) -> bool {
+        match &self.channels {
+            Some(authorizer) => authorizer.authorize(subscriber, channel).await,
+            None => true,
+        }
+    }
+
+    /// The manager behind the endpoints.
+    pub fn manager(&self) -> &SseManager {
+        &self.manager
+    }
+
+    /// Answers `GET` on the stream endpoint: authenticates, checks the
+    /// requested channels, and registers the connection.
+    ///
+    /// The query may hold `channel` (repeatable), `lastEventId` (the
+    /// `Last-Event-ID` header wins over it) and `access_token` (for the
+    /// authenticator); every other parameter becomes connection metadata.
+    pub async fn connect(&self, request: &Parts) -> SseReply {
+        let identity = match self.authenticator.authenticate(request).await {
+            Ok(identity) => identity,
+            Err(error) => return SseReply::Response(auth_error(&error)),
+        };
+        let mut options = ConnectOptions::new();
+        let mut last_event_id = None;
+        let subscriber = Subscriber {
+            user_id: identity.user_id.as_deref(),
+            session_id: identity.session_id.as_deref(),
+            client_id: None,
+        };
+        for (key, value) in query_pairs(request) {
+            match &*key {
+                "channel" => {
+                    if !identity.may_join(&value) || !self.may_join(&subscriber, &value).await {
+                        let error = AuthError::ChannelForbidden {
+                            channel: value.chars().take(128).collect(),
+                        };
+                        return SseReply::Response(auth_error(&error));
+                    }
+                    options = options.channel(value);
+                }
+                "lastEventId" => last_event_id = Some(value.into_owned()),
+                key if RESERVED_PARAMS.contains(&key) => {}
+                _ => options = options.metadata(key, value),
+            }
+        }
+        if let Some(header) = request.headers.get("last-event-id") {
+            // A header that is not text can never match an id: it resets.
+            last_event_id = Some(String::from_utf8_lossy(header.as_bytes()).into_owned());
+        }
+        if let Some(user) = identity.user_id {
+            options = options.user(user);
+        }
+        if let Some(session) = identity.session_id {
+            options = options.session(session);
+        }
+        for (key, value) in identity.metadata {
+            options = options.metadata(key, value);
+        }
+        if let Some(expires_in) = identity.expires_in {
+            options = options.expires_after(expires_in);
+        }
+        if let Some(allowed) = identity.allowed_channels {
+            options = options.allowed_channels(allowed);
+        }
+        if let Some(RemoteAddr(addr)) = request.extensions.get::<RemoteAddr>() {
+            options = options.remote_addr(addr.ip());
+        }
+        self.manager.connect(options.last_event_id(last_event_id)).await.into()
+    }
+
+    /// Answers any request under the mount point: `GET` on the mount root
+    /// (`path` empty or `/`) is [`SseEndpoints::connect`], anything else
+    /// [`SseEndpoints::api`]. `path` is the raw (still percent-encoded)
+    /// request path below the mount point; `body` is the request body,
+    /// already limited to [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) by the adapter.
+    pub async fn handle(&self, request: &Parts, path: &str, body: Bytes) -> SseReply {
+        if request.method == Method::GET && path.trim_matches('/').is_empty() {
+            self.connect(request).await
+        } else {
+            SseReply::Response(self.api(request, path, body).await)
+        }
+    }
+
+    /// Answers the publish and administration endpoints. `path` is the
+    /// request path below the mount point (`"publish"`, `"stats"`,
+    /// `"connections"`, `"connections/{clientId}"`, `"subscribe"`,
+    /// `"unsubscribe"`, and `"client.js"`, the [`CLIENT_JS`] script, served
+    /// without authorization); `body` is the request body, already limited to
+    /// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) by the adapter.
+    ///
+    /// An unknown path is answered `404`, a method the path does not accept
+    /// `405` with an `Allow` header listing those it does
+    /// ([`method_not_allowed`](super::method_not_allowed)), both before the
+    /// publish authorizer is asked. The mount root is answered `405`
+    /// (`Allow: GET`) whatever the method: its `GET` opens a stream, which is
+    /// [`SseEndpoints::connect`]'s (and [`SseEndpoints::handle`]'s).
+    pub async fn api(&self, request: &Parts, path: &str, body: Bytes) -> Response<Bytes> {
+        let Some(route) = Route::of(path.trim_matches('/')) else {
+            return error(StatusCode::NOT_FOUND, "no such endpoint");
+        };
+        let methods = route.methods();
+        if !methods.contains(&request.method) {
+            return method_not_allowed(methods);
+        }
+        let admin = match route {
+            // Streams are opened by `handle` and `connect`, never here.
+            Route::Stream => return method_not_allowed(methods),
+            // The script is public: served before the publish authorizer.
+            Route::ClientJs => return client_js(),
+            Route::Admin(admin) => admin,
+        };
+        if let Some(publisher) = &self.publisher {
+            if let Err(error) = publisher.authorize(request).await {
+                return auth_error(&error);
+            }
+        }
+        match admin {
+            Admin::Publish => self.publish(&body).await,
+            Admin::Stats => json(StatusCode::OK, &self.manager.stats()),
+            Admin::Connections => json(StatusCode::OK, &self.manager.connections()),
+            Admin::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
+            Admin::Disconnect(client_id) => {
+                if self.manager.disconnect(client_id) {
+                    empty(StatusCode::NO_CONTENT)
+                } else {
+                    error(StatusCode::NOT_FOUND, "no connection with this clientId")
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, body: &[u8]) -> Response<Bytes> {
+        let request: PublishRequest = match parse_json(body) {
+            Ok(request) => request,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        let (target, event) = match request.into_parts() {
+            Ok(parts) => parts,
+            Err(refused) => return error(StatusCode::BAD_REQUEST, &refused.to_string()),
+        };
+        match self.manager.send(target, event).await {
+            Ok(delivery) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "id": delivery.id, "delivered": delivery.delivered }),
+            ),
+            Err(SendError::ShutDown) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
+            Err(failure @ SendError::Backplane(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &failure.to_string()),
+            Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, &failure.to_string()),
+        }
+    }
+
+    async fn subscribe(&self, body: &[u8], subscribe: bool) -> Response<Bytes> {
+        let request: SubscribeRequest = match parse_json(body) {
+            Ok(request) => request,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        if subscribe && self.channels.is_some() {
+            let Some(info) = self.manager.connection_info(&request.client_id) else {
+                return error(StatusCode::NOT_FOUND, "no connection with this clientId");
+            };
+            if !self.may_join(&subscriber_of(&info), &request.channel).await {
+                return auth_error(&AuthError::ChannelForbidden {
+                    channel: request.channel.chars().take(128).collect(),
+                });
+            }
+        }
+        let result = if subscribe {
+            self.manager.subscribe(&request.client_id, &request.channel)
+        } else {
+            self.manager.unsubscribe(&request.client_id, &request.channel)
+        };
+        match result {
+            Ok(changed) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "clientId": request.client_id, "channel": request.channel, "changed": changed }),
+            ),
+            Err(SubscribeError::UnknownClient(_)) => error(StatusCode::NOT_FOUND, "no connection with this clientId"),
+            Err(SubscribeError::ChannelForbidden { channel }) => auth_error(&AuthError::ChannelForbidden { channel }),
+            Err(error) => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
+        }
+    }
+}
+
+fn subscriber_of(info: &ConnectionInfo) -> Subscriber<'_> {
+    Subscriber {
+        user_id: info.user_id.as_deref(),
+        session_id: info.session_id.as_deref(),
+        client_id: Some(info.client_id.as_str()),
+    }
+}
+
+/// The script [`CLIENT_JS`], as JavaScript that is not to be cached.
+fn client_js() -> Response<Bytes> {
+    let mut response = with_body(
+        StatusCode::OK,
+        "text/javascript; charset=utf-8",
+        Bytes::from_static(CLIENT_JS.as_bytes()),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A path below the mount point that names an endpoint.
+enum Route<'a> {
+    /// The mount root: `GET` opens a stream.
+    Stream,
+    /// `client.js`, the browser client.
+    ClientJs,
+    /// An endpoint the publish authorizer guards.
+    Admin(Admin<'a>),
+}
+
+/// The publish and administration endpoints.
+enum Admin<'a> {
+    Publish,
+    Stats,
+    Connections,
+    /// `subscribe` (`true`) or `unsubscribe` (`false`).
+    Subscribe(bool),
+    /// `connections/{clientId}`.
+    Disconnect(&'a str),
+}
+
+const GET: &[Method] = &[Method::GET];
+const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
+const POST: &[Method] = &[Method::POST];
+const DELETE: &[Method] = &[Method::DELETE];
+
+impl<'a> Route<'a> {
+    /// The endpoint at `path` (below the mount point, without leading or
+    /// trailing slashes), if there is one.
+    fn of(path: &'a str) -> Option<Self> {
+        let admin = match path {
+            "" => return Some(Route::Stream),
+            "client.js" => return Some(Route::ClientJs),
+            "publish" => Admin::Publish,
+            "stats" => Admin::Stats,
+            "connections" => Admin::Connections,
+            "subscribe" => Admin::Subscribe(true),
+            "unsubscribe" => Admin::Subscribe(false),
+            _ => Admin::Disconnect(path.strip_prefix("connections/")?),
+        };
+        Some(Route::Admin(admin))
+    }
+
+    /// The methods the endpoint accepts: any other is answered `405`, with
+    /// these in its `Allow` header.
+    fn methods(&self) -> &'static [Method] {
+        match self {
+            Route::Stream | Route::Admin(Admin::Stats | Admin::Connections) => GET,
+            Route::ClientJs => GET_HEAD,
+            Route::Admin(Admin::Publish | Admin::Subscribe(_)) => POST,
+            Route::Admin(Admin::Disconnect(_)) => DELETE,
+        }
+    }
+}
+
+/// Query parameters with a meaning of their own; every other one becomes
+/// connection metadata.
+const RESERVED_PARAMS: [&str; 5] = ["userId", "sessionId", "channel", "lastEventId", "access_token"];

@@ -1,0 +1,187 @@
+//! The endpoints as a server sees them: requests built with the `http`
+//! crate go through [`SseEndpoints`] and come back as responses, checked
+//! for their status, headers and JSON bodies: routing under the mount point,
+//! and channel authorization at connect time and on runtime subscribes.
+#![cfg(all(feature = "http", feature = "tokio"))]
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use sse_core::SseManager;
+use sse_core::http::{
+    AuthError, Authenticator, BearerToken, ChannelAuthorizer, DevIdentity, Identity, RemoteAddr, SseEndpoints,
+    SseReply, Subscriber, sse_headers,
+};
+
+/// Identifies every subscriber as `alice`, allowed `news` and `orders/*`.
+struct Alice;
+
+#[async_trait]
+impl Authenticator for Alice {
+    async fn authenticate(&self, _: &Parts) -> Result<Identity, AuthError> {
+        Ok(Identity::user("alice").with_allowed_channels(["news", "orders/*"]))
+    }
+}
+
+/// Refuses `orders/secret` to everybody.
+struct NoSecrets;
+
+#[async_trait]
+impl ChannelAuthorizer for NoSecrets {
+    async fn authorize(&self, _: &Subscriber<'_>, channel: &str) -> bool {
+        channel != "orders/secret"
+    }
+}
+
+fn request(method: Method, uri: &str) -> Parts {
+    let mut parts = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(())
+        .expect("valid request")
+        .into_parts()
+        .0;
+    parts
+        .extensions
+        .insert(RemoteAddr(SocketAddr::from(([127, 0, 0, 1], 5000))));
+    parts
+}
+
+fn body(response: &Response<Bytes>) -> serde_json::Value {
+    serde_json::from_slice(response.body()).expect("JSON body")
+}
+
+#[tokio::test]
+async fn channels_are_authorized_at_connect_and_on_subscribe() {
+    let manager = SseManager::builder()
+        .configure(|c| c.max_connections_per_addr(Some(1)))
+        .build()
+        .expect("manager");
+    let endpoints = SseEndpoints::new(manager.clone(), Alice).channel_authorizer(NoSecrets);
+    for channel in ["admin", "orders/secret"] {
+        let reply = endpoints
+            .connect(&request(Method::GET, &format!("/?channel={channel}")))
+            .await;
+        let SseReply::Response(response) = reply else {
+            panic!("{channel} was let in")
+        };
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(body(&response)["channel"], channel);
+    }
+    let reply = endpoints
+        .connect(&request(Method::GET, "/?channel=news&channel=orders/1"))
+        .await;
+    let SseReply::Stream(connection) = reply else {
+        panic!("alice was refused")
+    };
+    let client_id = connection.client_id().to_string();
+
+    let second = endpoints.connect(&request(Method::GET, "/")).await;
+    let SseReply::Response(response) = second else {
+        panic!("over the per-address limit")
+    };
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    for (channel, status) in [
+        ("orders/2", StatusCode::OK),
+        ("admin", StatusCode::FORBIDDEN),
+        ("orders/secret", StatusCode::FORBIDDEN),
+    ] {
+        let json = serde_json::json!({ "clientId": client_id, "channel": channel }).to_string();
+        let response = endpoints
+            .api(&request(Method::POST, "/subscribe"), "subscribe", Bytes::from(json))
+            .await;
+        assert_eq!(response.status(), status, "{channel}");
+        if status == StatusCode::FORBIDDEN {
+            assert_eq!(body(&response)["channel"], channel);
+        }
+    }
+    let info = manager.connection_info(&client_id).expect("still connected");
+    assert_eq!(
+        info.channels.iter().collect::<Vec<_>>(),
+        ["news", "orders/1", "orders/2"]
+    );
+    drop(connection);
+    assert_eq!(manager.connection_count(), 0);
+    let again = endpoints.connect(&request(Method::GET, "/")).await;
+    assert!(matches!(again, SseReply::Stream(_)), "the address was freed");
+}
+
+#[tokio::test]
+async fn handle_routes_the_mount_point() {
+    let manager = SseManager::builder().build().expect("manager");
+    let endpoints = SseEndpoints::new(manager.clone(), DevIdentity::enable());
+    let request = |method: Method, uri: &str| {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = method;
+        parts.uri = uri.parse().expect("uri");
+        parts
+    };
+    let reply = endpoints
+        .handle(&request(Method::GET, "/?userId=u"), "/", Bytes::new())
+        .await;
+    let response = reply.into_http_response(|connection| Bytes::from(connection.client_id().to_string()));
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers(), &sse_headers());
+    assert_eq!(
+        manager.connection_count(),
+        0,
+        "the connection was dropped with its stream"
+    );
+    for (method, path, status) in [
+        (Method::POST, "", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "stats", StatusCode::OK),
+        (Method::GET, "nothing", StatusCode::NOT_FOUND),
+    ] {
+        let reply = endpoints.handle(&request(method, "/"), path, Bytes::new()).await;
+        assert_eq!(reply.into_http_response(|_| Bytes::new()).status(), status, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_answered_with_the_allowed_ones() {
+    let manager = SseManager::builder().build().expect("manager");
+    // Wrong methods are answered before the publish token is asked for.
+    let endpoints = SseEndpoints::new(manager.clone(), DevIdentity::enable()).publish_authorizer(BearerToken::new("t"));
+    for (path, wrong, allow) in [
+        ("", [Method::POST, Method::HEAD], "GET"),
+        ("/", [Method::DELETE, Method::PUT], "GET"),
+        ("publish", [Method::GET, Method::PUT], "POST"),
+        ("stats", [Method::POST, Method::HEAD], "GET"),
+        ("stats/", [Method::DELETE, Method::PATCH], "GET"),
+        ("connections", [Method::POST, Method::DELETE], "GET"),
+        ("subscribe", [Method::GET, Method::DELETE], "POST"),
+        ("unsubscribe", [Method::GET, Method::PUT], "POST"),
+        ("client.js", [Method::POST, Method::OPTIONS], "GET, HEAD"),
+        ("connections/some-client", [Method::GET, Method::POST], "DELETE"),
+    ] {
+        for method in wrong {
+            let reply = endpoints
+                .handle(&request(method.clone(), "/api/sse"), path, Bytes::new())
+                .await;
+            let response = reply.into_http_response(|_| Bytes::new());
+            assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(
+                response.headers().get(http::header::ALLOW).map(|v| v.as_bytes()),
+                Some(allow.as_bytes()),
+                "{method} {path}"
+            );
+            assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/json");
+            assert_eq!(response.body(), r#"{"error":"method not allowed"}"#, "{method} {path}");
+        }
+    }
+    // `api` opens no stream: the mount root is a 405 there even for GET.
+    let response = endpoints.api(&request(Method::GET, "/api/sse"), "", Bytes::new()).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[http::header::ALLOW], "GET");
+    // Unknown paths stay 404, with no Allow header.
+    let response = endpoints
+        .api(&request(Method::GET, "/api/sse"), "nothing", Bytes::new())
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers().get(http::header::ALLOW).is_none());
+    assert_eq!(manager.connection_count(), 0);
+}
