@@ -256,3 +256,43 @@ pub(crate) async fn replay_seam_has_no_gap_or_duplicate(serve: ServeFn) {
         );
     }
 }
+
+pub(crate) async fn live_only_events_are_not_replayed(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut s = server.subscribe("userId=alice").await;
+    let mark = server.publish_ok(&json!({"event": "mark", "data": 0})).await.id;
+    let typing = json!({"event": "typing", "data": "alice", "replay": false, "target": "user", "targetId": "alice"});
+    let (status, answer) = server.publish(&typing).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"id": null, "delivered": 1}),
+        "a live-only event has no id"
+    );
+    let after = server
+        .publish_ok(&json!({"event": "after", "data": 2, "replay": true}))
+        .await
+        .id;
+    s.stream.expect_event("mark").await;
+    let event = s.stream.next_event().await;
+    assert_eq!(event.event, "typing", "delivered live");
+    assert_eq!(event.id, mark, "sent without an id: the last event id stays");
+    let frames: Vec<String> = s.stream.frames().into_iter().map(|(_, text)| text).collect();
+    assert!(
+        frames.iter().any(|f| f == "event: typing\ndata: alice\n\n"),
+        "the frame has no id: {frames:?}"
+    );
+    assert_eq!(s.stream.next_event().await.id, after);
+
+    // Resuming from the id before it, or the one the client kept: the
+    // replay skips it, and nothing is reset.
+    let mut t = server.subscribe_with("userId=alice", &[("last-event-id", &mark)]).await;
+    server.publish_ok(&json!({"event": "live", "data": 3})).await;
+    assert_eq!(names(&events_until(&mut t.stream, "live").await), ["after"]);
+    let mut u = server
+        .subscribe_with("userId=alice", &[("last-event-id", &after)])
+        .await;
+    server.publish_ok(&json!({"event": "live-2", "data": 4})).await;
+    assert_eq!(names(&events_until(&mut u.stream, "live-2").await), ["live"]);
+    assert_eq!(server.stats().await["resets"], json!(0));
+}

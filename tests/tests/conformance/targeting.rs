@@ -150,3 +150,67 @@ pub(crate) async fn subscribe_unknown_client_is_not_found(serve: ServeFn) {
     }
     assert_eq!(server.stats().await["channels"], json!({}), "no channel was created");
 }
+
+pub(crate) async fn exclusions_skip_users_and_clients(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut a = server.subscribe("userId=alice&channel=red").await;
+    let mut b = server.subscribe("userId=alice&channel=red").await;
+    let mut c = server.subscribe("userId=bob&channel=red").await;
+    let mut d = server.subscribe("channel=red").await;
+    let red = |name: &str| json!({"event": name, "target": "channel", "targetId": "red", "data": 1});
+    let with = |mut body: Value, field: &str, ids: Value| {
+        body[field] = ids;
+        body
+    };
+    let cases = [
+        (with(red("no-alice"), "exceptUserIds", json!(["alice"])), "cd"),
+        (with(red("no-c"), "exceptClientIds", json!([c.client_id])), "abd"),
+        (
+            with(
+                with(red("no-alice-no-d"), "exceptUserIds", json!(["alice", "nobody"])),
+                "exceptClientIds",
+                json!([d.client_id, "no-such-client"]),
+            ),
+            "c",
+        ),
+        (
+            with(
+                json!({"event": "all-but-bob", "data": 1}),
+                "exceptUserIds",
+                json!(["bob"]),
+            ),
+            "abd",
+        ),
+        (
+            with(
+                json!({"event": "alice-but-a", "target": "user", "targetId": "alice", "data": 1}),
+                "exceptClientIds",
+                json!([a.client_id]),
+            ),
+            "b",
+        ),
+        (
+            with(
+                json!({"event": "users-but-bob", "target": "users", "targetIds": ["alice", "bob"], "data": 1}),
+                "exceptUserIds",
+                json!(["bob"]),
+            ),
+            "ab",
+        ),
+        (with(red("empty-lists"), "exceptUserIds", json!([])), "abcd"),
+    ];
+    for (body, audience) in &cases {
+        let published = server.publish_ok(body).await;
+        assert_eq!(published.delivered, audience.len() as u64, "delivered count of {body}");
+    }
+    server.publish_ok(&json!({"event": "end", "data": 1})).await;
+    for (name, subscriber) in [("a", &mut a), ("b", &mut b), ("c", &mut c), ("d", &mut d)] {
+        let expected: Vec<&str> = cases
+            .iter()
+            .filter(|(_, audience)| audience.contains(name))
+            .map(|(body, _)| body["event"].as_str().expect("event name"))
+            .collect();
+        let got = names_until(&mut subscriber.stream, "end").await;
+        assert_eq!(got, expected, "events received by connection {name}");
+    }
+}
