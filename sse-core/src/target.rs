@@ -184,35 +184,23 @@ impl Audience {
         self.except_users([id])
     }
 
-    /// Also excludes every connection of each of `ids`.
-    #[must_use]
-    pub fn except_users<I, S>(mut self, ids: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.except_users.extend(ids.into_iter().map(Into::into));
-        self.except_users.sort_unstable();
-        self.except_users.dedup();
-        self
-    }
-
     /// Also excludes the connection `id`.
     #[must_use]
     pub fn except_client(self, id: impl Into<ClientId>) -> Self {
         self.except_clients([id])
     }
 
+    /// Also excludes every connection of each of `ids`.
+    #[must_use]
+    pub fn except_users<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        add_sorted(&mut self.except_users, ids);
+        self
+    }
+
     /// Also excludes each of the connections `ids`.
     #[must_use]
-    pub fn except_clients<I, C>(mut self, ids: I) -> Self
-    where
-        I: IntoIterator<Item = C>,
-        C: Into<ClientId>,
-    {
-        self.except_clients.extend(ids.into_iter().map(Into::into));
-        self.except_clients.sort_unstable();
-        self.except_clients.dedup();
+    pub fn except_clients<C: Into<ClientId>>(mut self, ids: impl IntoIterator<Item = C>) -> Self {
+        add_sorted(&mut self.except_clients, ids);
         self
     }
 
@@ -256,18 +244,10 @@ impl Audience {
 }
 
 impl Target {
-    /// This target minus every connection of user `id`.
+    /// This target minus every connection of user `id`; chain more
+    /// exclusions on the [`Audience`] it returns.
     pub fn except_user(self, id: impl Into<String>) -> Audience {
         Audience::new(self).except_user(id)
-    }
-
-    /// This target minus every connection of each of `ids`.
-    pub fn except_users<I, S>(self, ids: I) -> Audience
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Audience::new(self).except_users(ids)
     }
 
     /// This target minus the connection `id`.
@@ -275,14 +255,23 @@ impl Target {
         Audience::new(self).except_client(id)
     }
 
+    /// This target minus every connection of each of `ids`.
+    pub fn except_users<S: Into<String>>(self, ids: impl IntoIterator<Item = S>) -> Audience {
+        Audience::new(self).except_users(ids)
+    }
+
     /// This target minus each of the connections `ids`.
-    pub fn except_clients<I, C>(self, ids: I) -> Audience
-    where
-        I: IntoIterator<Item = C>,
-        C: Into<ClientId>,
-    {
+    pub fn except_clients<C: Into<ClientId>>(self, ids: impl IntoIterator<Item = C>) -> Audience {
         Audience::new(self).except_clients(ids)
     }
+}
+
+/// Adds `items` to the sorted list `set`, keeping it sorted and free of
+/// duplicates.
+fn add_sorted<T: Ord, I: Into<T>>(set: &mut Vec<T>, items: impl IntoIterator<Item = I>) {
+    set.extend(items.into_iter().map(Into::into));
+    set.sort_unstable();
+    set.dedup();
 }
 
 impl From<Target> for Audience {

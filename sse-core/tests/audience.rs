@@ -66,6 +66,12 @@ async fn read_until(connection: &mut Connection, last: &str) -> Vec<Parsed> {
         .collect()
 }
 
+/// Broadcasts `data`; returns the id it went out with.
+async fn published(manager: &SseManager, data: &str) -> String {
+    let sent = manager.broadcast(Event::message(data)).await.expect("sent");
+    sent.id.expect("an id")
+}
+
 fn data(events: &[Parsed]) -> Vec<&str> {
     events.iter().map(|e| e.data.as_str()).collect()
 }
@@ -91,12 +97,7 @@ async fn live_only_events_are_delivered_and_never_replayed() {
     let alice = || ConnectOptions::new().user("alice").session("s1").channel("team");
     let mut live = connect(&manager, alice()).await;
     let client = live.client_id().to_string();
-    let before = manager
-        .send(Target::All, Event::message("before"))
-        .await
-        .expect("sent")
-        .id
-        .expect("an id");
+    let before = published(&manager, "before").await;
     let typing = |n: &str| Event::named("typing", n).expect("valid name").live_only();
     let sends = [
         manager.broadcast(typing("1")).await,
@@ -114,12 +115,7 @@ async fn live_only_events_are_delivered_and_never_replayed() {
         let sent = sent.expect("sent");
         assert_eq!((sent.id, sent.delivered), (None, 1));
     }
-    let after = manager
-        .send(Target::All, Event::message("after"))
-        .await
-        .expect("sent")
-        .id
-        .expect("an id");
+    let after = published(&manager, "after").await;
     let got = drain(&mut live);
     assert_eq!(data(&got), ["before", "1", "2", "3", "4", "5", "6", "7", "8", "after"]);
     // They carry no id, so a client's last event id (what the parser
@@ -145,12 +141,7 @@ async fn live_only_events_are_delivered_and_never_replayed() {
 async fn exclusions_hold_on_replay() {
     let manager = manager();
     let member = |user: &str| ConnectOptions::new().user(user).channel("room");
-    let start = manager
-        .broadcast(Event::message("start"))
-        .await
-        .expect("sent")
-        .id
-        .expect("an id");
+    let start = published(&manager, "start").await;
     let bob = connect(&manager, member("bob")).await;
     let joined = Event::named("joined", "bob").expect("valid name");
     let sent = manager
@@ -181,12 +172,7 @@ async fn exclusions_and_live_only_events_cross_instances() {
     let mut alice_on_a = connect(&a, member("alice")).await;
     let mut bob_on_b = connect(&b, member("bob")).await;
     let mut carol_on_b = connect(&b, member("carol")).await;
-    let start = a
-        .broadcast(Event::message("start"))
-        .await
-        .expect("sent")
-        .id
-        .expect("an id");
+    let start = published(&a, "start").await;
     let sent = a
         .send(
             Target::channel("room")
