@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
                 replay::history_size_bounds_replay,
                 replay::replay_seam_has_no_gap_or_duplicate,
                 replay::live_only_events_are_not_replayed,
+                replay::events_for_one_client_take_no_place_in_the_history,
                 limits::per_user_limit_closes_oldest,
                 limits::global_limit_answers_overloaded,
                 limits::max_lifetime_closes_streams,
