@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::manager::Shared;
-use crate::target::Target;
+use crate::target::{Audience, Target};
 
 /// A backplane could not carry out an operation (the log is unreachable, an
 /// entry could not be read).
@@ -215,16 +215,39 @@ impl BackplaneSink {
     }
 }
 
-/// What travels through the log: the target, the event and the instance
-/// that published it.
+/// What travels through the log: the target and its exclusions, the event
+/// and the instance that published it.
+///
+/// Fields added later are optional and left out when empty, so entries
+/// written before them still decode, and entries without them are written
+/// as before: `x` (the exclusions) and the event's `live` flag. An instance
+/// that predates them ignores them, delivering such an entry to the whole
+/// target and keeping it for replay.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Entry {
     #[serde(rename = "o")]
     pub(crate) origin: u64,
     #[serde(rename = "t")]
     target: WireTarget,
+    #[serde(rename = "x", default, skip_serializing_if = "WireExclusions::is_empty")]
+    except: WireExclusions,
     #[serde(rename = "e")]
     event: WireEvent,
+}
+
+/// The users and connections an entry's target excludes.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WireExclusions {
+    #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
+    users: Vec<String>,
+    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
+    clients: Vec<String>,
+}
+
+impl WireExclusions {
+    fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.clients.is_empty()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -250,12 +273,15 @@ struct WireEvent {
     retry: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<String>,
+    /// Delivered by every instance, kept for replay by none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    live: bool,
 }
 
 impl Entry {
     /// `None` for a target that cannot cross instances (a predicate).
-    pub(crate) fn new(origin: u64, target: &Target, event: &Event) -> Option<Self> {
-        let target = match target {
+    pub(crate) fn new(origin: u64, audience: &Audience, event: &Event) -> Option<Self> {
+        let target = match audience.target() {
             Target::All => WireTarget::All,
             Target::Client(id) => WireTarget::Client(id.to_string()),
             Target::User(id) => WireTarget::User(id.clone()),
@@ -270,8 +296,18 @@ impl Entry {
             data: event.data().map(str::to_owned),
             retry: event.retry().map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX)),
             comment: event.comment().map(str::to_owned),
+            live: event.is_live_only(),
         };
-        Some(Entry { origin, target, event })
+        let except = WireExclusions {
+            users: audience.excluded_users().to_vec(),
+            clients: audience.excluded_clients().iter().map(ToString::to_string).collect(),
+        };
+        Some(Entry {
+            origin,
+            target,
+            except,
+            event,
+        })
     }
 
     pub(crate) fn encode(&self) -> Bytes {
@@ -283,8 +319,8 @@ impl Entry {
         serde_json::from_slice(payload).map_err(BackplaneError::new)
     }
 
-    /// The target and the validated event.
-    pub(crate) fn into_parts(self) -> Result<(Target, Event), crate::error::EventError> {
+    /// The audience and the validated event.
+    pub(crate) fn into_parts(self) -> Result<(Audience, Event), crate::error::EventError> {
         let target = match self.target {
             WireTarget::All => Target::All,
             WireTarget::Client(id) => Target::client(id),
@@ -310,6 +346,47 @@ impl Entry {
         if let Some(comment) = wire.comment {
             builder = builder.comment(comment);
         }
-        Ok((target, builder.build()?))
+        if wire.live {
+            builder = builder.live_only();
+        }
+        let audience = Audience::new(target)
+            .except_users(self.except.users)
+            .except_clients(self.except.clients);
+        Ok((audience, builder.build()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_without_the_later_fields_decode_and_encode_as_before() {
+        let old = br#"{"o":7,"t":{"kind":"channel","id":"news"},"e":{"id":"42","data":"hi"}}"#;
+        let entry = Entry::decode(old).expect("an entry of before exclusions and live-only events");
+        assert_eq!(String::from_utf8_lossy(&entry.encode()), String::from_utf8_lossy(old));
+        let (audience, event) = entry.into_parts().expect("valid");
+        assert!(audience.excludes_nobody());
+        assert!(!event.is_live_only());
+        assert_eq!(event.id(), Some("42"));
+    }
+
+    #[test]
+    fn exclusions_and_live_only_cross_the_log() {
+        let audience = Target::channel("news").except_user("bob").except_client("c-1");
+        let event = Event::message("typing").live_only();
+        let entry = Entry::new(3, &audience, &event).expect("distributable");
+        let encoded = entry.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&encoded),
+            r#"{"o":3,"t":{"kind":"channel","id":"news"},"x":{"u":["bob"],"c":["c-1"]},"e":{"data":"typing","live":true}}"#
+        );
+        let (decoded, back) = Entry::decode(&encoded)
+            .and_then(|e| e.into_parts().map_err(BackplaneError::new))
+            .expect("round trip");
+        assert!(matches!(decoded.target(), Target::Channel(c) if c == "news"));
+        assert_eq!(decoded.excluded_users(), ["bob"]);
+        assert_eq!(decoded.excluded_clients().len(), 1);
+        assert_eq!(back, event);
     }
 }

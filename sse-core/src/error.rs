@@ -29,6 +29,10 @@ pub enum EventError {
     /// The data could not be serialized as JSON.
     #[error("event data could not be serialized as JSON: {0}")]
     Json(#[source] serde_json::Error),
+    /// A live-only event was given an id. It is never replayed, so no
+    /// client could resume from its id: it is written without one.
+    #[error("a live-only event (not kept for replay) cannot have an id")]
+    LiveOnlyWithId,
 }
 
 /// A connection was refused by [`SseManager::connect`](crate::SseManager::connect).

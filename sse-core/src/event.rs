@@ -15,12 +15,17 @@
 //! bytes.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
 use crate::error::EventError;
+
+mod payloads;
+
+pub use self::payloads::NotificationKind;
+pub(crate) use self::payloads::timestamp;
 
 /// The longest event id accepted, in bytes.
 ///
@@ -56,6 +61,7 @@ pub struct Event {
     data: Option<String>,
     retry: Option<Duration>,
     comment: Option<String>,
+    live_only: bool,
 }
 
 impl Event {
@@ -81,7 +87,17 @@ impl Event {
             data: None,
             retry: None,
             comment: None,
+            live_only: false,
         }
+    }
+
+    /// Whether no field is set (whether or not it is live-only).
+    fn is_empty(&self) -> bool {
+        self.id.is_none()
+            && self.event.is_none()
+            && self.data.is_none()
+            && self.retry.is_none()
+            && self.comment.is_none()
     }
 
     /// An event named `event` carrying `data` as text.
@@ -133,12 +149,56 @@ impl Event {
         self.data.is_some() || self.event.is_some() || self.id.is_some()
     }
 
+    /// Whether the event is live-only: delivered to the connections it
+    /// reaches now, never kept for replay (see [`Event::live_only`]).
+    pub fn is_live_only(&self) -> bool {
+        self.live_only
+    }
+
+    /// Whether the manager gives this event an id (and, unless it is for one
+    /// client, keeps it for replay): it dispatches and is not live-only.
+    pub(crate) fn carries_id(&self) -> bool {
+        self.dispatches() && !self.live_only
+    }
+
+    /// Returns this event marked live-only: the manager delivers it to the
+    /// connections its target reaches now (on every instance, with a
+    /// backplane), but never keeps it for replay, so a client resuming with
+    /// `Last-Event-ID` is never sent it. For presence, typing indicators,
+    /// progress and other state that is stale by the time a client comes
+    /// back.
+    ///
+    /// A live-only event has no id, and any id it had is removed: it is
+    /// written without an `id:` field, so a client's last event id stays at
+    /// the last event it can be replayed from, and a resume never points at
+    /// an event the history does not hold (which would mean a `reset`).
+    /// Its [`Delivery::id`](crate::Delivery::id) is `None`.
+    ///
+    /// ```
+    /// use sse_core::Event;
+    ///
+    /// let typing = Event::named("typing", "alice")?.live_only();
+    /// assert!(typing.is_live_only());
+    /// assert_eq!(typing.encode(), "event: typing\ndata: alice\n\n");
+    /// # Ok::<(), sse_core::EventError>(())
+    /// ```
+    #[must_use]
+    pub fn live_only(mut self) -> Self {
+        self.live_only = true;
+        self.id = None;
+        self
+    }
+
     /// Returns this event with its id replaced.
     ///
     /// # Errors
     /// [`EventError::InvalidId`] or [`EventError::IdTooLong`] as for
-    /// [`EventBuilder::id`].
+    /// [`EventBuilder::id`]; [`EventError::LiveOnlyWithId`] for a
+    /// [live-only](Event::live_only) event.
     pub fn with_id(mut self, id: impl Into<String>) -> Result<Self, EventError> {
+        if self.live_only {
+            return Err(EventError::LiveOnlyWithId);
+        }
         let id = id.into();
         validate_id(&id)?;
         self.id = Some(id);
@@ -266,6 +326,15 @@ impl EventBuilder {
         self
     }
 
+    /// Makes the event [live-only](Event::live_only): delivered to the
+    /// connections its target reaches now, never kept for replay, and
+    /// written without an id. Combined with [`EventBuilder::id`], `build`
+    /// fails with [`EventError::LiveOnlyWithId`].
+    pub fn live_only(mut self) -> Self {
+        self.event.live_only = true;
+        self
+    }
+
     /// Validates the fields and returns the event.
     ///
     /// # Errors
@@ -274,13 +343,18 @@ impl EventBuilder {
     /// * [`EventError::InvalidEventName`]: the name holds CR or LF;
     /// * [`EventError::Json`]: [`EventBuilder::json`] could not serialize;
     /// * [`EventError::Empty`]: no field was set (the frame would be a lone
-    ///   blank line, which clients ignore).
+    ///   blank line, which clients ignore);
+    /// * [`EventError::LiveOnlyWithId`]: the event is
+    ///   [live-only](EventBuilder::live_only) and has an id.
     pub fn build(self) -> Result<Event, EventError> {
         if let Some(error) = self.json_error {
             return Err(EventError::Json(error));
         }
-        if self.event == Event::empty() {
+        if self.event.is_empty() {
             return Err(EventError::Empty);
+        }
+        if self.event.live_only && self.event.id.is_some() {
+            return Err(EventError::LiveOnlyWithId);
         }
         if let Some(id) = &self.event.id {
             validate_id(id)?;
@@ -373,126 +447,6 @@ pub(crate) fn comment_frame(comment: &str) -> Bytes {
     write_comment(&mut buf, comment);
     buf.put_u8(b'\n');
     buf.freeze()
-}
-
-/// The current time as an RFC 3339 string with millisecond precision, as
-/// JavaScript's `Date.prototype.toISOString` writes it.
-pub(crate) fn timestamp_now() -> String {
-    timestamp(SystemTime::now())
-}
-
-pub(crate) fn timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
-/// The severity or kind of a [`Event::notification`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum NotificationKind {
-    /// Informational.
-    Info,
-    /// Something succeeded.
-    Success,
-    /// Something needs attention.
-    Warning,
-    /// Something failed.
-    Error,
-}
-
-#[derive(Serialize)]
-struct NotificationPayload<'a, T: ?Sized> {
-    title: &'a str,
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: NotificationKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a T>,
-    timestamp: String,
-}
-
-#[derive(Serialize)]
-struct UpdatePayload<'a, T: ?Sized> {
-    resource: &'a str,
-    action: &'a str,
-    data: &'a T,
-    timestamp: String,
-}
-
-#[derive(Serialize)]
-struct SystemPayload<'a, T: ?Sized> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    data: &'a T,
-    timestamp: String,
-}
-
-impl Event {
-    /// A `notification` event, as TypeScript SSE managers send them:
-    /// `{"title", "message", "type", "data"?, "timestamp"}`.
-    ///
-    /// ```
-    /// use sse_core::{Event, NotificationKind};
-    ///
-    /// let event = Event::notification("Saved", "Your draft was saved", NotificationKind::Success, None::<&()>)?;
-    /// assert_eq!(event.event(), Some("notification"));
-    /// # Ok::<(), sse_core::EventError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`EventError::Json`] if `data` cannot be serialized.
-    pub fn notification<T: Serialize + ?Sized>(
-        title: &str,
-        message: &str,
-        kind: NotificationKind,
-        data: Option<&T>,
-    ) -> Result<Self, EventError> {
-        let payload = NotificationPayload {
-            title,
-            message,
-            kind,
-            data,
-            timestamp: timestamp_now(),
-        };
-        Event::json("notification", &payload)
-    }
-
-    /// An `update` event announcing that `action` happened to `resource`:
-    /// `{"resource", "action", "data", "timestamp"}`.
-    ///
-    /// ```
-    /// use sse_core::Event;
-    ///
-    /// let event = Event::update("order/17", "shipped", &serde_json::json!({"carrier": "DHL"}))?;
-    /// assert_eq!(event.event(), Some("update"));
-    /// # Ok::<(), sse_core::EventError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`EventError::Json`] if `data` cannot be serialized.
-    pub fn update<T: Serialize + ?Sized>(resource: &str, action: &str, data: &T) -> Result<Self, EventError> {
-        let payload = UpdatePayload {
-            resource,
-            action,
-            data,
-            timestamp: timestamp_now(),
-        };
-        Event::json("update", &payload)
-    }
-
-    /// A `system` event of the given kind (maintenance, shutdown, ...):
-    /// `{"type", "data", "timestamp"}`.
-    ///
-    /// # Errors
-    /// [`EventError::Json`] if `data` cannot be serialized.
-    pub fn system<T: Serialize + ?Sized>(kind: &str, data: &T) -> Result<Self, EventError> {
-        let payload = SystemPayload {
-            kind,
-            data,
-            timestamp: timestamp_now(),
-        };
-        Event::json("system", &payload)
-    }
 }
 
 #[cfg(test)]

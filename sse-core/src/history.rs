@@ -5,6 +5,13 @@
 //! manager's creation time in microseconds since the Unix epoch, so that ids
 //! of a previous process (a restarted server) are never mistaken for ids of
 //! this one: they fall below the history's start and get a `reset`.
+//!
+//! Only events that can be replayed are kept: an event sent to one client
+//! cannot (a reconnecting client is a new connection), so it takes no place
+//! in the history and never pushes a replayable event out. It still gets a
+//! sequence number, and its id stays a valid resume point: a generated id by
+//! its number, a named one (the publisher's, or a backplane log's) through
+//! a bounded list of *marks*.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,13 +19,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::event::MAX_ID_LEN;
-use crate::target::Target;
+use crate::target::Audience;
 
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) seq: u64,
     custom_id: Option<String>,
-    pub(crate) target: Target,
+    pub(crate) audience: Audience,
     pub(crate) frame: Bytes,
     at: Instant,
 }
@@ -33,8 +40,12 @@ pub(crate) struct History {
     /// was never issued); an id equal to it is still a valid resume point.
     evicted_upto: u64,
     /// Ids chosen by publishers (or a backplane's log), to their sequence
-    /// numbers.
+    /// numbers: of retained entries and of marks.
     custom: HashMap<String, u64>,
+    /// The named ids of events issued but not kept (sent to one client),
+    /// oldest first: each is a resume point while no kept event after it
+    /// has been evicted. At most `capacity` of them.
+    marks: VecDeque<(u64, String)>,
     /// The backplane log's id of the last entry recorded.
     last_log_id: Option<String>,
 }
@@ -61,6 +72,7 @@ impl History {
             next_seq: base,
             evicted_upto: base - 1,
             custom: HashMap::new(),
+            marks: VecDeque::new(),
             last_log_id: None,
         }
     }
@@ -77,6 +89,7 @@ impl History {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.custom.clear();
+        self.marks.clear();
         self.evicted_upto = self.next_seq - 1;
         self.last_log_id = None;
     }
@@ -99,9 +112,10 @@ impl History {
         }
     }
 
-    pub(crate) fn push(&mut self, seq: u64, custom_id: Option<String>, target: Target, frame: Bytes, now: Instant) {
+    pub(crate) fn push(&mut self, seq: u64, custom_id: Option<String>, audience: Audience, frame: Bytes, now: Instant) {
         if self.capacity == 0 {
             self.evicted_upto = seq;
+            self.prune_marks();
             return;
         }
         if let Some(id) = &custom_id {
@@ -110,7 +124,7 @@ impl History {
         self.entries.push_back(Entry {
             seq,
             custom_id,
-            target,
+            audience,
             frame,
             at: now,
         });
@@ -118,6 +132,37 @@ impl History {
             self.pop_front();
         }
         self.expire(now);
+    }
+
+    /// Makes `id`, the named id of the event `seq` that is not kept, a
+    /// resume point: resuming from it replays every kept event after `seq`.
+    /// The oldest mark goes when there are more than `capacity`; a
+    /// generated id needs no mark, its number is its place.
+    pub(crate) fn mark(&mut self, seq: u64, id: String) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.custom.insert(id.clone(), seq);
+        self.marks.push_back((seq, id));
+        while self.marks.len() > self.capacity {
+            self.pop_mark();
+        }
+    }
+
+    fn pop_mark(&mut self) {
+        if let Some((seq, id)) = self.marks.pop_front() {
+            if self.custom.get(&id) == Some(&seq) {
+                self.custom.remove(&id);
+            }
+        }
+    }
+
+    /// Drops the marks that stopped being resume points: a kept event
+    /// after them was evicted.
+    fn prune_marks(&mut self) {
+        while self.marks.front().is_some_and(|(seq, _)| *seq < self.evicted_upto) {
+            self.pop_mark();
+        }
     }
 
     fn pop_front(&mut self) {
@@ -128,6 +173,7 @@ impl History {
                     self.custom.remove(&id);
                 }
             }
+            self.prune_marks();
         }
     }
 
@@ -152,6 +198,8 @@ impl History {
         if let Some(&seq) = self.custom.get(last_id) {
             return Resume::After(seq);
         }
+        // A generated id, of a kept event or not: resumable while nothing
+        // kept after it has been evicted.
         let canonical = !last_id.starts_with('0') || last_id == "0";
         match last_id.parse::<u64>() {
             Ok(seq) if canonical && seq >= self.evicted_upto && seq < self.next_seq => Resume::After(seq),
@@ -174,6 +222,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::Target;
 
     fn history(capacity: usize) -> History {
         History::new(capacity, None)
@@ -184,7 +233,7 @@ mod tests {
         h.push(
             seq,
             custom.map(str::to_owned),
-            Target::All,
+            Target::All.into(),
             Bytes::new(),
             Instant::now(),
         );
@@ -229,13 +278,44 @@ mod tests {
         let mut h = History::new(10, Some(Duration::from_millis(10)));
         let start = Instant::now();
         let seq = h.next_seq();
-        h.push(seq, None, Target::All, Bytes::new(), start);
+        h.push(seq, None, Target::All.into(), Bytes::new(), start);
         assert_eq!(h.len(), 1);
         assert_eq!(
             h.resume(&(seq - 1).to_string(), start + Duration::from_millis(50)),
             Resume::Unknown
         );
         assert_eq!(h.len(), 0);
+    }
+
+    #[test]
+    fn events_not_kept_are_resume_points_without_taking_a_place() {
+        let mut h = history(2);
+        let kept = publish(&mut h, None);
+        // Many events for one client each: marked, never kept.
+        let mut marked = Vec::new();
+        for n in 0..5 {
+            let seq = h.next_seq();
+            h.mark(seq, format!("m{n}"));
+            marked.push(seq);
+        }
+        let generated = h.next_seq();
+        assert_eq!(h.len(), 1, "only the kept event takes a place");
+        assert_eq!(h.resume(&kept.to_string(), Instant::now()), Resume::After(kept));
+        // The two newest marks are resume points; older ones fell out.
+        assert_eq!(h.resume("m4", Instant::now()), Resume::After(marked[4]));
+        assert_eq!(h.resume("m3", Instant::now()), Resume::After(marked[3]));
+        assert_eq!(h.resume("m2", Instant::now()), Resume::Unknown);
+        assert_eq!(
+            h.resume(&generated.to_string(), Instant::now()),
+            Resume::After(generated)
+        );
+        let after = publish(&mut h, None);
+        assert_eq!(h.after(marked[4]).map(|e| e.seq).collect::<Vec<_>>(), vec![after]);
+        // Once a kept event after a mark is evicted, the mark is unknown.
+        publish(&mut h, None);
+        publish(&mut h, None);
+        assert_eq!(h.resume("m4", Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume(&generated.to_string(), Instant::now()), Resume::Unknown);
     }
 
     #[test]

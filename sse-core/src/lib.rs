@@ -67,5 +67,5 @@ pub use runtime::Runtime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;
 pub use stats::Stats;
-pub use target::{Predicate, Target};
+pub use target::{Audience, Predicate, Target};
 pub use transport::Transport;

@@ -462,17 +462,34 @@ impl World {
         Ok(())
     }
 
+    /// Whether event `k` is kept for replay: an event for one client never
+    /// is (it can never be replayed), so it takes no place in the history.
+    fn kept(&self, k: usize) -> bool {
+        !matches!(self.events[k].audience, Audience::Client(_))
+    }
+
+    /// The newest kept event evicted from the history (`-1`: none): ids of
+    /// events before it are no resume points any more.
+    fn evicted(&self) -> isize {
+        let kept: Vec<usize> = (0..self.events.len()).filter(|&k| self.kept(k)).collect();
+        kept.len()
+            .checked_sub(self.history + 1)
+            .map_or(-1, |at| kept[at] as isize)
+    }
+
     /// Which event a `reset` carrying `id` points at, the model expecting
     /// `head`. Its id is the head of the history: the publisher's id of the
-    /// newest event when that one is retained and has one, else the newest
-    /// sequence number.
+    /// newest kept event when that one is retained and has one, else the
+    /// newest sequence number.
     fn reset_index(&mut self, head: isize, id: &str) -> Result<isize, TestCaseError> {
-        let custom_head = usize::try_from(head)
+        let newest_kept = usize::try_from(head)
             .ok()
+            .and_then(|head| (0..=head).rev().find(|&k| self.kept(k)));
+        let custom_head = newest_kept
             .filter(|_| self.history > 0)
             .filter(|&k| self.events[k].custom);
         if let Some(k) = custom_head {
-            prop_assert_eq!(id, self.events[k].id.as_str(), "the reset names the newest event");
+            prop_assert_eq!(id, self.events[k].id.as_str(), "the reset names the newest kept event");
             return Ok(head);
         }
         let seq: i128 = id
@@ -487,15 +504,25 @@ impl World {
     /// Where a resuming client starts, as the model says: after event
     /// `Some(index)`, or `None` for a reset.
     fn resume(&self, last: &LastId) -> Option<isize> {
-        let n = self.events.len() as isize;
-        let held = self.history as isize;
+        let evicted = self.evicted();
         match last {
-            // A publisher's id is known while its event is retained.
-            LastId::Event(k) if self.events[*k].custom => (*k as isize >= n - held).then_some(*k as isize),
+            // A publisher's id of a kept event is known while it is retained.
+            LastId::Event(k) if self.events[*k].custom && self.kept(*k) => {
+                (*k as isize > evicted).then_some(*k as isize)
+            }
+            // A publisher's id of an event for one client is marked: known
+            // among the newest `history` such marks, until a kept event
+            // after it is evicted.
+            LastId::Event(k) if self.events[*k].custom => {
+                let newer = (*k..self.events.len())
+                    .filter(|&j| self.events[j].custom && !self.kept(j))
+                    .count();
+                (self.history > 0 && newer <= self.history && *k as isize > evicted).then_some(*k as isize)
+            }
             // A sequence number is a resume point from the newest evicted
             // event on: nothing after it is missing.
-            LastId::Event(k) => (*k as isize >= n - held - 1).then_some(*k as isize),
-            LastId::Head { index, .. } => (*index >= n - held - 1).then_some(*index),
+            LastId::Event(k) => (*k as isize >= evicted).then_some(*k as isize),
+            LastId::Head { index, .. } => (*index >= evicted).then_some(*index),
         }
     }
 
@@ -625,10 +652,10 @@ impl World {
             None => Vec::new(),
             Some(None) => vec![Expect::Reset(n as isize - 1)],
             Some(Some(after)) => {
-                let first = usize::try_from(after + 1)
-                    .unwrap_or(0)
-                    .max(n.saturating_sub(self.history));
+                // Every kept event after a resume point is retained.
+                let first = usize::try_from(after + 1).unwrap_or(0);
                 (first..n)
+                    .filter(|&j| self.kept(j))
                     .filter(|&j| self.matches(&self.events[j].audience, tab, &client_id, &spec.channels))
                     .map(Expect::Event)
                     .collect()
@@ -721,9 +748,9 @@ impl World {
         for (expect, event) in received.iter().zip(rest).take(kept) {
             self.tabs[tab].last = Some(match expect {
                 Expect::Event(k) => LastId::Event(*k),
-                Expect::Reset(index) => match usize::try_from(*index) {
-                    Ok(k) if self.events[k].id == event.id => LastId::Event(k),
-                    _ => LastId::Head {
+                Expect::Reset(index) => match self.events.iter().position(|e| e.id == event.id) {
+                    Some(k) => LastId::Event(k),
+                    None => LastId::Head {
                         index: *index,
                         text: event.id.clone(),
                     },

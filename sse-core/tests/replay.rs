@@ -106,6 +106,98 @@ async fn replays_after_an_id_chosen_by_the_publisher() {
     assert_eq!(data_of(&events), ["after"]);
 }
 
+/// Initial state pushed to every new connection (`send_to_client`) takes no
+/// place in the history: however many clients connect, a client resuming
+/// gets exactly the team event it missed, never a `reset`.
+#[tokio::test]
+async fn snapshots_for_one_client_never_push_events_out_of_the_history() {
+    let manager = manager(SseConfig::builder().history_size(4));
+    let member = || ConnectOptions::new().user("bob").channel("team/1");
+    let mut away = manager.connect(member()).await.expect("connection accepted");
+    let snapshot = |n: usize| Event::named("snapshot", format!("state {n}")).expect("valid name");
+    let first = manager
+        .send_to_client(away.client_id().as_str(), snapshot(0))
+        .await
+        .expect("manager is running");
+    let seen = after_connected(drain(&mut away));
+    assert_eq!(data_of(&seen), ["state 0"]);
+    let last_seen = seen[0].id.clone();
+    assert_eq!(first.id.as_deref(), Some(last_seen.as_str()));
+    drop(away);
+
+    let missed = publish(&manager, Target::channel("team/1"), "the team event").await;
+    // Many clients connect, each getting its snapshot, with custom ids too.
+    let mut others = Vec::new();
+    for n in 1..=40 {
+        let mut other = manager.connect(member()).await.expect("connection accepted");
+        let client = other.client_id().to_string();
+        let event = if n % 2 == 0 {
+            snapshot(n)
+        } else {
+            snapshot(n).with_id(format!("snap-{n}")).expect("valid id")
+        };
+        manager
+            .send_to_client(&client, event)
+            .await
+            .expect("manager is running");
+        assert_eq!(data_of(&after_connected(drain(&mut other))), [format!("state {n}")]);
+        others.push(other);
+    }
+
+    // From the snapshot's id (a generated one), then from the team event's.
+    let mut resumed = resume(&manager, member(), &last_seen).await;
+    let replayed = after_connected(drain(&mut resumed));
+    assert_eq!(data_of(&replayed), ["the team event"], "{replayed:?}");
+    assert_eq!(replayed[0].id, missed);
+    let mut resumed = resume(&manager, member(), &missed).await;
+    assert!(after_connected(drain(&mut resumed)).is_empty());
+    // From a snapshot's custom id: resumable, nothing missed since.
+    let mut resumed = resume(&manager, member(), "snap-39").await;
+    assert!(after_connected(drain(&mut resumed)).is_empty());
+    assert_eq!(manager.stats().resets, 0);
+}
+
+/// The id of an event sent to one client is a resume point, generated or
+/// chosen by the publisher, until an event that can be replayed after it is
+/// evicted.
+#[tokio::test]
+async fn the_id_of_an_event_for_one_client_resumes_until_a_later_event_is_evicted() {
+    let manager = manager(SseConfig::builder().history_size(2));
+    let connection = manager
+        .connect(ConnectOptions::new())
+        .await
+        .expect("connection accepted");
+    let client = connection.client_id().to_string();
+    let named = Event::message("yours").with_id("mine-1").expect("valid id");
+    manager
+        .send_to_client(&client, named)
+        .await
+        .expect("manager is running");
+    let generated = manager
+        .send_to_client(&client, Event::message("yours too"))
+        .await
+        .expect("manager is running")
+        .id
+        .expect("an id");
+    let a = publish(&manager, Target::All, "a").await;
+    let b = publish(&manager, Target::All, "b").await;
+    for from in ["mine-1", generated.as_str()] {
+        let mut resumed = resume(&manager, ConnectOptions::new(), from).await;
+        let replayed = after_connected(drain(&mut resumed));
+        assert_eq!(data_of(&replayed), ["a", "b"], "from {from}");
+        assert_eq!(replayed[1].id, b);
+    }
+    // "a" is evicted: resuming from before it would miss it.
+    publish(&manager, Target::All, "c").await;
+    for from in ["mine-1", generated.as_str()] {
+        let mut resumed = resume(&manager, ConnectOptions::new(), from).await;
+        let replayed = after_connected(drain(&mut resumed));
+        assert_eq!(replayed.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(), ["reset"]);
+    }
+    let mut resumed = resume(&manager, ConnectOptions::new(), &a).await;
+    assert_eq!(data_of(&after_connected(drain(&mut resumed))), ["b", "c"]);
+}
+
 #[tokio::test]
 async fn an_id_that_is_not_held_gets_one_reset() {
     let manager = manager(SseConfig::builder().history_size(3));

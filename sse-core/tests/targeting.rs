@@ -78,10 +78,20 @@ enum TargetSpec {
     Filter(FilterSpec),
 }
 
+/// Users and connections a send excludes from its target.
+#[derive(Debug, Clone)]
+struct ExceptSpec {
+    users: Vec<u8>,
+    /// Connections ever opened in this run, possibly dropped since.
+    clients: Vec<Pick>,
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Connect(Spec),
     Send(TargetSpec),
+    /// A send to the target minus the exclusions.
+    SendExcept(TargetSpec, ExceptSpec),
     Subscribe(Pick, u8),
     Unsubscribe(Pick, u8),
     /// Drops a connection (checked first: it received what it should have).
@@ -122,10 +132,19 @@ fn target_strategy() -> impl Strategy<Value = TargetSpec> {
     ]
 }
 
+fn except_strategy() -> impl Strategy<Value = ExceptSpec> {
+    (
+        prop::collection::vec(prop_oneof![0..USERS, Just(NOBODY)], 0..3),
+        prop::collection::vec(pick(), 0..3),
+    )
+        .prop_map(|(users, clients)| ExceptSpec { users, clients })
+}
+
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => spec_strategy().prop_map(Op::Connect),
         8 => target_strategy().prop_map(Op::Send),
+        4 => (target_strategy(), except_strategy()).prop_map(|(t, e)| Op::SendExcept(t, e)),
         2 => (pick(), prop_oneof![0..CHANNELS, Just(NOBODY)]).prop_map(|(c, ch)| Op::Subscribe(c, ch)),
         2 => (pick(), 0..CHANNELS).prop_map(|(c, ch)| Op::Unsubscribe(c, ch)),
         1 => pick().prop_map(Op::Drop),
@@ -163,6 +182,14 @@ impl Tracked {
             TargetSpec::Filter(FilterSpec::Anonymous) => spec.user.is_none() && spec.session.is_none(),
             TargetSpec::Filter(FilterSpec::ChannelsAtLeast(n)) => spec.channels.len() >= *n,
         }
+    }
+
+    fn excluded(&self, except: &ExceptSpec, all: &[Tracked]) -> bool {
+        self.spec.user.is_some_and(|u| except.users.contains(&u))
+            || except
+                .clients
+                .iter()
+                .any(|pick| all[pick.of(all.len())].client_id == self.client_id)
     }
 }
 
@@ -257,20 +284,41 @@ fn run(initial: Vec<Spec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
 
         for op in ops {
+            let op = match op {
+                Op::Send(target) => Op::SendExcept(
+                    target,
+                    ExceptSpec {
+                        users: Vec::new(),
+                        clients: Vec::new(),
+                    },
+                ),
+                other => other,
+            };
             match op {
                 Op::Connect(spec) => all.push(connect(spec).await),
-                Op::Send(target) => {
+                Op::SendExcept(target, except) => {
                     let index = ids.len();
-                    let real = real_target(&target, &all);
+                    let real = real_target(&target, &all)
+                        .except_users(except.users.iter().map(|u| user(*u)))
+                        .except_clients(except.clients.iter().map(|p| all[p.of(all.len())].client_id.as_str()));
                     let event = Event::named("e", index.to_string()).expect("valid name");
                     let delivery = manager.send(real, event).await.expect("manager is running");
-                    let recipients: Vec<usize> = (0..all.len()).filter(|&i| all[i].matches(&target, &all)).collect();
+                    let recipients: Vec<usize> = (0..all.len())
+                        .filter(|&i| all[i].matches(&target, &all) && !all[i].excluded(&except, &all))
+                        .collect();
                     for &i in &recipients {
                         all[i].expected.push(index);
                     }
-                    prop_assert_eq!(delivery.delivered, recipients.len(), "delivered count for {:?}", target);
+                    prop_assert_eq!(
+                        delivery.delivered,
+                        recipients.len(),
+                        "delivered count for {:?} except {:?}",
+                        target,
+                        except
+                    );
                     ids.push(delivery.id.expect("a named event dispatches and gets an id"));
                 }
+                Op::Send(_) => unreachable!("a send without exclusions is rewritten above"),
                 Op::Subscribe(index, ch) => {
                     let at = index.of(all.len());
                     let tracked = &mut all[at];
@@ -341,16 +389,20 @@ proptest! {
     }
 }
 
-/// A fixed scenario, so a regression shows up with a readable failure even
-/// before the property shrinks.
-#[test]
-fn targets_reach_their_audience() {
-    let spec = |user: Option<u8>, session: Option<u8>, channels: &[u8], gold: bool| Spec {
+/// A connection of the fixed scenarios.
+fn spec(user: Option<u8>, session: Option<u8>, channels: &[u8], gold: bool) -> Spec {
+    Spec {
         user,
         session,
         channels: channels.iter().copied().collect(),
         gold,
-    };
+    }
+}
+
+/// A fixed scenario, so a regression shows up with a readable failure even
+/// before the property shrinks.
+#[test]
+fn targets_reach_their_audience() {
     let initial = vec![
         spec(Some(0), Some(0), &[0], true),
         spec(Some(0), Some(1), &[1], false),
@@ -375,5 +427,49 @@ fn targets_reach_their_audience() {
         Op::Send(TargetSpec::UnknownClient),
         Op::Send(TargetSpec::All),
     ];
+    run(initial, ops).expect("the scenario holds");
+}
+
+/// Every kind of target with exclusions of users and of connections.
+#[test]
+fn exclusions_narrow_every_target() {
+    let initial = vec![
+        spec(Some(0), Some(0), &[0], true),
+        spec(Some(0), Some(1), &[1], false),
+        spec(Some(1), Some(1), &[0, 1], false),
+        spec(None, None, &[0], true),
+    ];
+    let excepts = [
+        ExceptSpec {
+            users: vec![0],
+            clients: vec![],
+        },
+        ExceptSpec {
+            users: vec![],
+            clients: vec![Pick(2), Pick(3)],
+        },
+        ExceptSpec {
+            users: vec![1, NOBODY],
+            clients: vec![Pick(0)],
+        },
+    ];
+    let targets = [
+        TargetSpec::All,
+        TargetSpec::User(0),
+        TargetSpec::Users(vec![0, 1]),
+        TargetSpec::Session(1),
+        TargetSpec::Channel(0),
+        TargetSpec::Client(Pick(0)),
+        TargetSpec::Client(Pick(2)),
+        TargetSpec::Filter(FilterSpec::Gold),
+    ];
+    let mut ops = Vec::new();
+    for target in &targets {
+        for except in &excepts {
+            ops.push(Op::SendExcept(target.clone(), except.clone()));
+        }
+    }
+    ops.push(Op::Drop(Pick(0)));
+    ops.push(Op::SendExcept(TargetSpec::All, excepts[2].clone()));
     run(initial, ops).expect("the scenario holds");
 }

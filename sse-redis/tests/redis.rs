@@ -225,6 +225,54 @@ async fn every_target_kind_reaches_exactly_its_connections_on_other_instances() 
     assert!(alice.seen.contains(&format!("id: {}\n", all.id.expect("id"))));
 }
 
+/// Exclusions and live-only events cross the stream: every instance
+/// delivers them as aimed, and none replays a live-only event, not even one
+/// that preloads the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusions_and_live_only_events_cross_instances() {
+    let Some(fx) = fixture("audience").await else { return };
+    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
+    let member = |user: &str| ConnectOptions::new().user(user).channel("room");
+    let mut alice_on_a = connect(&a, member("alice")).await;
+    let mut bob_on_b = connect(&b, member("bob")).await;
+    let mut carol_on_b = connect(&b, member("carol")).await;
+    let start = send(&a, Target::All, "start").await.id.expect("id");
+    let audience = Target::channel("room")
+        .except_user("alice")
+        .except_client(carol_on_b.client_id());
+    let to_bob = a.send(audience, Event::message("to bob")).await.expect("published");
+    assert_eq!(to_bob.delivered, 0, "a's only connection is excluded");
+    let typing = Event::message("typing").live_only();
+    let typing = b
+        .send(Target::channel("room").except_user("bob"), typing)
+        .await
+        .expect("published");
+    assert_eq!((typing.id, typing.delivered), (None, 1), "carol on b, without an id");
+    send(&a, Target::All, "end").await;
+    for (watch, expected) in [
+        (&mut alice_on_a, ["start", "typing", "end"]),
+        (&mut bob_on_b, ["start", "to bob", "end"]),
+        (&mut carol_on_b, ["start", "typing", "end"]),
+    ] {
+        watch.until("data: end").await;
+        assert_eq!(watch.events(), expected, "{}", watch.seen);
+        assert_eq!(
+            watch.seen.matches("id: ").count(),
+            3 - usize::from(expected[1] == "typing")
+        );
+    }
+    let c = fx.instance(100).await;
+    for instance in [&b, &c] {
+        let mut bob = connect(instance, member("bob").last_event_id(Some(start.clone()))).await;
+        bob.until("data: end").await;
+        assert_eq!(bob.events(), ["to bob", "end"], "{}", bob.seen);
+        let mut alice = connect(instance, member("alice").last_event_id(Some(start.clone()))).await;
+        alice.until("data: end").await;
+        assert_eq!(alice.events(), ["end"], "{}", alice.seen);
+        assert_eq!(instance.stats().resets, 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_on_another_instance_with_exactly_the_gap() {
     let Some(fx) = fixture("resume").await else { return };

@@ -51,7 +51,7 @@ pub use auth::{
 };
 pub use endpoints::SseEndpoints;
 pub use reply::SseReply;
-pub use requests::{PublishError, PublishRequest};
+pub use requests::{MAX_EXCLUSIONS, PublishError, PublishRequest};
 pub use responses::{auth_error, connect_error, error, json, method_not_allowed, payload_too_large, unreadable_body};
 
 /// The largest request body the endpoints accept (1 MiB); adapters answer a

@@ -1,5 +1,5 @@
 //! The request bodies of the endpoints: [`PublishRequest`], the body of
-//! `POST publish`, checked and turned into a target and an event, and the
+//! `POST publish`, checked and turned into an audience and an event, and the
 //! `clientId` and `channel` of `POST subscribe` and `POST unsubscribe`.
 
 use std::time::Duration;
@@ -8,13 +8,14 @@ use serde::Deserialize;
 
 use crate::error::EventError;
 use crate::event::Event;
-use crate::target::Target;
+use crate::target::{Audience, Target};
 
 /// The body of `POST /publish`.
 ///
 /// ```json
 /// { "event": "notification", "data": {"any": "json"}, "id": "optional",
-///   "retry": 5000, "target": "all", "targetId": "...", "targetIds": ["..."] }
+///   "retry": 5000, "target": "all", "targetId": "...", "targetIds": ["..."],
+///   "exceptUserIds": ["..."], "exceptClientIds": ["..."], "replay": true }
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,17 +38,31 @@ pub struct PublishRequest {
     pub target_id: Option<String>,
     /// The users of the `users` target.
     pub target_ids: Option<Vec<String>>,
+    /// Users excluded from the target: none of their connections receives
+    /// the event. At most [`MAX_EXCLUSIONS`].
+    pub except_user_ids: Option<Vec<String>>,
+    /// Connections excluded from the target, by client id. At most
+    /// [`MAX_EXCLUSIONS`].
+    pub except_client_ids: Option<Vec<String>>,
+    /// `false`: the event is [live-only](Event::live_only), delivered now
+    /// and never replayed, and has no id. Absent or `true`: as usual.
+    pub replay: Option<bool>,
 }
 
+/// The most users, and the most connections, one publish may exclude.
+pub const MAX_EXCLUSIONS: usize = 1000;
+
 impl PublishRequest {
-    /// Checks the request and turns it into a target and an event.
+    /// Checks the request and turns it into an audience (the target minus
+    /// its exclusions) and an event.
     ///
     /// # Errors
     /// A [`PublishError`] saying what is wrong: an unknown target, a missing
-    /// `targetId` or `targetIds`, or an event the builder refuses (an event
-    /// name or id that is invalid, or no field at all). Its message is the
-    /// `error` of the endpoint's `400` answer.
-    pub fn into_parts(self) -> Result<(Target, Event), PublishError> {
+    /// `targetId` or `targetIds`, more than [`MAX_EXCLUSIONS`] exclusions of
+    /// a kind, or an event the builder refuses (an event name or id that is
+    /// invalid, no field at all, or an id with `"replay": false`). Its
+    /// message is the `error` of the endpoint's `400` answer.
+    pub fn into_parts(self) -> Result<(Audience, Event), PublishError> {
         let target_id = |target: &'static str| match &self.target_id {
             Some(id) if !id.is_empty() => Ok(id.clone()),
             _ => Err(PublishError::MissingTargetId { target }),
@@ -68,7 +83,27 @@ impl PublishRequest {
                 });
             }
         };
+        let except_users = self.except_user_ids.unwrap_or_default();
+        let except_clients = self.except_client_ids.unwrap_or_default();
+        for (field, count) in [
+            ("exceptUserIds", except_users.len()),
+            ("exceptClientIds", except_clients.len()),
+        ] {
+            if count > MAX_EXCLUSIONS {
+                return Err(PublishError::TooManyExclusions {
+                    field,
+                    count,
+                    max: MAX_EXCLUSIONS,
+                });
+            }
+        }
+        let audience = Audience::new(target)
+            .except_users(except_users)
+            .except_clients(except_clients);
         let mut builder = Event::builder();
+        if self.replay == Some(false) {
+            builder = builder.live_only();
+        }
         if let Some(name) = self.event {
             builder = builder.event(name);
         }
@@ -81,7 +116,7 @@ impl PublishRequest {
         if let Some(data) = self.data {
             builder = builder.data(data);
         }
-        Ok((target, builder.build()?))
+        Ok((audience, builder.build()?))
     }
 }
 
@@ -108,6 +143,17 @@ pub enum PublishError {
     /// The `users` target without `targetIds`.
     #[error("target \"users\" requires targetIds")]
     MissingTargetIds,
+    /// `exceptUserIds` or `exceptClientIds` lists more than
+    /// [`MAX_EXCLUSIONS`] entries.
+    #[error("{field} lists {count} entries; at most {max} are allowed")]
+    TooManyExclusions {
+        /// The field: `exceptUserIds` or `exceptClientIds`.
+        field: &'static str,
+        /// How many entries it lists.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// The event builder refused the event: an invalid name or id, or no
     /// field at all.
     #[error(transparent)]
@@ -139,15 +185,17 @@ pub(super) struct SubscribeRequest {
 mod tests {
     use super::*;
 
+    fn parse(body: &str) -> Result<(Audience, Event), String> {
+        serde_json::from_str::<PublishRequest>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|request| request.into_parts().map_err(|e| e.to_string()))
+    }
+
     #[test]
     fn publish_requests() {
-        let parse = |body: &str| {
-            serde_json::from_str::<PublishRequest>(body)
-                .map_err(|e| e.to_string())
-                .and_then(|request| request.into_parts().map_err(|e| e.to_string()))
-        };
-        let (target, event) = parse(r#"{"data":"line1\nline2","target":"user","targetId":"u"}"#).expect("valid");
-        assert!(matches!(target, Target::User(ref u) if u == "u"));
+        let (audience, event) = parse(r#"{"data":"line1\nline2","target":"user","targetId":"u"}"#).expect("valid");
+        assert!(matches!(audience.target(), Target::User(u) if u == "u"));
+        assert!(audience.excludes_nobody() && !event.is_live_only());
         assert_eq!(event.data(), Some("line1\nline2"));
         let (_, event) = parse(r#"{"event":"n","data":{"a":1}}"#).expect("valid");
         assert_eq!(event.data(), Some(r#"{"a":1}"#));
@@ -210,5 +258,44 @@ mod tests {
             refuse(r#"{"target":"all"}"#),
             PublishError::Event(EventError::Empty)
         ));
+        assert!(matches!(
+            refuse(r#"{"data":1,"id":"7","replay":false}"#),
+            PublishError::Event(EventError::LiveOnlyWithId)
+        ));
+    }
+
+    #[test]
+    fn exclusions_and_live_only() {
+        let (audience, event) = parse(
+            r#"{"data":1,"target":"channel","targetId":"c","exceptUserIds":["b","a","b"],"exceptClientIds":["x"],"replay":false}"#,
+        )
+        .expect("valid");
+        assert!(matches!(audience.target(), Target::Channel(c) if c == "c"));
+        assert_eq!(audience.excluded_users(), ["a", "b"]);
+        assert_eq!(audience.excluded_clients().len(), 1);
+        assert!(event.is_live_only() && event.id().is_none());
+        let (_, event) = parse(r#"{"data":1,"replay":true}"#).expect("valid");
+        assert!(!event.is_live_only());
+        for body in [
+            r#"{"data":1,"exceptUserIds":"alice"}"#,
+            r#"{"data":1,"exceptUserIds":[1]}"#,
+            r#"{"data":1,"exceptClientIds":{}}"#,
+            r#"{"data":1,"replay":"no"}"#,
+            r#"{"data":1,"replay":0}"#,
+        ] {
+            assert!(parse(body).is_err_and(|e| e.contains("invalid type")), "{body}");
+        }
+        // At the limit, and one over it (each kind).
+        let ids =
+            |n: usize| serde_json::to_string(&(0..n).map(|i| i.to_string()).collect::<Vec<_>>()).unwrap_or_default();
+        for field in ["exceptUserIds", "exceptClientIds"] {
+            let at = format!(r#"{{"data":1,"{field}":{}}}"#, ids(MAX_EXCLUSIONS));
+            assert!(parse(&at).is_ok(), "{field} at the limit");
+            let over = format!(r#"{{"data":1,"{field}":{}}}"#, ids(MAX_EXCLUSIONS + 1));
+            assert_eq!(
+                parse(&over).expect_err("over the limit"),
+                format!("{field} lists 1001 entries; at most 1000 are allowed")
+            );
+        }
     }
 }

@@ -274,7 +274,7 @@ impl Shared {
             Resume::After(seq) => {
                 let mut replayed = 0u64;
                 for entry in history.after(seq) {
-                    if entry.target.matches(info) {
+                    if entry.audience.matches(info) {
                         queue.push_unbounded(entry.frame.clone());
                         replayed += 1;
                     }

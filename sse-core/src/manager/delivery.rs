@@ -1,9 +1,11 @@
 //! Delivery: how one event reaches the queues of its recipients on this
-//! instance. A dispatching event is recorded in the replay history with its
-//! id and encoded once; the registry finds the connections its target
-//! reaches, and the same frame is pushed into each one's bounded queue. A
-//! connection whose queue overflows is closed as too slow once the fan-out
-//! is done. Heartbeats and the backplane's entries use the same pushes.
+//! instance. A dispatching event gets its id and is encoded once; if it can
+//! be replayed it is recorded in the replay history (an event for one client
+//! or a live-only one is not). The registry finds the connections its
+//! target reaches, the audience's exclusions are skipped, and the same frame
+//! is pushed into each one's bounded queue. A connection whose queue
+//! overflows is closed as too slow once the fan-out is done. Heartbeats and
+//! the backplane's entries use the same pushes.
 
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ use crate::event::Event;
 use crate::history::History;
 use crate::queue::Push;
 use crate::stats::Counters;
-use crate::target::Target;
+use crate::target::{Audience, Target};
 
 /// Where an event to deliver comes from: it decides the event's id and
 /// whether it reaches connections.
@@ -32,10 +34,10 @@ pub(super) enum Source<'a> {
 }
 
 impl Shared {
-    /// Sends `event` to the connections of `target` on this instance, without
-    /// a backplane.
-    pub(super) fn send(&self, target: &Target, event: &Event) -> Delivery {
-        let delivery = self.deliver(target, event, Source::Local);
+    /// Sends `event` to the connections of `audience` on this instance,
+    /// without a backplane.
+    pub(super) fn send(&self, audience: &Audience, event: &Event) -> Delivery {
+        let delivery = self.deliver(audience, event, Source::Local);
         if event.dispatches() {
             Counters::add(&self.stats.events_published, 1);
         }
@@ -44,32 +46,35 @@ impl Shared {
 
     /// The one delivery path, for a local send and a backplane entry alike.
     ///
-    /// A dispatching event is recorded in the history with its id and
-    /// encoded once; a log entry also moves the history's log position. The
-    /// history lock is held from the record through the fan-out to every
-    /// connection of `target` (see the lock order on [`Shared`]): that is
-    /// what makes replay exact. Connections found too slow are closed once
-    /// the locks are released.
-    pub(super) fn deliver(&self, target: &Target, event: &Event, source: Source<'_>) -> Delivery {
+    /// A dispatching event that is not live-only gets its id, is encoded
+    /// once and, unless it is for one client, recorded in the history; a log
+    /// entry also moves the history's log position. The history lock is held
+    /// from the record through the fan-out to every connection of
+    /// `audience` (see the lock order on [`Shared`]): that is what makes
+    /// replay exact. A live-only event is encoded without an id and
+    /// recorded nowhere. Connections found too slow are closed once the
+    /// locks are released.
+    pub(super) fn deliver(&self, audience: &Audience, event: &Event, source: Source<'_>) -> Delivery {
         let (log_id, fan_out) = match source {
             Source::Local => (None, true),
             Source::Log { id, fan_out } => (Some(id), fan_out),
         };
         let mut slow = Vec::new();
         let delivery = {
-            let mut history = (event.dispatches() || log_id.is_some()).then(|| self.history.lock());
+            let mut history = (event.carries_id() || log_id.is_some()).then(|| self.history.lock());
             if let (Some(history), Some(log_id)) = (history.as_mut(), log_id) {
                 history.set_last_log_id(log_id);
             }
             let (id, frame) = match history.as_mut() {
-                Some(history) if event.dispatches() => {
-                    let (id, frame) = record(history, target, event, log_id);
+                Some(history) if event.carries_id() => {
+                    let (id, frame) = record(history, audience, event, log_id);
                     (Some(id), frame)
                 }
+                // Live-only (the event has no id) or not dispatching.
                 _ => (None, event.encode()),
             };
             let delivered = if fan_out {
-                self.fan_out(&self.registry.read(), target, &frame, &mut slow)
+                self.fan_out(&self.registry.read(), audience, &frame, &mut slow)
             } else {
                 0
             };
@@ -79,19 +84,19 @@ impl Shared {
         delivery
     }
 
-    /// Queues `frame` for every connection of `target`; those that overflow
-    /// join `slow`. Returns how many were reached.
+    /// Queues `frame` for every connection of `audience`; those that
+    /// overflow join `slow`. Returns how many were reached.
     pub(super) fn fan_out(
         &self,
         registry: &Registry,
-        target: &Target,
+        audience: &Audience,
         frame: &Bytes,
         slow: &mut Vec<ClientId>,
     ) -> usize {
         let now_ms = self.now_ms();
         let mut delivered = 0;
-        registry.for_each_target(target, |entry| {
-            if self.push(entry, frame, now_ms, slow) {
+        registry.for_each_target(audience.target(), |entry| {
+            if !audience.excludes(&entry.info) && self.push(entry, frame, now_ms, slow) {
                 delivered += 1;
             }
         });
@@ -134,14 +139,22 @@ impl Shared {
     }
 }
 
-/// Records a dispatching event in the history and encodes it once, with its
-/// id: the publisher's own, else the backplane log's, else the next sequence
-/// number.
-fn record(history: &mut History, target: &Target, event: &Event, log_id: Option<&str>) -> (String, Bytes) {
+/// Gives an event that carries an id its id (the publisher's own, else the backplane
+/// log's, else the next sequence number), encodes it once and records it in
+/// the history. An event for one client can never be replayed (a
+/// reconnecting client is a new connection), so it is not kept and takes no
+/// place from an event that can: only its id is marked as a resume point.
+fn record(history: &mut History, audience: &Audience, event: &Event, log_id: Option<&str>) -> (String, Bytes) {
     let seq = history.next_seq();
     let named = event.id().or(log_id).map(str::to_owned);
     let id = named.clone().unwrap_or_else(|| seq.to_string());
     let frame = event.encode_with_id(Some(&id));
-    history.push(seq, named, target.clone(), frame.clone(), Instant::now());
+    if matches!(audience.target(), Target::Client(_)) {
+        if let Some(named) = named {
+            history.mark(seq, named);
+        }
+    } else {
+        history.push(seq, named, audience.clone(), frame.clone(), Instant::now());
+    }
     (id, frame)
 }

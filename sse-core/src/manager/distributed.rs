@@ -17,7 +17,7 @@ use crate::backplane::{Backplane, Entry};
 use crate::error::SendError;
 use crate::event::Event;
 use crate::stats::Counters;
-use crate::target::Target;
+use crate::target::{Audience, Target};
 
 /// The local delivery count of one of this instance's publications, by log
 /// id, until its publisher collects it.
@@ -38,16 +38,16 @@ impl Shared {
     pub(super) async fn publish(
         &self,
         backplane: &dyn Backplane,
-        target: &Target,
+        audience: &Audience,
         event: &Event,
     ) -> Result<Delivery, SendError> {
-        let entry = Entry::new(self.instance, target, event).ok_or(SendError::NotDistributable)?;
+        let entry = Entry::new(self.instance, audience, event).ok_or(SendError::NotDistributable)?;
         let log_id = backplane.publish(entry.encode()).await.map_err(|error| {
             tracing::warn!(%error, "sse publish failed: backplane unavailable");
             SendError::Backplane(error)
         })?;
         let id = event
-            .dispatches()
+            .carries_id()
             .then(|| event.id().map_or_else(|| log_id.clone(), str::to_owned));
         let receiver = {
             let mut pending = self.pending.lock();
@@ -77,8 +77,8 @@ impl Shared {
     pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, fan_out: bool) {
         let origin = entry.origin;
         let delivered = match entry.into_parts() {
-            Ok((target, event)) => {
-                self.deliver(&target, &event, Source::Log { id: log_id, fan_out })
+            Ok((audience, event)) => {
+                self.deliver(&audience, &event, Source::Log { id: log_id, fan_out })
                     .delivered
             }
             Err(error) => {
@@ -112,7 +112,7 @@ impl Shared {
     pub(super) fn deliver_unlogged(&self, event: &Event) {
         let frame = event.encode_with_id(None);
         let mut slow = Vec::new();
-        self.fan_out(&self.registry.read(), &Target::All, &frame, &mut slow);
+        self.fan_out(&self.registry.read(), &Audience::new(Target::All), &frame, &mut slow);
         self.remove_slow(slow);
     }
 

@@ -39,7 +39,7 @@ use crate::event::Event;
 use crate::history::History;
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
-use crate::target::Target;
+use crate::target::{Audience, Target};
 
 /// The result of a send: the id the event went out with, and how many
 /// connections of this instance it reached (with a backplane, the event also
@@ -48,7 +48,9 @@ use crate::target::Target;
 #[non_exhaustive]
 pub struct Delivery {
     /// The event's id: the publisher's own, or the one the manager assigned.
-    /// `None` for an event that does not dispatch (comment or retry only).
+    /// `None` for an event that does not dispatch (comment or retry only)
+    /// and for a [live-only](Event::live_only) event, which is sent without
+    /// an id.
     pub id: Option<String>,
     /// Connections of this instance the event was queued for.
     pub delivered: usize,
@@ -142,12 +144,19 @@ impl SseManager {
         self.shared.connect(options)
     }
 
-    /// Sends `event` to every connection `target` reaches.
+    /// Sends `event` to every connection `target` reaches: a [`Target`], or
+    /// an [`Audience`], a target minus some users and connections
+    /// (`Target::channel("room").except_user("alice")`).
     ///
     /// A dispatching event without an id gets the next id of the manager's
     /// sequence; it is encoded once, kept in the replay history, and its bytes
-    /// are shared by every recipient. A connection whose queue is full is
-    /// closed as too slow (and counted); a send never waits for a client.
+    /// are shared by every recipient. Two kinds of events are not kept, since
+    /// they can never be replayed: one sent to a single [`Target::Client`]
+    /// (a reconnecting client is a new connection), which therefore never
+    /// pushes a replayable event out of the history, and a
+    /// [live-only](Event::live_only) one, sent without an id. A connection
+    /// whose queue is full is closed as too slow (and counted); a send never
+    /// waits for a client.
     ///
     /// With a [backplane](crate::backplane), the event goes through the
     /// shared log to every instance; `delivered` counts this instance's
@@ -157,17 +166,21 @@ impl SseManager {
     /// [`SendError::ShutDown`] once [`SseManager::shutdown`] was called;
     /// with a backplane, [`SendError::Backplane`] when it is unreachable and
     /// [`SendError::NotDistributable`] for a [`Target::Filter`].
-    pub async fn send(&self, target: impl Into<Target>, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&target.into(), &event).await
+    pub async fn send(&self, target: impl Into<Audience>, event: Event) -> Result<Delivery, SendError> {
+        self.send_to(&target.into(), &event).await
     }
 
-    async fn send_now(&self, target: &Target, event: &Event) -> Result<Delivery, SendError> {
+    async fn send_now(&self, target: Target, event: &Event) -> Result<Delivery, SendError> {
+        self.send_to(&Audience::new(target), event).await
+    }
+
+    async fn send_to(&self, audience: &Audience, event: &Event) -> Result<Delivery, SendError> {
         if self.is_shut_down() {
             return Err(SendError::ShutDown);
         }
         match &self.shared.backplane {
-            Some(backplane) => self.shared.publish(backplane.as_ref(), target, event).await,
-            None => Ok(self.shared.send(target, event)),
+            Some(backplane) => self.shared.publish(backplane.as_ref(), audience, event).await,
+            None => Ok(self.shared.send(audience, event)),
         }
     }
 
@@ -176,7 +189,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn broadcast(&self, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::All, &event).await
+        self.send_now(Target::All, &event).await
     }
 
     /// Sends `event` to every connection of user `user_id` (`sendToUser`).
@@ -184,7 +197,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_user(&self, user_id: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::user(user_id), &event).await
+        self.send_now(Target::user(user_id), &event).await
     }
 
     /// Sends `event` to every connection of each of `user_ids`
@@ -197,7 +210,7 @@ impl SseManager {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.send_now(&Target::users(user_ids), &event).await
+        self.send_now(Target::users(user_ids), &event).await
     }
 
     /// Sends `event` to every connection of session `session_id`
@@ -206,7 +219,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_session(&self, session_id: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::session(session_id), &event).await
+        self.send_now(Target::session(session_id), &event).await
     }
 
     /// Sends `event` to one connection (`sendToClient`).
@@ -214,7 +227,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_client(&self, client_id: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::client(client_id), &event).await
+        self.send_now(Target::client(client_id), &event).await
     }
 
     /// Sends `event` to every connection subscribed to `channel`.
@@ -222,7 +235,7 @@ impl SseManager {
     /// # Errors
     /// As [`SseManager::send`].
     pub async fn send_to_channel(&self, channel: &str, event: Event) -> Result<Delivery, SendError> {
-        self.send_now(&Target::channel(channel), &event).await
+        self.send_now(Target::channel(channel), &event).await
     }
 
     /// Sends `event` to every connection `predicate` accepts.
@@ -237,7 +250,7 @@ impl SseManager {
         predicate: impl Fn(&ConnectionInfo) -> bool + Send + Sync + 'static,
         event: Event,
     ) -> Result<Delivery, SendError> {
-        self.send_now(&Target::filter(predicate), &event).await
+        self.send_now(Target::filter(predicate), &event).await
     }
 
     /// Subscribes a connection to `channel` at runtime. Returns `false` if it
@@ -354,7 +367,7 @@ impl SseManager {
                     // the final event, without an id, past the log.
                     shared.deliver_unlogged(&event);
                 } else {
-                    shared.send(&Target::All, &event);
+                    shared.send(&Audience::new(Target::All), &event);
                 }
             }
         }

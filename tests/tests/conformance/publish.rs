@@ -1,12 +1,15 @@
 //! Published events on the wire (`docs/http-api.md`, "Publishing" and "The
 //! wire format"): data as text or JSON, exact frames, the id, name and retry
-//! of an event.
+//! of an event, and the checks on exclusions and `replay`.
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sse_examples::ServeFn;
 use sse_tests::TestServer;
+
+use crate::common::assert_error;
 
 pub(crate) async fn data_round_trip(serve: ServeFn) {
     let server = TestServer::start(serve, &[]).await;
@@ -86,4 +89,32 @@ pub(crate) async fn published_event_fields(serve: ServeFn) {
     let next = server.publish_ok(&json!({"data": "z"})).await;
     assert_ne!(next.id, assigned.id, "assigned ids are unique");
     assert_eq!(s.stream.next_event().await.id, next.id);
+}
+
+pub(crate) async fn exclusions_and_replay_are_validated(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut s = server.subscribe("userId=alice").await;
+    let ids = |n: usize| Value::from((0..n).map(|i| format!("u{i}")).collect::<Vec<_>>());
+    let cases = [
+        (json!({"data": 1, "exceptUserIds": ids(1001)}), "exceptUserIds"),
+        (json!({"data": 1, "exceptClientIds": ids(1001)}), "exceptClientIds"),
+        // Far over the limit, still within the body limit: refused as fast.
+        (json!({"data": 1, "exceptUserIds": ids(100_000)}), "exceptUserIds"),
+        (json!({"data": 1, "exceptUserIds": "alice"}), "json"),
+        (json!({"data": 1, "exceptUserIds": [1, 2]}), "json"),
+        (json!({"data": 1, "exceptClientIds": {"a": 1}}), "json"),
+        (json!({"data": 1, "exceptUserIds": null, "replay": "no"}), "json"),
+        (json!({"data": 1, "replay": 0}), "json"),
+        (json!({"data": 1, "id": "7", "replay": false}), "id"),
+    ];
+    for (body, about) in &cases {
+        let (status, answer) = server.publish(body).await;
+        let shown: String = body.to_string().chars().take(120).collect();
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, about, &shown);
+    }
+    // At the limit is fine.
+    let at_limit = json!({"event": "at-limit", "data": 1, "exceptUserIds": ids(1000), "exceptClientIds": ids(1000)});
+    assert_eq!(server.publish_ok(&at_limit).await.delivered, 1);
+    let event = s.stream.next_event().await;
+    assert_eq!(event.event, "at-limit", "nothing was sent on bad input");
 }

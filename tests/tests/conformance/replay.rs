@@ -256,3 +256,83 @@ pub(crate) async fn replay_seam_has_no_gap_or_duplicate(serve: ServeFn) {
         );
     }
 }
+
+pub(crate) async fn live_only_events_are_not_replayed(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut s = server.subscribe("userId=alice").await;
+    let mark = server.publish_ok(&json!({"event": "mark", "data": 0})).await.id;
+    let typing = json!({"event": "typing", "data": "alice", "replay": false, "target": "user", "targetId": "alice"});
+    let (status, answer) = server.publish(&typing).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"id": null, "delivered": 1}),
+        "a live-only event has no id"
+    );
+    let after = server
+        .publish_ok(&json!({"event": "after", "data": 2, "replay": true}))
+        .await
+        .id;
+    s.stream.expect_event("mark").await;
+    let event = s.stream.next_event().await;
+    assert_eq!(event.event, "typing", "delivered live");
+    assert_eq!(event.id, mark, "sent without an id: the last event id stays");
+    let frames: Vec<String> = s.stream.frames().into_iter().map(|(_, text)| text).collect();
+    assert!(
+        frames.iter().any(|f| f == "event: typing\ndata: alice\n\n"),
+        "the frame has no id: {frames:?}"
+    );
+    assert_eq!(s.stream.next_event().await.id, after);
+
+    // Resuming from the id before it, or the one the client kept: the
+    // replay skips it, and nothing is reset.
+    assert_eq!(replayed_names(&server, "userId=alice", &mark, "live").await, ["after"]);
+    assert_eq!(
+        replayed_names(&server, "userId=alice", &after, "live-2").await,
+        ["live"]
+    );
+    assert_eq!(server.stats().await["resets"], json!(0));
+}
+
+/// Subscribes with `query`, resuming after `last_id`, and publishes an event
+/// named `live`: the names of the events replayed before it.
+async fn replayed_names(server: &TestServer, query: &str, last_id: &str, live: &str) -> Vec<String> {
+    let mut s = server.subscribe_with(query, &[("last-event-id", last_id)]).await;
+    server.publish_ok(&json!({"event": live, "data": live})).await;
+    events_until(&mut s.stream, live)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+pub(crate) async fn events_for_one_client_take_no_place_in_the_history(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_HISTORY", "2")]).await;
+    let mark = server.publish_ok(&json!({"event": "mark", "data": 0})).await.id;
+    let missed = server
+        .publish_ok(&json!({"event": "team", "target": "user", "targetId": "alice", "data": 1}))
+        .await
+        .id;
+    // Initial state for each of many new connections.
+    let mut last_snapshot = String::new();
+    for n in 0..6 {
+        let s = server.subscribe("userId=bob").await;
+        let mut body = json!({"event": "snapshot", "target": "client", "targetId": s.client_id, "data": n});
+        if n % 2 == 1 {
+            body["id"] = format!("snap-{n}").into();
+        }
+        last_snapshot = server.publish_ok(&body).await.id;
+    }
+    assert_eq!(last_snapshot, "snap-5");
+    let mut alice = server.subscribe_with("userId=alice", &[("last-event-id", &mark)]).await;
+    server.publish_ok(&json!({"event": "live", "data": 2})).await;
+    let replayed = events_until(&mut alice.stream, "live").await;
+    assert_eq!(names(&replayed), ["team"], "exactly the missed event, no reset");
+    assert_eq!(replayed[0].id, missed);
+    // A snapshot's id, the publisher's own, is a resume point too.
+    assert_eq!(
+        replayed_names(&server, "userId=bob", &last_snapshot, "live-2").await,
+        ["live"]
+    );
+    assert_eq!(server.stats().await["resets"], json!(0));
+}

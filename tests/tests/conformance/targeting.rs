@@ -5,9 +5,30 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sse_examples::ServeFn;
-use sse_tests::TestServer;
+use sse_tests::{Subscriber, TestServer};
 
 use crate::common::{assert_error, names_until};
+
+/// Publishes each case (a body and the letters of the connections it
+/// reaches), checking its delivered count, then an `end` event to all;
+/// checks that each connection received exactly the cases naming it.
+async fn publish_to_audiences(server: &TestServer, cases: &[(Value, &str)], subscribers: [(&str, &mut Subscriber); 4]) {
+    for (body, audience) in cases {
+        let published = server.publish_ok(body).await;
+        assert_eq!(published.delivered, audience.len() as u64, "delivered count of {body}");
+    }
+    let end = server.publish_ok(&json!({"event": "end", "data": 1})).await;
+    assert_eq!(end.delivered, 4);
+    for (name, subscriber) in subscribers {
+        let expected: Vec<&str> = cases
+            .iter()
+            .filter(|(_, audience)| audience.contains(name))
+            .map(|(body, _)| body["event"].as_str().expect("event name"))
+            .collect();
+        let got = names_until(&mut subscriber.stream, "end").await;
+        assert_eq!(got, expected, "events received by connection {name}");
+    }
+}
 
 pub(crate) async fn targets_reach_exactly_their_connections(serve: ServeFn) {
     let server = TestServer::start(serve, &[]).await;
@@ -73,21 +94,8 @@ pub(crate) async fn targets_reach_exactly_their_connections(serve: ServeFn) {
             "",
         ),
     ];
-    for (body, audience) in &cases {
-        let published = server.publish_ok(body).await;
-        assert_eq!(published.delivered, audience.len() as u64, "delivered count of {body}");
-    }
-    let end = server.publish_ok(&json!({"event": "end", "data": 1})).await;
-    assert_eq!(end.delivered, 4);
-    for (name, subscriber) in [("a", &mut a), ("b", &mut b), ("c", &mut c), ("d", &mut d)] {
-        let expected: Vec<&str> = cases
-            .iter()
-            .filter(|(_, audience)| audience.contains(name))
-            .map(|(body, _)| body["event"].as_str().expect("event name"))
-            .collect();
-        let got = names_until(&mut subscriber.stream, "end").await;
-        assert_eq!(got, expected, "events received by connection {name}");
-    }
+    let subscribers = [("a", &mut a), ("b", &mut b), ("c", &mut c), ("d", &mut d)];
+    publish_to_audiences(&server, &cases, subscribers).await;
 }
 
 pub(crate) async fn channels_joined_at_connect(serve: ServeFn) {
@@ -149,4 +157,56 @@ pub(crate) async fn subscribe_unknown_client_is_not_found(serve: ServeFn) {
         assert_error(status, &answer, StatusCode::NOT_FOUND, "client", path);
     }
     assert_eq!(server.stats().await["channels"], json!({}), "no channel was created");
+}
+
+pub(crate) async fn exclusions_skip_users_and_clients(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut a = server.subscribe("userId=alice&channel=red").await;
+    let mut b = server.subscribe("userId=alice&channel=red").await;
+    let mut c = server.subscribe("userId=bob&channel=red").await;
+    let mut d = server.subscribe("channel=red").await;
+    let red = |name: &str| json!({"event": name, "target": "channel", "targetId": "red", "data": 1});
+    let with = |mut body: Value, field: &str, ids: Value| {
+        body[field] = ids;
+        body
+    };
+    let cases = [
+        (with(red("no-alice"), "exceptUserIds", json!(["alice"])), "cd"),
+        (with(red("no-c"), "exceptClientIds", json!([c.client_id])), "abd"),
+        (
+            with(
+                with(red("no-alice-no-d"), "exceptUserIds", json!(["alice", "nobody"])),
+                "exceptClientIds",
+                json!([d.client_id, "no-such-client"]),
+            ),
+            "c",
+        ),
+        (
+            with(
+                json!({"event": "all-but-bob", "data": 1}),
+                "exceptUserIds",
+                json!(["bob"]),
+            ),
+            "abd",
+        ),
+        (
+            with(
+                json!({"event": "alice-but-a", "target": "user", "targetId": "alice", "data": 1}),
+                "exceptClientIds",
+                json!([a.client_id]),
+            ),
+            "b",
+        ),
+        (
+            with(
+                json!({"event": "users-but-bob", "target": "users", "targetIds": ["alice", "bob"], "data": 1}),
+                "exceptUserIds",
+                json!(["bob"]),
+            ),
+            "ab",
+        ),
+        (with(red("empty-lists"), "exceptUserIds", json!([])), "abcd"),
+    ];
+    let subscribers = [("a", &mut a), ("b", &mut b), ("c", &mut c), ("d", &mut d)];
+    publish_to_audiences(&server, &cases, subscribers).await;
 }
