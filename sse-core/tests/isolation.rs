@@ -978,11 +978,7 @@ fn run(
     initial: Vec<TabSpec>,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async move {
+    common::on_tokio(async move {
         let manager = SseManager::builder()
             .configure(|c| c.heartbeat_interval(None).history_size(history))
             .build()

@@ -270,24 +270,18 @@ async fn a_connection_ends_when_it_expires() {
     assert_eq!(staying.close_reason(), None);
 
     // The sooner of the lifetime and the expiry wins, either way round.
-    let long_lived = crate::manager(quiet().max_lifetime(Some(Duration::from_secs(3600))));
-    let mut soon = connect(
-        &long_lived,
-        ConnectOptions::new().expires_after(Duration::from_millis(100)),
-    )
-    .await;
-    read_to_end(&mut soon).await;
-    assert_eq!(soon.close_reason(), Some(CloseReason::Expired));
-
-    let short_lived = crate::manager(quiet().max_lifetime(Some(Duration::from_millis(100))));
-    let mut late = connect(
-        &short_lived,
-        ConnectOptions::new().expires_after(Duration::from_secs(3600)),
-    )
-    .await;
-    read_to_end(&mut late).await;
-    assert_eq!(late.close_reason(), Some(CloseReason::Expired));
-    assert_eq!(short_lived.connection_count(), 0);
+    let (short, long) = (Duration::from_millis(100), Duration::from_secs(3600));
+    for (lifetime, expiry) in [(long, short), (short, long)] {
+        let manager = crate::manager(quiet().max_lifetime(Some(lifetime)));
+        let mut connection = connect(&manager, ConnectOptions::new().expires_after(expiry)).await;
+        read_to_end(&mut connection).await;
+        assert_eq!(
+            connection.close_reason(),
+            Some(CloseReason::Expired),
+            "{lifetime:?} / {expiry:?}"
+        );
+        assert_eq!(manager.connection_count(), 0);
+    }
 }
 
 #[tokio::test]
@@ -693,14 +687,26 @@ mod transport {
         assert!(!transport.is_closed(), "close is not called after a failed send");
     }
 
-    #[tokio::test]
-    async fn a_transport_failing_later_ends_the_connection_promptly() {
+    /// A manager with one connection piped into a `MockTransport` by a
+    /// spawned task: the manager, the client id, the transport and the task.
+    async fn piped() -> (
+        SseManager,
+        String,
+        MockTransport,
+        tokio::task::JoinHandle<Result<CloseReason, sse_core::TransportError>>,
+    ) {
         let manager = manager(quiet());
         let connection = connect(&manager, ConnectOptions::new()).await;
         let id = connection.client_id().to_string();
         let transport = MockTransport::new();
         let mut writer = transport.clone();
         let pipe = tokio::spawn(async move { connection.pipe(&mut writer).await });
+        (manager, id, transport, pipe)
+    }
+
+    #[tokio::test]
+    async fn a_transport_failing_later_ends_the_connection_promptly() {
+        let (manager, id, transport, pipe) = piped().await;
 
         wait_until("the opening frames are written", || {
             transport.text().contains("event: connected")
@@ -723,12 +729,7 @@ mod transport {
 
     #[tokio::test]
     async fn a_pipe_ends_with_the_close_reason_and_closes_the_transport() {
-        let manager = manager(quiet());
-        let connection = connect(&manager, ConnectOptions::new()).await;
-        let id = connection.client_id().to_string();
-        let transport = MockTransport::new();
-        let mut writer = transport.clone();
-        let pipe = tokio::spawn(async move { connection.pipe(&mut writer).await });
+        let (manager, id, transport, pipe) = piped().await;
 
         manager
             .send_to_client(&id, event("only for you"))

@@ -37,6 +37,13 @@ fn manager(config: SseConfigBuilder) -> SseManager {
         .expect("a runtime was given")
 }
 
+/// A manager on the thread pool with `config`, and one connection to it.
+async fn connected(config: SseConfigBuilder, options: ConnectOptions) -> (SseManager, Connection) {
+    let manager = manager(config);
+    let connection = manager.connect(options).await.expect("connection accepted");
+    (manager, connection)
+}
+
 /// `future`, or a panic after [`TIMEOUT`].
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match select(pin!(future), futures_timer::Delay::new(TIMEOUT)).await {
@@ -54,11 +61,11 @@ async fn next_chunk(connection: &mut Connection) -> Bytes {
 #[test]
 fn connect_send_and_receive() {
     block_on(async {
-        let manager = manager(SseConfig::builder().heartbeat_interval(None));
-        let connection = manager
-            .connect(ConnectOptions::new().user("u").channel("news"))
-            .await
-            .expect("connection accepted");
+        let (manager, connection) = connected(
+            SseConfig::builder().heartbeat_interval(None),
+            ConnectOptions::new().user("u").channel("news"),
+        )
+        .await;
         let client_id = connection.client_id().to_string();
         let delivery = manager
             .send(
@@ -87,11 +94,11 @@ fn connect_send_and_receive() {
 #[test]
 fn heartbeats_come_from_the_given_runtime() {
     block_on(async {
-        let manager = manager(SseConfig::builder().heartbeat_interval(Some(Duration::from_millis(50))));
-        let mut connection = manager
-            .connect(ConnectOptions::new())
-            .await
-            .expect("connection accepted");
+        let (manager, mut connection) = connected(
+            SseConfig::builder().heartbeat_interval(Some(Duration::from_millis(50))),
+            ConnectOptions::new(),
+        )
+        .await;
         let mut text = String::new();
         while text.matches(": heartbeat\n\n").count() < 2 {
             let chunk = next_chunk(&mut connection).await;
@@ -106,11 +113,11 @@ fn heartbeats_come_from_the_given_runtime() {
 #[test]
 fn lifetimes_are_enforced_by_the_given_runtime() {
     block_on(async {
-        let manager = manager(SseConfig::builder().heartbeat_interval(None));
-        let mut connection = manager
-            .connect(ConnectOptions::new().expires_after(Duration::from_millis(100)))
-            .await
-            .expect("connection accepted");
+        let (manager, mut connection) = connected(
+            SseConfig::builder().heartbeat_interval(None),
+            ConnectOptions::new().expires_after(Duration::from_millis(100)),
+        )
+        .await;
         let frames: Vec<Bytes> = within("the end of the stream", connection.by_ref().collect()).await;
         assert!(!frames.is_empty());
         assert_eq!(connection.close_reason(), Some(CloseReason::Expired));
@@ -121,11 +128,11 @@ fn lifetimes_are_enforced_by_the_given_runtime() {
 #[test]
 fn shutdown_ends_streams_without_tokio() {
     block_on(async {
-        let manager = manager(SseConfig::builder().heartbeat_interval(Some(Duration::from_millis(50))));
-        let mut connection = manager
-            .connect(ConnectOptions::new())
-            .await
-            .expect("connection accepted");
+        let (manager, mut connection) = connected(
+            SseConfig::builder().heartbeat_interval(Some(Duration::from_millis(50))),
+            ConnectOptions::new(),
+        )
+        .await;
         manager
             .shutdown(Some(Event::named("bye", "").expect("valid name")))
             .await;

@@ -255,11 +255,7 @@ fn check_received(tracked: &mut Tracked, ids: &[String]) -> Result<(), TestCaseE
 }
 
 fn run(initial: Vec<Spec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async move {
+    common::on_tokio(async move {
         let manager = SseManager::builder()
             .configure(|c| c.heartbeat_interval(None))
             .build()

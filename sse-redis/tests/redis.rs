@@ -161,6 +161,25 @@ impl Watch {
     fn events(&self) -> Vec<&str> {
         self.data().into_iter().filter(|data| !data.starts_with('{')).collect()
     }
+
+    /// Waits for the last of `expected`, then checks that the events
+    /// received are exactly `expected`, in order.
+    async fn until_exactly(&mut self, expected: &[&str]) {
+        let last = expected.last().map(|data| format!("data: {data}"));
+        if let Some(last) = last {
+            self.until(&last).await;
+        }
+        assert_eq!(self.events(), expected, "{}", self.seen);
+    }
+}
+
+/// A loopback port nothing listens on: bound, then released.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 async fn connect(manager: &SseManager, options: ConnectOptions) -> Watch {
@@ -365,12 +384,7 @@ async fn the_stream_is_trimmed_to_about_the_history_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_fails_publishes_promptly_and_connections_stay_open() {
-    // A port nothing listens on: bound, then released.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let builder = || {
         RedisBackplane::connect(url.as_str())
@@ -425,13 +439,8 @@ async fn a_deleted_stream_resets_resuming_clients_and_delivery_goes_on_in_order(
         send(&a, Target::All, data).await;
     }
     send(&b, Target::user("alice"), "six").await;
-    on_b.until("data: six").await;
-    assert_eq!(
-        on_b.events(),
-        ["one", "two", "three", "four", "five", "six"],
-        "{}",
-        on_b.seen
-    );
+    on_b.until_exactly(&["one", "two", "three", "four", "five", "six"])
+        .await;
     assert!(!on_b.seen.contains("event: reset"), "a live connection is not reset");
 
     // An id of the lost stream is unknown on every instance now.
@@ -583,11 +592,7 @@ async fn a_restarted_redis_server_resumes_delivery_in_order_without_duplicates()
         skip("the redis-server binary is not installed");
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let dir = std::env::temp_dir();
     let mut server = Server::start(port, &dir).expect("redis-server starts");
@@ -617,13 +622,8 @@ async fn a_restarted_redis_server_resumes_delivery_in_order_without_duplicates()
     send(&b, Target::All, "four").await;
     send(&a, Target::All, "five").await;
     send(&a, Target::user("alice"), "six").await;
-    on_b.until("data: six").await;
-    assert_eq!(
-        on_b.events(),
-        ["one", "two", "three", "four", "five", "six"],
-        "{}",
-        on_b.seen
-    );
+    on_b.until_exactly(&["one", "two", "three", "four", "five", "six"])
+        .await;
     assert!(!on_b.seen.contains("lost"));
 
     // Ids of before the restart are unknown now: a reset, not a wrong replay.
