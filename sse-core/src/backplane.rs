@@ -175,12 +175,7 @@ impl BackplaneSink {
     /// [`BackplaneError`] if `payload` is not an entry the manager wrote
     /// (the entry is skipped; nothing is delivered).
     pub fn deliver(&self, id: &str, payload: &[u8]) -> Result<(), BackplaneError> {
-        let Some(shared) = self.shared.upgrade() else {
-            return Ok(());
-        };
-        let entry = Entry::decode(payload)?;
-        shared.deliver_entry(id, entry, true);
-        Ok(())
+        self.take(id, payload, true)
     }
 
     /// Records the entry `id` for replay without delivering it: for entries
@@ -189,11 +184,16 @@ impl BackplaneSink {
     /// # Errors
     /// As [`BackplaneSink::deliver`].
     pub fn preload(&self, id: &str, payload: &[u8]) -> Result<(), BackplaneError> {
+        self.take(id, payload, false)
+    }
+
+    /// Records the entry `id` for replay, and delivers it when `deliver`.
+    fn take(&self, id: &str, payload: &[u8], deliver: bool) -> Result<(), BackplaneError> {
         let Some(shared) = self.shared.upgrade() else {
             return Ok(());
         };
         let entry = Entry::decode(payload)?;
-        shared.deliver_entry(id, entry, false);
+        shared.deliver_entry(id, entry, deliver);
         Ok(())
     }
 

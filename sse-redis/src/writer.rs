@@ -128,6 +128,21 @@ impl Writer {
         }
     }
 
+    /// Records the outcome of a command on connection `id`: the time of an
+    /// answer, or a broken connection forgotten.
+    async fn settle<T>(&self, id: u64, result: Result<T, RedisError>) -> Result<T, RedisBackplaneError> {
+        match result {
+            Ok(value) => {
+                self.answered();
+                Ok(value)
+            }
+            Err(error) => {
+                self.failed(id, &error).await;
+                Err(RedisBackplaneError::Command(error))
+            }
+        }
+    }
+
     /// Has the current connection checked before its next append.
     pub(crate) fn suspect(&self) {
         self.suspect.store(true, Ordering::Release);
@@ -150,31 +165,14 @@ impl Writer {
             .arg(payload)
             .invoke_async::<String>(&mut connection)
             .await;
-        match result {
-            Ok(entry_id) => {
-                self.answered();
-                Ok(entry_id)
-            }
-            Err(error) => {
-                self.failed(id, &error).await;
-                Err(RedisBackplaneError::Command(error))
-            }
-        }
+        self.settle(id, result).await
     }
 
     /// The last `history` entries of the stream, oldest first.
     pub(crate) async fn recent(&self, inner: &Inner) -> Result<Vec<crate::reader::Entry>, RedisBackplaneError> {
         let (mut connection, id) = self.connection(inner).await?;
-        match crate::reader::recent(&mut connection, &inner.key, inner.history).await {
-            Ok(entries) => {
-                self.answered();
-                Ok(entries)
-            }
-            Err(error) => {
-                self.failed(id, &error).await;
-                Err(RedisBackplaneError::Command(error))
-            }
-        }
+        let result = crate::reader::recent(&mut connection, &inner.key, inner.history).await;
+        self.settle(id, result).await
     }
 
     /// Checks that Redis answers.
