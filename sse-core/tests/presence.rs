@@ -261,3 +261,21 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn disconnects_leave() {
+    let manager = manager();
+    let mut observer = connect(&manager, ConnectOptions::new().channel("room/a")).await;
+    let alice1 = connect(&manager, ConnectOptions::new().user("alice").channel("room/a")).await;
+    let alice2 = connect(
+        &manager,
+        ConnectOptions::new().user("alice").channel("room/a").channel("news"),
+    )
+    .await;
+    let _bob = connect(&manager, ConnectOptions::new().user("bob").channel("room/a")).await;
+    assert_eq!(notices(&mut observer).len(), 2);
+    assert!(manager.disconnect(alice1.client_id().as_str()));
+    assert_eq!(notices(&mut observer), []);
+    assert!(manager.disconnect(alice2.client_id().as_str()));
+    assert_eq!(notices(&mut observer), [notice("room/a", "alice", "leave")]);
+}
