@@ -71,6 +71,12 @@ impl fmt::Debug for Hooks {
 /// sent, heartbeats included. Live events are not lost while the hook runs:
 /// they wait behind its frames (and count against the connection's queue)
 /// until the hook returns, panics, or its task is dropped.
+///
+/// A snapshot the hook sends (say [`SseManager::presence`]) is therefore
+/// followed by every change after it: the `presence` events of later joins
+/// and leaves arrive after the snapshot. One that happened between the
+/// registration and the snapshot may show in both, so a client applies
+/// them as set operations (a join of someone present changes nothing).
 pub struct ConnectContext {
     manager: SseManager,
     info: ConnectionInfo,

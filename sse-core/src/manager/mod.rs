@@ -131,8 +131,9 @@ impl SseManager {
     /// whose data is `{"clientId": ..., "userId"?, "sessionId"?, "channels"}`;
     /// with a `Last-Event-ID`, then every retained event after it that this
     /// connection is targeted by (or one `reset` event if the id is not held);
-    /// then live events. Events sent to the connection right after this
-    /// returns are queued and delivered, not lost.
+    /// then what the [connect hook](SseManagerBuilder::on_connect), if any,
+    /// sends it; then live events. Events sent to the connection right after
+    /// this returns are queued and delivered, not lost.
     ///
     /// Replay and live delivery meet without gap or duplicate, even while
     /// other tasks publish: registration and the history snapshot happen
