@@ -266,6 +266,9 @@ settings! {
     /// patterns as for
     /// [`ConnectOptions::allowed_channels`](crate::ConnectOptions::allowed_channels)
     /// (`"team/*"`). See [`SseManager::presence`](crate::SseManager::presence).
+    /// Presence is kept per instance: with a
+    /// [backplane](crate::SseManagerBuilder::backplane), each instance
+    /// counts and notifies its own connections only.
     presence_channels: ref Vec<String>;
 }
 
