@@ -9,9 +9,12 @@ use std::time::Duration;
 use sse_core::SseConfig;
 
 /// The demo servers' configuration, read from the environment variables of
-/// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), and two more:
+/// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), among them
 /// `SSE_MAX_PER_ADDR` (connections per client address, unlimited when
-/// unset) and `SSE_REDIS_PREFIX` (the key prefix of the Redis backplane).
+/// unset), `SSE_REDIS_PREFIX` (the key prefix of the Redis backplane),
+/// `SSE_IDLE_TIMEOUT_MS` (close connections without an event for that long)
+/// and `SSE_PRESENCE_CHANNELS` (comma-separated channel patterns that get
+/// `presence` events).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -95,15 +98,16 @@ impl EnvConfig {
             })?,
         };
         let mut sse = SseConfig::builder();
-        if let Some(ms) = parse_with("SSE_HEARTBEAT_MS", &|t| {
-            positive(t).and_then(|n| {
+        let at_least_10 = |text: &str| -> Result<u64, String> {
+            positive(text).and_then(|n| {
                 if n < 10 {
                     Err("must be at least 10".to_owned())
                 } else {
                     Ok(n)
                 }
             })
-        })? {
+        };
+        if let Some(ms) = parse_with("SSE_HEARTBEAT_MS", &at_least_10)? {
             sse = sse.heartbeat_interval(Some(Duration::from_millis(ms)));
         }
         if let Some(ms) = parse_with("SSE_RETRY_MS", &count)? {
@@ -126,6 +130,23 @@ impl EnvConfig {
         }
         if let Some(n) = parse_with("SSE_HISTORY", &count)? {
             sse = sse.history_size(size(n));
+        }
+        if let Some(ms) = parse_with("SSE_IDLE_TIMEOUT_MS", &at_least_10)? {
+            sse = sse.idle_timeout(Some(Duration::from_millis(ms)));
+        }
+        if let Some((variable, value)) = get("SSE_PRESENCE_CHANNELS") {
+            let patterns: Vec<String> = value.split(',').map(|p| p.trim().to_owned()).collect();
+            if let Some(bad) = patterns
+                .iter()
+                .find(|p| p.is_empty() || p.chars().any(char::is_control))
+            {
+                return Err(EnvError {
+                    variable,
+                    value: value.clone(),
+                    reason: format!("{bad:?} is not a channel pattern (non-empty, without control characters)"),
+                });
+            }
+            sse = sse.presence_channels(patterns);
         }
         // Every value above passed its setting's rule already; should the
         // configuration gain a rule, its error is reported here.
@@ -238,13 +259,29 @@ mod tests {
         let config = env(&[]).expect("defaults");
         assert_eq!(config.sse.max_connections_per_addr(), None, "unlimited when unset");
         assert_eq!(config.redis_prefix, None);
-        let config = env(&[("SSE_MAX_PER_ADDR", "3"), ("SSE_REDIS_PREFIX", "app-sse")]).expect("valid");
+        assert_eq!(config.sse.idle_timeout(), None, "no idle timeout when unset");
+        assert!(config.sse.presence_channels().is_empty(), "no presence when unset");
+        let config = env(&[
+            ("SSE_MAX_PER_ADDR", "3"),
+            ("SSE_REDIS_PREFIX", "app-sse"),
+            ("SSE_IDLE_TIMEOUT_MS", "60000"),
+            ("SSE_PRESENCE_CHANNELS", "team/*, lobby"),
+        ])
+        .expect("valid");
         assert_eq!(config.sse.max_connections_per_addr(), Some(3));
         assert_eq!(config.redis_prefix.as_deref(), Some("app-sse"));
+        assert_eq!(config.sse.idle_timeout(), Some(Duration::from_secs(60)));
+        assert_eq!(config.sse.presence_channels(), &["team/*", "lobby"]);
         for (name, value) in [
             ("SSE_MAX_PER_ADDR", "0"),
             ("SSE_MAX_PER_ADDR", "many"),
             ("SSE_REDIS_PREFIX", " "),
+            ("SSE_IDLE_TIMEOUT_MS", "0"),
+            ("SSE_IDLE_TIMEOUT_MS", "9"),
+            ("SSE_IDLE_TIMEOUT_MS", "soon"),
+            ("SSE_PRESENCE_CHANNELS", ""),
+            ("SSE_PRESENCE_CHANNELS", "team/*,,lobby"),
+            ("SSE_PRESENCE_CHANNELS", "a\u{7}b"),
         ] {
             let error = env(&[(name, value)]).expect_err(value);
             assert_eq!(error.variable, name);

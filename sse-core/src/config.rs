@@ -34,6 +34,7 @@ use crate::error::ConfigError;
 pub struct SseConfig {
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) heartbeat: Heartbeat,
+    pub(crate) connected_event: ConnectedEvent,
     pub(crate) retry: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_user: Option<usize>,
@@ -47,6 +48,8 @@ pub struct SseConfig {
     pub(crate) max_channel_len: usize,
     pub(crate) max_metadata_entries: usize,
     pub(crate) max_metadata_bytes: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) presence_channels: Vec<String>,
 }
 
 /// Builds an [`SseConfig`]: every setting starts at its default, each setter
@@ -67,6 +70,31 @@ pub enum Heartbeat {
     /// A named event with empty data, for clients that want to observe
     /// liveness (`addEventListener(name, ...)`).
     Event(String),
+    /// An unnamed event carrying this data, which `EventSource` delivers to
+    /// `onmessage`: for clients that switch on a field of every message,
+    /// such as `Heartbeat::Message(r#"{"type":"heartbeat"}"#.into())`.
+    Message(String),
+}
+
+/// What the event that opens every stream looks like (its data is always
+/// `{"clientId", "userId"?, "sessionId"?, "channels"}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectedEvent {
+    /// An event of this name (the default: `connected`), for
+    /// `addEventListener(name, ...)`.
+    Named(String),
+    /// An unnamed event, delivered to `onmessage`, whose data starts with
+    /// `"type": "connected"`:
+    /// `{"type":"connected","clientId":...,"channels":[...]}`; for clients
+    /// that switch on `data.type`.
+    Message,
+}
+
+impl Default for ConnectedEvent {
+    fn default() -> Self {
+        ConnectedEvent::Named("connected".to_owned())
+    }
 }
 
 impl Default for Heartbeat {
@@ -101,6 +129,7 @@ impl Default for SseConfig {
         SseConfig {
             heartbeat_interval: Some(Duration::from_secs(30)),
             heartbeat: Heartbeat::default(),
+            connected_event: ConnectedEvent::default(),
             retry: Duration::from_secs(3),
             max_connections: 10_000,
             max_connections_per_user: None,
@@ -114,6 +143,8 @@ impl Default for SseConfig {
             max_channel_len: 128,
             max_metadata_entries: 32,
             max_metadata_bytes: 4096,
+            idle_timeout: None,
+            presence_channels: Vec::new(),
         }
     }
 }
@@ -181,6 +212,9 @@ settings! {
     /// The shape of a heartbeat (default: a `: heartbeat` comment; an event
     /// name must be non-empty, without CR or LF).
     heartbeat: ref Heartbeat;
+    /// The shape of the event that opens every stream (default: an event
+    /// named `connected`; a name must be non-empty, without CR or LF).
+    connected_event: ref ConnectedEvent;
     /// The `retry:` hint sent first on every connection (default 3 s): how
     /// long a browser waits before reconnecting.
     retry: copy Duration;
@@ -221,6 +255,21 @@ settings! {
     /// The most bytes of metadata keys and values on one connection
     /// (default 4096).
     max_metadata_bytes: copy usize;
+    /// Closes a connection that received no event for this long, heartbeats
+    /// aside, with [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)
+    /// (default: never; at least 10 ms). Checked by the maintenance task
+    /// every eighth of the timeout, so a connection is closed between the
+    /// timeout and 9/8 of it; counted in
+    /// [`Stats::idle_closed`](crate::Stats::idle_closed).
+    idle_timeout: copy Option<Duration>;
+    /// The channels whose members get `presence` events (default: none):
+    /// patterns as for
+    /// [`ConnectOptions::allowed_channels`](crate::ConnectOptions::allowed_channels)
+    /// (`"team/*"`). See [`SseManager::presence`](crate::SseManager::presence).
+    /// Presence is kept per instance: with a
+    /// [backplane](crate::SseManagerBuilder::backplane), each instance
+    /// counts and notifies its own connections only.
+    presence_channels: ref Vec<String>;
 }
 
 impl SseConfig {
@@ -232,6 +281,11 @@ impl SseConfig {
         if let Heartbeat::Event(name) = &self.heartbeat {
             if name.is_empty() || name.contains(['\r', '\n']) {
                 return invalid("heartbeat", "event name must be non-empty without CR or LF");
+            }
+        }
+        if let ConnectedEvent::Named(name) = &self.connected_event {
+            if name.is_empty() || name.contains(['\r', '\n']) {
+                return invalid("connected_event", "event name must be non-empty without CR or LF");
             }
         }
         if self.client_queue == 0 {
@@ -248,6 +302,19 @@ impl SseConfig {
         }
         if self.history_max_age.is_some_and(|a| a.is_zero()) {
             return invalid("history_max_age", "must be greater than zero");
+        }
+        if self.idle_timeout.is_some_and(|t| t < Duration::from_millis(10)) {
+            return invalid("idle_timeout", "must be at least 10 ms");
+        }
+        if self
+            .presence_channels
+            .iter()
+            .any(|p| p.is_empty() || p.chars().any(char::is_control))
+        {
+            return invalid(
+                "presence_channels",
+                "a pattern must be non-empty, without control characters",
+            );
         }
         if self.max_channel_len == 0 {
             return invalid("max_channel_len", "must be at least 1");

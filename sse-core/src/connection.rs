@@ -248,6 +248,9 @@ pub enum CloseReason {
     Shutdown,
     /// Writing to its transport failed.
     TransportFailed,
+    /// It received no event for the
+    /// [idle timeout](crate::SseConfig::idle_timeout).
+    IdleTimeout,
 }
 
 impl CloseReason {
@@ -261,6 +264,7 @@ impl CloseReason {
             CloseReason::Evicted => "evicted",
             CloseReason::Shutdown => "shutdown",
             CloseReason::TransportFailed => "transport_failed",
+            CloseReason::IdleTimeout => "idle_timeout",
         }
     }
 }

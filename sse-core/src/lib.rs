@@ -58,11 +58,13 @@ mod transport;
 #[doc(no_inline)]
 pub use async_trait::async_trait;
 pub use backplane::{Backplane, BackplaneError, BackplaneSink};
-pub use config::{Heartbeat, SseConfig, SseConfigBuilder, UserLimitPolicy};
+pub use config::{ConnectedEvent, Heartbeat, SseConfig, SseConfigBuilder, UserLimitPolicy};
 pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 pub use error::{ConfigError, ConnectError, EventError, SendError, SubscribeError, TransportError};
 pub use event::{Event, EventBuilder, NotificationKind};
-pub use manager::{Delivery, SseManager, SseManagerBuilder, overloaded_body};
+pub use manager::{
+    ConnectContext, Delivery, DisconnectContext, PresenceMember, SseManager, SseManagerBuilder, overloaded_body,
+};
 pub use runtime::Runtime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;

@@ -30,6 +30,10 @@ pub(crate) struct Queue {
     /// due one interval later, so connections that just got something are
     /// skipped.
     last_push_ms: AtomicU64,
+    /// Milliseconds since the manager's epoch at which the last frame other
+    /// than a heartbeat was queued (at first, the connection's opening): the
+    /// idle timeout counts from here.
+    last_event_ms: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -43,13 +47,28 @@ struct Inner {
     /// How many of the queued frames were queued by `push_unbounded` and
     /// not read yet: they do not count against the capacity.
     unbounded: usize,
+    /// While the connection's opening is held (its connect hook runs), the
+    /// frames pushed live, in order; they follow the opening frames and the
+    /// hook's own once it is released. `None` when not held.
+    held: Option<VecDeque<Bytes>>,
     state: State,
     waker: Option<Waker>,
 }
 
 impl Inner {
     fn len(&self) -> usize {
-        usize::from(self.head.is_some()) + self.rest.len()
+        usize::from(self.head.is_some()) + self.rest.len() + self.held.as_ref().map_or(0, VecDeque::len)
+    }
+
+    /// Ends the hold: the held frames join the queue, after those queued
+    /// before. Returns whether there were any.
+    fn release(&mut self) -> bool {
+        let held = self.held.take().unwrap_or_default();
+        let any = !held.is_empty();
+        for frame in held {
+            self.push_back(frame);
+        }
+        any
     }
 
     fn push_back(&mut self, frame: Bytes) {
@@ -65,6 +84,7 @@ impl Inner {
         let len = self.len();
         self.head = None;
         self.rest = VecDeque::new();
+        self.held = None;
         self.unbounded = 0;
         len
     }
@@ -77,6 +97,15 @@ enum State {
     Draining(CloseReason),
     /// End now; nothing more is delivered.
     Closed(CloseReason),
+}
+
+/// What a pushed frame is, which decides where it goes while the opening is
+/// held and whether it counts as activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Live,
+    Heartbeat,
+    Opening,
 }
 
 /// The outcome of [`Queue::push`].
@@ -99,17 +128,38 @@ impl Queue {
                 head: None,
                 rest: VecDeque::new(),
                 unbounded: 0,
+                held: None,
                 state: State::Open,
                 waker: None,
             }),
             capacity,
             last_push_ms: AtomicU64::new(now_ms),
+            last_event_ms: AtomicU64::new(now_ms),
         }
     }
 
-    /// Queues a frame, closing the queue as too slow if it is full;
-    /// `sent_at_ms` becomes [`Queue::last_push_ms`].
+    /// Queues an event's frame, closing the queue as too slow if it is full;
+    /// `sent_at_ms` becomes [`Queue::last_push_ms`] and
+    /// [`Queue::last_event_ms`]. While the opening is held, the frame waits
+    /// behind it.
     pub(crate) fn push(&self, frame: Bytes, sent_at_ms: u64) -> Push {
+        self.push_as(frame, sent_at_ms, Kind::Live)
+    }
+
+    /// Queues a heartbeat: as [`Queue::push`], but the connection does not
+    /// count as active for the idle timeout.
+    pub(crate) fn push_heartbeat(&self, frame: Bytes, sent_at_ms: u64) -> Push {
+        self.push_as(frame, sent_at_ms, Kind::Heartbeat)
+    }
+
+    /// Queues a frame of the connection's opening, sent by its connect hook:
+    /// while the opening is held, it goes before every frame held; else as
+    /// [`Queue::push`].
+    pub(crate) fn push_opening(&self, frame: Bytes, sent_at_ms: u64) -> Push {
+        self.push_as(frame, sent_at_ms, Kind::Opening)
+    }
+
+    fn push_as(&self, frame: Bytes, sent_at_ms: u64, kind: Kind) -> Push {
         let (result, waker) = {
             let mut inner = self.inner.lock();
             if inner.state != State::Open {
@@ -120,15 +170,47 @@ impl Queue {
                 inner.state = State::Closed(CloseReason::SlowConsumer);
                 (Push::Overflow { dropped }, inner.waker.take())
             } else {
-                inner.push_back(frame);
-                (Push::Queued, inner.waker.take())
+                match (&mut inner.held, kind) {
+                    (Some(held), Kind::Live | Kind::Heartbeat) => {
+                        held.push_back(frame);
+                        (Push::Queued, None)
+                    }
+                    _ => {
+                        inner.push_back(frame);
+                        (Push::Queued, inner.waker.take())
+                    }
+                }
             }
         };
         self.last_push_ms.store(sent_at_ms, Ordering::Relaxed);
+        if kind != Kind::Heartbeat {
+            self.last_event_ms.store(sent_at_ms, Ordering::Relaxed);
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
         result
+    }
+
+    /// Holds the frames pushed live from now on behind the opening, until
+    /// [`Queue::release`]: the connect hook's frames go first.
+    pub(crate) fn hold(&self) {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Open && inner.held.is_none() {
+            inner.held = Some(VecDeque::new());
+        }
+    }
+
+    /// Ends the hold of [`Queue::hold`]: the frames held follow those queued
+    /// before them. Does nothing if the queue is not held.
+    pub(crate) fn release(&self) {
+        let waker = {
+            let mut inner = self.inner.lock();
+            if inner.release() { inner.waker.take() } else { None }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Queues a frame whatever the queue's length: for the frames that open a
@@ -144,6 +226,10 @@ impl Queue {
 
     pub(crate) fn last_push_ms(&self) -> u64 {
         self.last_push_ms.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn last_event_ms(&self) -> u64 {
+        self.last_event_ms.load(Ordering::Relaxed)
     }
 
     /// Delivers what is queued, then ends the stream. Returns false if the
@@ -172,7 +258,13 @@ impl Queue {
                 return (false, 0);
             }
             inner.state = state;
-            let dropped = if drop_frames { inner.clear() } else { 0 };
+            // A drain delivers the frames held too.
+            let dropped = if drop_frames {
+                inner.clear()
+            } else {
+                inner.release();
+                0
+            };
             (true, dropped, inner.waker.take())
         };
         if let Some(waker) = waker {
@@ -395,6 +487,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_held_opening_goes_before_the_live_frames_pushed_meanwhile() {
+        let queue = Queue::new(4, 0);
+        queue.push_unbounded(Bytes::from_static(b"connected\n\n"));
+        queue.hold();
+        assert_eq!(queue.push(Bytes::from_static(b"live\n\n"), 1), Push::Queued);
+        assert_eq!(queue.push_heartbeat(Bytes::from_static(b":\n\n"), 2), Push::Queued);
+        assert_eq!(queue.push_opening(Bytes::from_static(b"state\n\n"), 3), Push::Queued);
+        assert_eq!(
+            poll(&queue),
+            Poll::Ready(Some((Bytes::from_static(b"connected\n\nstate\n\n"), 2)))
+        );
+        assert_eq!(poll(&queue), Poll::Pending, "live frames wait for the release");
+        queue.release();
+        assert_eq!(
+            poll(&queue),
+            Poll::Ready(Some((Bytes::from_static(b"live\n\n:\n\n"), 2)))
+        );
+        assert_eq!(queue.last_event_ms(), 3, "a heartbeat is not activity");
+        assert_eq!(queue.last_push_ms(), 3);
+    }
+
+    #[test]
+    fn held_frames_count_against_the_capacity_and_a_drain_delivers_them() {
+        let queue = Queue::new(2, 0);
+        queue.hold();
+        assert_eq!(queue.push(Bytes::from_static(b"1"), 0), Push::Queued);
+        assert_eq!(queue.push_opening(Bytes::from_static(b"0"), 0), Push::Queued);
+        assert_eq!(queue.push(Bytes::from_static(b"2"), 0), Push::Overflow { dropped: 3 });
+
+        let queue = Queue::new(2, 0);
+        queue.hold();
+        queue.push(Bytes::from_static(b"held"), 0);
+        assert!(queue.close_gracefully(CloseReason::Shutdown));
+        assert_eq!(poll(&queue), Poll::Ready(Some((Bytes::from_static(b"held"), 1))));
+        assert_eq!(poll(&queue), Poll::Ready(None));
     }
 
     #[test]

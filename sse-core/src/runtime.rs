@@ -24,8 +24,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// # Contract
 ///
 /// * [`Runtime::spawn`] runs the future to completion in the background; it
-///   must not block the caller. The manager spawns exactly one long-lived
-///   task, when it is built.
+///   must not block the caller (the manager may spawn while it holds a lock
+///   of its own). The manager spawns one long-lived task when it is built,
+///   and, with [lifecycle hooks](crate::SseManagerBuilder::on_connect), one
+///   task per hook call.
 /// * [`Runtime::sleep`] returns a future that completes once `duration` has
 ///   passed. Dropping it early must be harmless (the maintenance task drops
 ///   its sleep when it is woken earlier).

@@ -35,6 +35,8 @@ pub struct Stats {
     pub resets: u64,
     /// Heartbeats queued.
     pub heartbeats: u64,
+    /// Connections closed after the idle timeout without an event.
+    pub idle_closed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +50,7 @@ pub(crate) struct Counters {
     pub(crate) events_replayed: AtomicU64,
     pub(crate) resets: AtomicU64,
     pub(crate) heartbeats: AtomicU64,
+    pub(crate) idle_closed: AtomicU64,
 }
 
 impl Counters {
@@ -70,5 +73,6 @@ impl Counters {
         stats.events_replayed = get(&self.events_replayed);
         stats.resets = get(&self.resets);
         stats.heartbeats = get(&self.heartbeats);
+        stats.idle_closed = get(&self.idle_closed);
     }
 }

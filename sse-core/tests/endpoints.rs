@@ -185,3 +185,47 @@ async fn a_wrong_method_is_answered_with_the_allowed_ones() {
     assert!(response.headers().get(http::header::ALLOW).is_none());
     assert_eq!(manager.connection_count(), 0);
 }
+
+#[tokio::test]
+async fn presence_route_decodes_the_channel_and_refuses_what_is_not_utf8() {
+    let manager = SseManager::builder().build().expect("manager");
+    let endpoints = SseEndpoints::new(manager.clone(), DevIdentity::enable());
+    let _tab = manager
+        .connect(sse_core::ConnectOptions::new().user("alice").channel("team/a b"))
+        .await
+        .expect("connected");
+    let get = |path: &'static str| {
+        let endpoints = endpoints.clone();
+        async move {
+            endpoints
+                .api(&request(Method::GET, "/api/sse"), path, Bytes::new())
+                .await
+        }
+    };
+    let expected = serde_json::json!({"channel": "team/a b", "users": [{"userId": "alice", "connections": 1}]});
+    for path in [
+        "presence/team%2Fa%20b",
+        "presence/team/a%20b",
+        "/presence/team%2Fa%20b/",
+    ] {
+        let response = get(path).await;
+        assert_eq!(
+            (response.status(), body(&response)),
+            (StatusCode::OK, expected.clone()),
+            "{path}"
+        );
+    }
+    // Hostile paths: bytes that are not UTF-8 once decoded, broken escapes,
+    // control characters; each answered without a panic.
+    for (path, status) in [
+        ("presence/%FF", StatusCode::BAD_REQUEST),
+        ("presence/%C3%28", StatusCode::BAD_REQUEST),
+        ("presence/%", StatusCode::OK),
+        ("presence/%zz", StatusCode::OK),
+        ("presence/%00", StatusCode::OK),
+    ] {
+        let response = get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert!(body(&response).is_object(), "{path}: a JSON body");
+    }
+}

@@ -165,7 +165,7 @@ impl SseEndpoints {
 
     /// Answers the publish and administration endpoints. `path` is the
     /// request path below the mount point (`"publish"`, `"stats"`,
-    /// `"connections"`, `"connections/{clientId}"`, `"subscribe"`,
+    /// `"connections"`, `"connections/{clientId}"`, `"presence/{channel}"`, `"subscribe"`,
     /// `"unsubscribe"`, and `"client.js"`, the [`CLIENT_JS`] script, served
     /// without authorization); `body` is the request body, already limited to
     /// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) by the adapter.
@@ -201,6 +201,7 @@ impl SseEndpoints {
             Admin::Stats => json(StatusCode::OK, &self.manager.stats()),
             Admin::Connections => json(StatusCode::OK, &self.manager.connections()),
             Admin::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
+            Admin::Presence(channel) => self.presence(channel),
             Admin::Disconnect(client_id) => {
                 if self.manager.disconnect(client_id) {
                     empty(StatusCode::NO_CONTENT)
@@ -263,6 +264,21 @@ impl SseEndpoints {
     }
 }
 
+impl SseEndpoints {
+    /// `GET presence/{channel}`: who is in the channel (still
+    /// percent-encoded in `channel`).
+    fn presence(&self, channel: &str) -> Response<Bytes> {
+        let Ok(channel) = percent_encoding::percent_decode_str(channel).decode_utf8() else {
+            return error(StatusCode::BAD_REQUEST, "the channel is not UTF-8 once percent-decoded");
+        };
+        let users = self.manager.presence(&channel);
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "channel": channel, "users": users }),
+        )
+    }
+}
+
 fn subscriber_of(info: &ConnectionInfo) -> Subscriber<'_> {
     Subscriber {
         user_id: info.user_id.as_deref(),
@@ -303,6 +319,8 @@ enum Admin<'a> {
     Subscribe(bool),
     /// `connections/{clientId}`.
     Disconnect(&'a str),
+    /// `presence/{channel}`, still percent-encoded.
+    Presence(&'a str),
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -322,7 +340,10 @@ impl<'a> Route<'a> {
             "connections" => Admin::Connections,
             "subscribe" => Admin::Subscribe(true),
             "unsubscribe" => Admin::Subscribe(false),
-            _ => Admin::Disconnect(path.strip_prefix("connections/")?),
+            _ => match path.strip_prefix("presence/") {
+                Some(channel) => Admin::Presence(channel),
+                None => Admin::Disconnect(path.strip_prefix("connections/")?),
+            },
         };
         Some(Route::Admin(admin))
     }
@@ -331,7 +352,7 @@ impl<'a> Route<'a> {
     /// these in its `Allow` header.
     fn methods(&self) -> &'static [Method] {
         match self {
-            Route::Stream | Route::Admin(Admin::Stats | Admin::Connections) => GET,
+            Route::Stream | Route::Admin(Admin::Stats | Admin::Connections | Admin::Presence(_)) => GET,
             Route::ClientJs => GET_HEAD,
             Route::Admin(Admin::Publish | Admin::Subscribe(_)) => POST,
             Route::Admin(Admin::Disconnect(_)) => DELETE,

@@ -2,7 +2,8 @@
 //! requested channels and metadata, applies the limits (shutdown, per
 //! address, global, per user, evicting a user's oldest connections when the
 //! policy says so), queues the opening frames and, for a `Last-Event-ID`,
-//! the replay, then registers the connection. Runtime subscriptions pass
+//! the replay, then registers the connection, sends the presence notices its
+//! arrival causes and starts its connect hook. Runtime subscriptions pass
 //! the same channel rules here. [`overloaded_body`] is the answer to a
 //! connection refused at the global limit.
 
@@ -16,8 +17,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::Shared;
+use super::presence::Presence;
 use super::registry::{Registered, Registry};
-use crate::config::UserLimitPolicy;
+use crate::config::{ConnectedEvent, UserLimitPolicy};
 use crate::connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 use crate::error::{ConnectError, SubscribeError};
 use crate::event::{Event, retry_frame};
@@ -56,6 +58,11 @@ impl Shared {
             metadata: options.metadata,
         };
         let queue = self.opening_queue(&info);
+        if self.hooks.on_connect.is_some() {
+            // Live frames wait behind the connect hook's (see `ConnectContext`).
+            queue.hold();
+        }
+        let hook_info = self.hooks.on_connect.is_some().then(|| info.clone());
         let now = Instant::now();
         let deadline = self.deadline(options.expires_after, now);
 
@@ -84,9 +91,18 @@ impl Shared {
             options.allowed_channels,
             options.remote_addr,
         ));
+        let mut slow = Vec::new();
+        if let Some(entry) = registry.get(client_id.as_str()) {
+            let channels = entry.info.channels.iter().map(String::as_str);
+            self.presence_changed(&registry, user_id.as_deref(), channels, Presence::Join, &mut slow);
+        }
+        self.close_slow(&mut registry, slow);
         drop(registry);
         if wake {
             self.wake_maintenance();
+        }
+        if let Some(info) = hook_info {
+            self.connected_hook(&info, &queue);
         }
         Counters::add(&self.stats.connections_opened, 1);
         tracing::debug!(client_id = %client_id, user_id = ?user_id, "sse connection opened");
@@ -127,7 +143,14 @@ impl Shared {
                 max,
             });
         }
-        Ok(registry.join(client_id, channel))
+        let user = entry.info.user_id.clone();
+        let joined = registry.join(client_id, channel);
+        if joined {
+            let mut slow = Vec::new();
+            self.presence_changed(&registry, user.as_deref(), [channel], Presence::Join, &mut slow);
+            self.close_slow(&mut registry, slow);
+        }
+        Ok(joined)
     }
 
     /// Checks the requested channels and metadata against the limits.
@@ -193,7 +216,16 @@ impl Shared {
             session_id: info.session_id.as_deref(),
             channels: &info.channels,
         };
-        if let Ok(event) = Event::json("connected", &connected) {
+        let event = match &self.config.connected_event {
+            ConnectedEvent::Named(name) => Event::json(name.clone(), &connected),
+            ConnectedEvent::Message => Event::builder()
+                .json(&Typed {
+                    kind: "connected",
+                    payload: connected,
+                })
+                .build(),
+        };
+        if let Ok(event) = event {
             queue.push_unbounded(event.encode());
         }
         queue
@@ -299,6 +331,15 @@ struct ConnectedPayload<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     session_id: Option<&'a str>,
     channels: &'a BTreeSet<String>,
+}
+
+/// A payload with a `type` field first, for clients that switch on it.
+#[derive(Serialize)]
+struct Typed<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    payload: ConnectedPayload<'a>,
 }
 
 fn reset_frame(head_id: &str) -> Bytes {

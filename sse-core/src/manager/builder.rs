@@ -1,10 +1,11 @@
 //! Building a manager: [`SseManagerBuilder`] gathers the configuration, the
-//! runtime and the optional backplane, validates them, creates the shared
+//! runtime, the optional backplane and the lifecycle hooks, validates them, creates the shared
 //! state, and starts the maintenance task and the backplane's reader on the
 //! runtime.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use std::time::Instant;
 use futures_channel::mpsc;
 use parking_lot::{Mutex, RwLock};
 
+use super::hooks::{ConnectContext, DisconnectContext, Hooks};
 use super::{Shared, SseManager, maintenance};
 use crate::backplane::{Backplane, BackplaneSink};
 use crate::config::{SseConfig, SseConfigBuilder};
@@ -28,6 +30,7 @@ pub struct SseManagerBuilder {
     config: SseConfigBuilder,
     runtime: Option<Arc<dyn Runtime>>,
     backplane: Option<Arc<dyn Backplane>>,
+    hooks: Hooks,
 }
 
 impl fmt::Debug for SseManagerBuilder {
@@ -36,6 +39,7 @@ impl fmt::Debug for SseManagerBuilder {
             .field("config", &self.config)
             .field("runtime", &self.runtime.is_some())
             .field("backplane", &self.backplane.is_some())
+            .field("hooks", &self.hooks)
             .finish()
     }
 }
@@ -86,6 +90,69 @@ impl SseManagerBuilder {
         self
     }
 
+    /// Runs `hook` for every connection once it is registered, as a task of
+    /// its own on the manager's runtime: to send the new connection its
+    /// initial state with [`ConnectContext::send`], which reaches it after
+    /// its replay and before any live event (see
+    /// [the ordering](ConnectContext#ordering)), or to tell others.
+    ///
+    /// The hook holds no lock of the manager and delays no other connection
+    /// or send; while it runs, only its own connection's live events wait. A
+    /// hook that panics is ended and logged (`tracing` error); its
+    /// connection stays open and gets its live events. Replaces an earlier
+    /// connect hook.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use sse_core::{ConnectOptions, Event, SseManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SseManager::builder()
+    ///     .on_connect(|conn| async move {
+    ///         let online = conn.manager().connection_count();
+    ///         if let Ok(event) = Event::json("welcome", &serde_json::json!({ "online": online })) {
+    ///             conn.send(&event);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// let mut stream = manager.connect(ConnectOptions::new().user("alice")).await?;
+    /// manager.send_to_user("alice", Event::named("news", "hi")?).await?;
+    /// let mut text = String::new();
+    /// while !text.contains("event: news") {
+    ///     text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap_or_default()));
+    /// }
+    /// let (welcome, news) = (text.find("event: welcome"), text.find("event: news"));
+    /// assert!(welcome.is_some_and(|w| news.is_some_and(|n| w < n)), "{text}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(ConnectContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.connect(hook);
+        self
+    }
+
+    /// Runs `hook` for every connection that closes, whatever the
+    /// [reason](crate::CloseReason), once it is unregistered: inside it, the
+    /// manager no longer counts the connection (for instance in
+    /// [`SseManager::presence`] or [`SseManager::is_user_connected`]). Like
+    /// the connect hook, it runs as a task of its own, holds no lock, and a
+    /// panic is contained and logged. It may run before the same
+    /// connection's connect hook has finished, if the connection closes that
+    /// soon. Replaces an earlier disconnect hook.
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(DisconnectContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.disconnect(hook);
+        self
+    }
+
     /// Validates the configuration, starts the maintenance task (and the
     /// backplane's reader) and returns the manager.
     ///
@@ -100,7 +167,8 @@ impl SseManagerBuilder {
             None => default_runtime().ok_or(ConfigError::NoRuntime)?,
         };
         let (wake_tx, wake_rx) = mpsc::channel(1);
-        let shared = Arc::new(Shared {
+        let hooks = self.hooks;
+        let shared = Arc::new_cyclic(|me| Shared {
             history: Mutex::new(History::new(config.history_size, config.history_max_age)),
             registry: RwLock::new(super::Registry::default()),
             stats: Counters::default(),
@@ -114,6 +182,8 @@ impl SseManagerBuilder {
             backplane: self.backplane.clone(),
             instance: fastrand::u64(..),
             pending: Mutex::new(HashMap::new()),
+            hooks,
+            me: me.clone(),
         });
         runtime.spawn(Box::pin(maintenance::run(Arc::downgrade(&shared), wake_rx)));
         if let Some(backplane) = self.backplane {

@@ -107,7 +107,13 @@ impl Shared {
     /// queue overflows, the dropped frames are counted and the connection
     /// joins `slow`. Returns whether the frame was queued.
     pub(super) fn push(&self, entry: &Registered, frame: &Bytes, sent_at_ms: u64, slow: &mut Vec<ClientId>) -> bool {
-        match entry.queue.push(frame.clone(), sent_at_ms) {
+        self.pushed(entry, entry.queue.push(frame.clone(), sent_at_ms), slow)
+    }
+
+    /// Counts the outcome of a push to one connection; see
+    /// [`Shared::push`].
+    pub(super) fn pushed(&self, entry: &Registered, pushed: Push, slow: &mut Vec<ClientId>) -> bool {
+        match pushed {
             Push::Queued => true,
             Push::Overflow { dropped } => {
                 Counters::add(&self.stats.frames_dropped, dropped as u64);
@@ -124,18 +130,7 @@ impl Shared {
         if slow.is_empty() {
             return;
         }
-        let mut registry = self.registry.write();
-        for id in slow {
-            if let Some(entry) = registry.remove(id.as_str()) {
-                Counters::add(&self.stats.slow_closed, 1);
-                tracing::warn!(
-                    client_id = %id,
-                    user_id = ?entry.info.user_id,
-                    queue = self.config.client_queue,
-                    "sse connection closed: too slow to keep up"
-                );
-            }
-        }
+        self.close_slow(&mut self.registry.write(), slow);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Time: the one maintenance task that serves every connection. It sends
 //! heartbeats to connections that have been silent for the heartbeat
-//! interval, closes connections whose lifetime or expiry deadline passed,
+//! interval, closes connections whose lifetime or expiry deadline passed
+//! and, with an idle timeout, those that received no event for that long,
 //! and sleeps until the next of those is due (or until it is woken by a
 //! nearer deadline or by shutdown). There is no timer per connection.
 
@@ -28,6 +29,7 @@ pub(super) fn heartbeat_frame(config: &SseConfig) -> Option<Bytes> {
             .build()
             .map(|event| event.encode())
             .unwrap_or_default(),
+        Heartbeat::Message(data) => Event::message(data.clone()).encode(),
     })
 }
 
@@ -36,6 +38,7 @@ pub(super) fn heartbeat_frame(config: &SseConfig) -> Option<Bytes> {
 /// shut down.
 pub(super) async fn run(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
     let mut next_heartbeat = Instant::now();
+    let mut next_idle_check = Instant::now();
     loop {
         let (runtime, sleep_for) = {
             let Some(shared) = shared.upgrade() else { return };
@@ -52,10 +55,21 @@ pub(super) async fn run(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
                 }
             }
             let next_deadline = shared.expire(now);
-            let wake_at = match (tick.map(|_| next_heartbeat), next_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let idle_tick = shared.config.idle_timeout.map(idle_tick);
+            if let Some(idle_tick) = idle_tick {
+                if now >= next_idle_check {
+                    shared.close_idle();
+                    next_idle_check = now.checked_add(idle_tick).unwrap_or(far_future(now));
+                }
+            }
+            let wake_at = [
+                tick.map(|_| next_heartbeat),
+                next_deadline,
+                idle_tick.map(|_| next_idle_check),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep_for = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
             (shared.runtime.clone(), sleep_for)
         };
@@ -99,8 +113,11 @@ impl Shared {
             let registry = self.registry.read();
             for entry in registry.iter() {
                 let due_ms = entry.queue.last_push_ms().saturating_add(interval_ms);
-                if due_ms < horizon_ms && self.push(entry, frame, due_ms.max(now_ms), &mut slow) {
-                    sent += 1;
+                if due_ms < horizon_ms {
+                    let pushed = entry.queue.push_heartbeat(frame.clone(), due_ms.max(now_ms));
+                    if self.pushed(entry, pushed, &mut slow) {
+                        sent += 1;
+                    }
                 }
             }
         }
@@ -112,9 +129,39 @@ impl Shared {
     fn expire(&self, now: Instant) -> Option<Instant> {
         let mut registry = self.registry.write();
         while let Some(entry) = registry.take_due(now) {
-            self.closed(entry, CloseReason::Expired);
+            self.closed(&mut registry, entry, CloseReason::Expired);
         }
         registry.soonest_deadline()
+    }
+
+    /// Closes the connections that received no event (heartbeats aside)
+    /// for the idle timeout.
+    fn close_idle(&self) {
+        let Some(timeout) = self.config.idle_timeout else {
+            return;
+        };
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.now_ms();
+        let idle: Vec<_> = self
+            .registry
+            .read()
+            .iter()
+            .filter(|entry| now_ms.saturating_sub(entry.queue.last_event_ms()) >= timeout_ms)
+            .map(|entry| entry.info.client_id.clone())
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let mut registry = self.registry.write();
+        for id in idle {
+            // Checked again: an event may have come since.
+            let still_idle = registry
+                .get(id.as_str())
+                .is_some_and(|entry| now_ms.saturating_sub(entry.queue.last_event_ms()) >= timeout_ms);
+            if still_idle && self.close(&mut registry, id.as_str(), CloseReason::IdleTimeout) {
+                Counters::add(&self.stats.idle_closed, 1);
+            }
+        }
     }
 
     /// Wakes the maintenance task early: a nearer deadline, or shutdown.
@@ -129,6 +176,12 @@ impl Shared {
 fn far_future(now: Instant) -> Instant {
     now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
         .unwrap_or(now)
+}
+
+/// How often connections are checked against an idle `timeout`: a
+/// connection is closed between the timeout and 9/8 of it.
+fn idle_tick(timeout: Duration) -> Duration {
+    timeout / 8
 }
 
 /// The period of the heartbeat timer for a heartbeat `interval`.

@@ -6,20 +6,23 @@
 //! submodules: `builder` builds a manager, `admission` lets connections in
 //! (validation, limits, eviction, replay, registration), `registry` indexes
 //! them, `delivery` records an event and fans it out to their queues,
-//! `distributed` takes the backplane's path, and `maintenance` runs
-//! heartbeats and expiry.
+//! `distributed` takes the backplane's path, `maintenance` runs
+//! heartbeats, expiry and the idle timeout, `hooks` runs the application's
+//! lifecycle hooks and `presence` keeps who is online in a channel.
 
 mod admission;
 mod builder;
 mod delivery;
 mod distributed;
+mod hooks;
 mod maintenance;
+mod presence;
 mod registry;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -30,6 +33,10 @@ use serde::Serialize;
 pub use self::admission::overloaded_body;
 pub use self::builder::SseManagerBuilder;
 use self::distributed::Pending;
+use self::hooks::Hooks;
+pub use self::hooks::{ConnectContext, DisconnectContext};
+use self::presence::Presence;
+pub use self::presence::PresenceMember;
 use self::registry::{Registered, Registry};
 use crate::backplane::Backplane;
 use crate::config::SseConfig;
@@ -126,8 +133,9 @@ impl SseManager {
     /// whose data is `{"clientId": ..., "userId"?, "sessionId"?, "channels"}`;
     /// with a `Last-Event-ID`, then every retained event after it that this
     /// connection is targeted by (or one `reset` event if the id is not held);
-    /// then live events. Events sent to the connection right after this
-    /// returns are queued and delivered, not lost.
+    /// then what the [connect hook](SseManagerBuilder::on_connect), if any,
+    /// sends it; then live events. Events sent to the connection right after
+    /// this returns are queued and delivered, not lost.
     ///
     /// Replay and live delivery meet without gap or duplicate, even while
     /// other tasks publish: registration and the history snapshot happen
@@ -274,11 +282,27 @@ impl SseManager {
     /// # Errors
     /// [`SubscribeError::UnknownClient`].
     pub fn unsubscribe(&self, client_id: &str, channel: &str) -> Result<bool, SubscribeError> {
-        self.shared
-            .registry
-            .write()
+        let shared = &self.shared;
+        let mut registry = shared.registry.write();
+        let left = registry
             .leave(client_id, channel)
-            .ok_or_else(|| SubscribeError::UnknownClient(client_id.to_owned()))
+            .ok_or_else(|| SubscribeError::UnknownClient(client_id.to_owned()))?;
+        if left {
+            let user = registry.get(client_id).and_then(|entry| entry.info.user_id.clone());
+            let mut slow = Vec::new();
+            shared.presence_changed(&registry, user.as_deref(), [channel], Presence::Leave, &mut slow);
+            shared.close_slow(&mut registry, slow);
+        }
+        Ok(left)
+    }
+
+    /// Who is in `channel` now: each user with at least one connection
+    /// subscribed to it, with how many (tabs), sorted by user id.
+    /// Connections without a user are not listed. Answers for any channel;
+    /// `presence` events are sent for the channels of
+    /// [`SseConfig::presence_channels`].
+    pub fn presence(&self, channel: &str) -> Vec<PresenceMember> {
+        self.shared.presence(channel)
     }
 
     /// Closes one connection (`disconnectClient`); frames already queued for
@@ -400,7 +424,10 @@ impl SseManager {
 /// under `registry`. So every event is either in that client's replay or in
 /// its queue, never both and never neither. `pending` is taken alone. A
 /// connection's queue has a lock of its own, the innermost: it is taken
-/// under the others, and never holds one of them.
+/// under the others, and never holds one of them. Presence notices are
+/// queued under the `registry` write lock, at the change that causes them;
+/// lifecycle hooks are only spawned there, and run as tasks of their own,
+/// holding none of these locks.
 pub(crate) struct Shared {
     config: SseConfig,
     /// Sequencer and replay log.
@@ -421,6 +448,10 @@ pub(crate) struct Shared {
     /// Local delivery counts of this instance's backplane publications, by
     /// log id, until their publisher collects them.
     pending: Mutex<HashMap<String, Pending>>,
+    /// The application's lifecycle hooks.
+    hooks: Hooks,
+    /// This state itself, for the handle a disconnect hook is given.
+    me: Weak<Shared>,
 }
 
 impl Shared {
@@ -435,23 +466,61 @@ impl Shared {
 
     /// Removes a connection, if still registered.
     pub(crate) fn unregister(&self, id: &ClientId, reason: CloseReason) {
-        let removed = self.registry.write().remove(id.as_str());
-        if let Some(entry) = removed {
+        let mut registry = self.registry.write();
+        if let Some(entry) = registry.remove(id.as_str()) {
             entry.queue.abort(reason);
+            self.unregistered(&mut registry, &entry, reason);
             tracing::debug!(client_id = %id, user_id = ?entry.info.user_id, %reason, "sse connection closed");
         }
     }
 
     /// Closes and unregisters a connection the manager decided to end.
     fn close(&self, registry: &mut Registry, id: &str, reason: CloseReason) -> bool {
-        registry.remove(id).map(|entry| self.closed(entry, reason)).is_some()
+        registry
+            .remove(id)
+            .map(|entry| self.closed(registry, entry, reason))
+            .is_some()
     }
 
     /// Ends the stream of a connection just unregistered, once its queued
     /// frames are written.
-    fn closed(&self, entry: Registered, reason: CloseReason) {
+    fn closed(&self, registry: &mut Registry, entry: Registered, reason: CloseReason) {
         entry.queue.close_gracefully(reason);
+        self.unregistered(registry, &entry, reason);
         tracing::debug!(client_id = %entry.info.client_id, user_id = ?entry.info.user_id, %reason, "sse connection closed by server");
+    }
+
+    /// What follows every unregistration, under the registry's write lock:
+    /// the presence notices the connection's leaving causes (closing the
+    /// connections they find too slow), and its disconnect hook.
+    fn unregistered(&self, registry: &mut Registry, entry: &Registered, reason: CloseReason) {
+        let info = &entry.info;
+        let mut slow = Vec::new();
+        let channels = info.channels.iter().map(String::as_str);
+        self.presence_changed(registry, info.user_id.as_deref(), channels, Presence::Leave, &mut slow);
+        self.disconnected_hook(info, reason);
+        self.close_slow(registry, slow);
+    }
+
+    /// Unregisters connections found too slow, under the registry's write
+    /// lock, and any that their leaving finds too slow in turn.
+    fn close_slow(&self, registry: &mut Registry, mut slow: Vec<ClientId>) {
+        while let Some(id) = slow.pop() {
+            let Some(entry) = registry.remove(id.as_str()) else {
+                continue;
+            };
+            Counters::add(&self.stats.slow_closed, 1);
+            tracing::warn!(
+                client_id = %id,
+                user_id = ?entry.info.user_id,
+                queue = self.config.client_queue,
+                "sse connection closed: too slow to keep up"
+            );
+            let info = &entry.info;
+            let channels = info.channels.iter().map(String::as_str);
+            self.presence_changed(registry, info.user_id.as_deref(), channels, Presence::Leave, &mut slow);
+            self.disconnected_hook(info, CloseReason::SlowConsumer);
+        }
     }
 }
 

@@ -193,6 +193,19 @@ impl Registry {
         self.by_user.get(user).map_or(0, HashSet::len)
     }
 
+    /// How many of user `user`'s connections are subscribed to `channel`.
+    pub(super) fn user_channel_count(&self, user: &str, channel: &str) -> usize {
+        self.by_user.get(user).map_or(0, |ids| {
+            ids.iter()
+                .filter(|id| {
+                    self.connections
+                        .get(*id)
+                        .is_some_and(|entry| entry.info.channels.contains(channel))
+                })
+                .count()
+        })
+    }
+
     /// User `user`'s connections, oldest registration first.
     pub(super) fn user_connections_oldest_first(&self, user: &str) -> Vec<ClientId> {
         let mut held: Vec<(u64, ClientId)> = self

@@ -1,6 +1,7 @@
 //! Limits (`docs/http-api.md`, "How a stream ends", "Overloaded" and the
 //! configuration): per user, global (`overloaded`), lifetime, slow clients,
-//! and per client address (`SSE_MAX_PER_ADDR`).
+//! per client address (`SSE_MAX_PER_ADDR`) and idle streams
+//! (`SSE_IDLE_TIMEOUT_MS`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -150,4 +151,29 @@ pub(crate) async fn per_address_limit(serve: ServeFn) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     server.wait_for_connections(1).await;
     let _third = server.subscribe("userId=carol").await;
+}
+
+pub(crate) async fn idle_timeout_closes_quiet_streams(serve: ServeFn) {
+    const IDLE_MS: u64 = 600;
+    let server = TestServer::start(serve, &[("SSE_IDLE_TIMEOUT_MS", "600"), ("SSE_HEARTBEAT_MS", "100")]).await;
+    let mut s = server.subscribe("userId=alice").await;
+    let since_event = std::time::Instant::now();
+    server.publish_ok(&json!({"event": "alive", "data": 1})).await;
+    s.stream.expect_event("alive").await;
+    let (events, end) = s.stream.events_until_end().await;
+    assert_eq!(end, End::Clean, "the stream ends cleanly; the client reconnects");
+    assert!(events.is_empty(), "{events:?}");
+    assert!(
+        since_event.elapsed() >= Duration::from_millis(IDLE_MS),
+        "not closed before {IDLE_MS} ms without an event"
+    );
+    let raw = String::from_utf8_lossy(&s.stream.raw()).into_owned();
+    assert!(
+        raw.contains(": heartbeat"),
+        "heartbeats went out and did not count: {raw}"
+    );
+    let stats = server
+        .wait_for_stats("idleClosed 1", |stats| stats["idleClosed"] == 1)
+        .await;
+    assert_eq!(stats["connections"], 0, "{stats}");
 }

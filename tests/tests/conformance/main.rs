@@ -14,6 +14,7 @@ mod cors;
 mod demo;
 mod errors;
 mod limits;
+mod presence;
 mod publish;
 mod redis;
 mod replay;
@@ -67,6 +68,9 @@ macro_rules! conformance_tests {
                 cors::cors_listed_origins_with_credentials,
                 cors::cors_unset_sends_no_cors_headers,
                 limits::per_address_limit,
+                limits::idle_timeout_closes_quiet_streams,
+                presence::presence_notices_reach_other_members_once_per_user,
+                presence::presence_query_route,
                 redis::redis_targets_across_instances,
                 redis::redis_resume_on_another_instance,
             );

@@ -1,0 +1,143 @@
+//! Presence: who is online in a channel. For the channels
+//! [`SseConfig::presence_channels`](crate::SseConfig::presence_channels)
+//! names, a user joins when their first connection in the channel opens (or
+//! subscribes) and leaves when their last one closes (or unsubscribes);
+//! the other members of the channel get a `presence` event for each
+//! transition. Transitions are found under the registry's write lock, at
+//! the change that causes them, so concurrent tabs give exactly one join and
+//! one leave. [`PresenceMember`] is the answer of
+//! [`SseManager::presence`](super::SseManager::presence).
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::Shared;
+use super::registry::Registry;
+use crate::connection::{ClientId, channel_allowed};
+use crate::event::Event;
+use crate::target::Target;
+
+/// One user present in a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct PresenceMember {
+    /// The user.
+    pub user_id: String,
+    /// How many of the user's connections are in the channel (tabs).
+    pub connections: usize,
+}
+
+/// A presence transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Presence {
+    Join,
+    Leave,
+}
+
+impl Presence {
+    fn as_str(self) -> &'static str {
+        match self {
+            Presence::Join => "join",
+            Presence::Leave => "leave",
+        }
+    }
+}
+
+/// The data of a `presence` event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Notice<'a> {
+    channel: &'a str,
+    user_id: &'a str,
+    state: &'static str,
+}
+
+impl Shared {
+    /// Whether presence is kept for `channel`.
+    fn presence_kept(&self, channel: &str) -> bool {
+        !self.config.presence_channels.is_empty() && channel_allowed(&self.config.presence_channels, channel)
+    }
+
+    /// After a change of `user`'s connections in `channels` (a connection
+    /// registered or subscribed: `Join`; unregistered or unsubscribed:
+    /// `Leave`), already applied to `registry`: notifies the other members
+    /// of each channel where this made `user` present or absent. Called
+    /// under the registry's write lock; connections found too slow join
+    /// `slow`.
+    pub(super) fn presence_changed<'c>(
+        &self,
+        registry: &Registry,
+        user: Option<&str>,
+        channels: impl IntoIterator<Item = &'c str>,
+        change: Presence,
+        slow: &mut Vec<ClientId>,
+    ) {
+        let Some(user) = user else { return };
+        if self.config.presence_channels.is_empty() || self.is_shut_down() {
+            return;
+        }
+        for channel in channels {
+            if !self.presence_kept(channel) {
+                continue;
+            }
+            let count = registry.user_channel_count(user, channel);
+            let transition = match change {
+                Presence::Join => count == 1,
+                Presence::Leave => count == 0,
+            };
+            if transition {
+                self.notify_presence(registry, channel, user, change, slow);
+            }
+        }
+    }
+
+    /// Queues a `presence` event for every connection of `channel` but
+    /// `user`'s, without recording it in the history: it is live only.
+    fn notify_presence(
+        &self,
+        registry: &Registry,
+        channel: &str,
+        user: &str,
+        change: Presence,
+        slow: &mut Vec<ClientId>,
+    ) {
+        let notice = Notice {
+            channel,
+            user_id: user,
+            state: change.as_str(),
+        };
+        let Ok(frame) = Event::json("presence", &notice).map(|event| event.encode()) else {
+            return;
+        };
+        self.fan_out_except(registry, channel, user, &frame, slow);
+    }
+
+    /// Queues `frame` for the connections of `channel` that are not
+    /// `user`'s.
+    fn fan_out_except(&self, registry: &Registry, channel: &str, user: &str, frame: &Bytes, slow: &mut Vec<ClientId>) {
+        let now_ms = self.now_ms();
+        registry.for_each_target(&Target::channel(channel), |entry| {
+            if entry.info.user_id.as_deref() != Some(user) {
+                self.push(entry, frame, now_ms, slow);
+            }
+        });
+    }
+
+    /// Who is in `channel`: every user with a connection subscribed to it,
+    /// with how many, sorted by user id.
+    pub(super) fn presence(&self, channel: &str) -> Vec<PresenceMember> {
+        let registry = self.registry.read();
+        let mut members = std::collections::BTreeMap::<String, usize>::new();
+        registry.for_each_target(&Target::channel(channel), |entry| {
+            if let Some(user) = &entry.info.user_id {
+                *members.entry(user.clone()).or_default() += 1;
+            }
+        });
+        drop(registry);
+        members
+            .into_iter()
+            .map(|(user_id, connections)| PresenceMember { user_id, connections })
+            .collect()
+    }
+}
