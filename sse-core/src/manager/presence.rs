@@ -8,7 +8,6 @@
 //! one leave. [`PresenceMember`] is the answer of
 //! [`SseManager::presence`](super::SseManager::presence).
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::Shared;
@@ -110,18 +109,8 @@ impl Shared {
         let Ok(frame) = Event::json("presence", &notice).map(|event| event.encode()) else {
             return;
         };
-        self.fan_out_except(registry, channel, user, &frame, slow);
-    }
-
-    /// Queues `frame` for the connections of `channel` that are not
-    /// `user`'s.
-    fn fan_out_except(&self, registry: &Registry, channel: &str, user: &str, frame: &Bytes, slow: &mut Vec<ClientId>) {
-        let now_ms = self.now_ms();
-        registry.for_each_target(&Target::channel(channel), |entry| {
-            if entry.info.user_id.as_deref() != Some(user) {
-                self.push(entry, frame, now_ms, slow);
-            }
-        });
+        let audience = Target::channel(channel).except_user(user);
+        self.fan_out(registry, &audience, &frame, slow);
     }
 
     /// Who is in `channel`: every user with a connection subscribed to it,
