@@ -11,12 +11,23 @@
 //!   sit below it. Request bodies are limited to
 //!   [`MAX_BODY_BYTES`] with
 //!   [`DefaultBodyLimit`]; a larger one is answered `413`.
-//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection) (or any
-//!   [`SseReply`](sse_core::http::SseReply)), for handlers of your own.
+//! * [`routes`]: one [`RouteGroup`] of them (the stream, publish, the
+//!   administration routes, or the client script) as a [`Router`] of its
+//!   own, to [`merge`](Router::merge) with the others under the prefix,
+//!   each behind middleware of your own.
+//! * [`SseConnect`]: an extractor for a stream route of your own, reading
+//!   the request exactly as the built-in route does
+//!   ([`SseEndpoints::connect_options`]): the identity, the checked
+//!   channels, the `Last-Event-ID` header (else `lastEventId`) and the
+//!   client's address; a refusal is answered as the built-in route answers.
+//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection), any
+//!   stream of frames ([`SseResponse::from_stream`]) or any
+//!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
 //!
 //! Served with
 //! [`into_make_service_with_connect_info::<SocketAddr>()`](Router::into_make_service_with_connect_info),
-//! the router passes each client's address on as a [`RemoteAddr`], so that
+//! the router and [`SseConnect`] pass each client's address on as a
+//! [`RemoteAddr`], so that
 //! [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)
 //! applies; served without it, the per-address limit counts nobody.
 //!
@@ -35,23 +46,55 @@
 //! }
 //! ```
 //!
-//! A handler of your own connects through the manager, taken from the
-//! router's [`State`], and returns the connection as an [`SseResponse`]:
+//! A handler of your own takes the request's options with [`SseConnect`]
+//! (the [`SseEndpoints`] come from the router's [`State`], through
+//! [`FromRef`]), adds to them, connects, and returns the connection as an
+//! [`SseResponse`]:
 //!
 //! ```
 //! use axum::extract::{Path, State};
 //! use axum::routing::get;
-//! use sse_axum::SseResponse;
-//! use sse_axum::sse_core::{ConnectOptions, SseManager};
+//! use sse_axum::{SseConnect, SseResponse};
+//! use sse_axum::sse_core::http::SseEndpoints;
 //!
-//! async fn orders(State(manager): State<SseManager>, Path(order): Path<String>) -> SseResponse {
-//!     let options = ConnectOptions::new().channel(format!("orders/{order}"));
+//! async fn orders(
+//!     State(endpoints): State<SseEndpoints>,
+//!     Path(order): Path<String>,
+//!     SseConnect(options): SseConnect,
+//! ) -> SseResponse {
+//!     let options = options.channel(format!("orders/{order}"));
 //!     // A refused connection (limits, shutdown) becomes its HTTP answer.
-//!     manager.connect(options).await.into()
+//!     endpoints.manager().connect(options).await.into()
 //! }
 //!
-//! # fn app(manager: SseManager) -> axum::Router {
-//! axum::Router::new().route("/orders/{order}/events", get(orders)).with_state(manager)
+//! # fn app(endpoints: SseEndpoints) -> axum::Router {
+//! axum::Router::new().route("/orders/{order}/events", get(orders)).with_state(endpoints)
+//! # }
+//! ```
+//!
+//! The administration routes behind a check of your own, the stream and the
+//! client script open:
+//!
+//! ```
+//! use axum::extract::Request;
+//! use axum::http::StatusCode;
+//! use axum::middleware::{self, Next};
+//! use axum::response::Response;
+//! use sse_axum::sse_core::http::{RouteGroup, SseEndpoints};
+//!
+//! async fn admins_only(request: Request, next: Next) -> Result<Response, StatusCode> {
+//!     match request.headers().get("x-role") {
+//!         Some(role) if role == "admin" => Ok(next.run(request).await),
+//!         _ => Err(StatusCode::FORBIDDEN),
+//!     }
+//! }
+//!
+//! # fn app(endpoints: SseEndpoints) -> axum::Router {
+//! let sse = axum::Router::new()
+//!     .merge(sse_axum::routes(endpoints.clone(), RouteGroup::Stream))
+//!     .merge(sse_axum::routes(endpoints.clone(), RouteGroup::ClientScript))
+//!     .merge(sse_axum::routes(endpoints, RouteGroup::Admin).layer(middleware::from_fn(admins_only)));
+//! axum::Router::new().nest("/api/sse", sse)
 //! # }
 //! ```
 //!
@@ -64,19 +107,23 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
-use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
+use sse_core::ConnectOptions;
+use sse_core::http::{
+    MAX_BODY_BYTES, RemoteAddr, RouteGroup, RoutePath, SseEndpoints, payload_too_large, unreadable_body,
+};
 
 pub use sse_core;
 
 sse_core::sse_response_type! {
-    /// An SSE answer as an axum response: a live connection streamed as `200`
-    /// with [`sse_headers`](sse_core::http::sse_headers) and its frames written
+    /// An SSE answer as an axum response: a live connection (or stream of
+    /// frames) streamed as `200` with
+    /// [`sse_headers`](sse_core::http::sse_headers) and its frames written
     /// as they come (never re-encoded, no keep-alive of axum's, never
     /// compressed), or a complete response unchanged.
     ///
@@ -88,7 +135,32 @@ sse_core::sse_response_type! {
 impl IntoResponse for SseResponse {
     fn into_response(self) -> Response {
         self.0
-            .into_http_response(|connection| Body::from_stream(connection.map(Ok::<_, Infallible>)))
+            .into_http_response(|frames| Body::from_stream(frames.map(Ok::<_, Infallible>)))
+    }
+}
+
+/// The [`ConnectOptions`] of a request to open a stream, read by
+/// [`SseEndpoints::connect_options`] with the [`SseEndpoints`] of the
+/// state (any state they can be taken from with [`FromRef`]), the client's
+/// address included. A refusal (`401`, or `403` naming a channel) is
+/// answered as the built-in stream route answers it.
+#[derive(Debug)]
+pub struct SseConnect(pub ConnectOptions);
+
+impl<S> FromRequestParts<S> for SseConnect
+where
+    SseEndpoints: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = SseResponse;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, SseResponse> {
+        with_remote_addr(parts);
+        let endpoints = SseEndpoints::from_ref(state);
+        match endpoints.connect_options(parts).await {
+            Ok(options) => Ok(SseConnect(options)),
+            Err(refused) => Err(refused.into()),
+        }
     }
 }
 
@@ -104,17 +176,49 @@ pub fn router<S: Clone + Send + Sync + 'static>(endpoints: SseEndpoints) -> Rout
         .route("/", any(handle))
         .route("/{*path}", any(handle))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(endpoints)
+        .with_state(Mounted { endpoints, group: None })
 }
 
-async fn handle(
-    State(endpoints): State<SseEndpoints>,
-    mut request: Parts,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// The endpoints of `group` alone as a [`Router`], at their paths below the
+/// prefix ([`RouteGroup::paths`]), answered by
+/// [`SseEndpoints::handle_group`]: [`merge`](Router::merge) the groups an
+/// application serves, each with [`layer`](Router::layer)s of its own, and
+/// [`nest`](Router::nest) them under the prefix. A wrong method on one of
+/// the paths is answered as by [`router`]; other paths are left to the
+/// application's other routes.
+pub fn routes<S: Clone + Send + Sync + 'static>(endpoints: SseEndpoints, group: RouteGroup) -> Router<S> {
+    let mut router = Router::new();
+    for path in group.paths() {
+        let pattern = match path {
+            RoutePath::Exact(path) => format!("/{path}"),
+            RoutePath::Below(path) => format!("/{path}/{{*rest}}"),
+            _ => continue,
+        };
+        router = router.route(&pattern, any(handle));
+    }
+    router.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(Mounted {
+        endpoints,
+        group: Some(group),
+    })
+}
+
+/// What a mounted router answers: every group, or one.
+#[derive(Clone)]
+struct Mounted {
+    endpoints: SseEndpoints,
+    group: Option<RouteGroup>,
+}
+
+/// Passes the client's address, if the server knows it, on as a
+/// [`RemoteAddr`].
+fn with_remote_addr(request: &mut Parts) {
     if let Some(ConnectInfo(addr)) = request.extensions.get::<ConnectInfo<SocketAddr>>().copied() {
         request.extensions.insert(RemoteAddr(addr));
     }
+}
+
+async fn handle(State(mounted): State<Mounted>, mut request: Parts, body: Result<Bytes, BytesRejection>) -> Response {
+    with_remote_addr(&mut request);
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -123,6 +227,10 @@ async fn handle(
         Err(_) => return SseResponse::new(unreadable_body()).into_response(),
     };
     // Nested, the router sees the path below its prefix.
-    let reply = endpoints.handle(&request, request.uri.path(), body).await;
+    let path = request.uri.path();
+    let reply = match mounted.group {
+        Some(group) => mounted.endpoints.handle_group(group, &request, path, body).await,
+        None => mounted.endpoints.handle(&request, path, body).await,
+    };
     SseResponse(reply).into_response()
 }

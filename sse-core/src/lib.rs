@@ -71,3 +71,10 @@ pub use runtime::TokioRuntime;
 pub use stats::Stats;
 pub use target::{Audience, Predicate, Target};
 pub use transport::Transport;
+
+/// What the macros of this crate name in the crates that call them.
+#[doc(hidden)]
+pub mod __private {
+    pub use bytes::Bytes;
+    pub use futures_core::Stream;
+}

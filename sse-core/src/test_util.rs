@@ -209,5 +209,7 @@ impl Backplane for MemoryLog {
 
 #[cfg(all(feature = "http", feature = "tokio"))]
 pub mod adapter;
+#[cfg(all(feature = "http", feature = "tokio"))]
+pub mod own_routes;
 
 pub mod frames;

@@ -123,7 +123,14 @@ async fn handle_routes_the_mount_point() {
     let reply = endpoints
         .handle(&request(Method::GET, "/?userId=u"), "/", Bytes::new())
         .await;
-    let response = reply.into_http_response(|connection| Bytes::from(connection.client_id().to_string()));
+    let response = reply.into_http_response(|frames| {
+        Bytes::from(
+            frames
+                .connection()
+                .map(|connection| connection.client_id().to_string())
+                .unwrap_or_default(),
+        )
+    });
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers(), &sse_headers());
     assert_eq!(

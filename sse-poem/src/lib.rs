@@ -12,12 +12,23 @@
 //!   with [`Body::into_bytes_limit`] and
 //!   [`MAX_BODY_BYTES`]; a larger one is
 //!   answered `413`.
+//! * [`SseEndpoint::only`] and [`mount`]: one [`RouteGroup`] of them (the
+//!   stream, publish, the administration routes, or the client script) as
+//!   an endpoint of its own, added to a [`Route`] at the group's paths,
+//!   each behind middleware of your own.
+//! * [`SseConnect`]: an extractor for a stream route of your own, reading
+//!   the request exactly as the built-in route does
+//!   ([`SseEndpoints::connect_options`], the [`SseEndpoints`] shared with
+//!   [`Data`](poem::web::Data)): the identity, the checked channels, the
+//!   `Last-Event-ID` header (else `lastEventId`) and the client's address;
+//!   a refusal is answered as the built-in route answers it.
 //! * [`request_parts`]: the request's [`Parts`], which [`SseEndpoints`] and
 //!   your own [`Authenticator`](sse_core::http::Authenticator) read, with the
 //!   client's address as a [`RemoteAddr`] extension (for
 //!   [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)).
-//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection) (or any
-//!   [`SseReply`](sse_core::http::SseReply)), for handlers of your own.
+//! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection), any
+//!   stream of frames ([`SseResponse::from_stream`]) or any
+//!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
 //!
 //! ```no_run
 //! use poem::listener::TcpListener;
@@ -36,25 +47,51 @@
 //! }
 //! ```
 //!
-//! A handler of your own connects through the manager, shared with
-//! [`Data`](poem::web::Data), and returns the connection as an
+//! A handler of your own takes the request's options with [`SseConnect`],
+//! adds to them, connects, and returns the connection as an
 //! [`SseResponse`]:
 //!
 //! ```
 //! use poem::web::{Data, Path};
 //! use poem::{EndpointExt as _, Route, get, handler};
-//! use sse_poem::SseResponse;
-//! use sse_poem::sse_core::{ConnectOptions, SseManager};
+//! use sse_poem::{SseConnect, SseResponse};
+//! use sse_poem::sse_core::http::SseEndpoints;
 //!
 //! #[handler]
-//! async fn orders(Data(manager): Data<&SseManager>, Path(order): Path<String>) -> SseResponse {
-//!     let options = ConnectOptions::new().channel(format!("orders/{order}"));
+//! async fn orders(Data(endpoints): Data<&SseEndpoints>, Path(order): Path<String>, SseConnect(options): SseConnect) -> SseResponse {
+//!     let options = options.channel(format!("orders/{order}"));
 //!     // A refused connection (limits, shutdown) becomes its HTTP answer.
-//!     manager.connect(options).await.into()
+//!     endpoints.manager().connect(options).await.into()
 //! }
 //!
-//! # fn app(manager: SseManager) -> impl poem::Endpoint {
-//! Route::new().at("/orders/:order/events", get(orders)).data(manager)
+//! # fn app(endpoints: SseEndpoints) -> impl poem::Endpoint {
+//! Route::new().at("/orders/:order/events", get(orders)).data(endpoints)
+//! # }
+//! ```
+//!
+//! The administration routes behind a check of your own, the stream and the
+//! client script open:
+//!
+//! ```
+//! use poem::http::StatusCode;
+//! use poem::{EndpointExt as _, Error, Request, Route};
+//! use sse_poem::SseEndpoint;
+//! use sse_poem::sse_core::http::{RouteGroup, SseEndpoints};
+//!
+//! async fn admins_only(request: Request) -> poem::Result<Request> {
+//!     match request.header("x-role") {
+//!         Some("admin") => Ok(request),
+//!         _ => Err(Error::from_status(StatusCode::FORBIDDEN)),
+//!     }
+//! }
+//!
+//! # fn app(endpoints: SseEndpoints) -> Route {
+//! let sse = Route::new();
+//! let sse = sse_poem::mount(sse, RouteGroup::Stream, SseEndpoint::only(endpoints.clone(), RouteGroup::Stream));
+//! let sse = sse_poem::mount(sse, RouteGroup::ClientScript, SseEndpoint::only(endpoints.clone(), RouteGroup::ClientScript));
+//! let admin = SseEndpoint::only(endpoints, RouteGroup::Admin).before(admins_only);
+//! let sse = sse_poem::mount(sse, RouteGroup::Admin, admin);
+//! Route::new().nest("/api/sse", sse)
 //! # }
 //! ```
 //!
@@ -69,20 +106,26 @@
 #![forbid(unsafe_code)]
 
 use std::io;
+use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use http::request::Parts;
-use poem::error::{NotFoundError, ReadBodyError};
-use poem::{Body, Endpoint, IntoResponse, Request, Response};
-use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
+use poem::error::{GetDataError, NotFoundError, ReadBodyError};
+use poem::{Body, Endpoint, EndpointExt as _, FromRequest, IntoResponse, Request, RequestBody, Response, Route};
+use sse_core::ConnectOptions;
+use sse_core::http::{
+    MAX_BODY_BYTES, RemoteAddr, RouteGroup, RoutePath, SseEndpoints, payload_too_large, unreadable_body,
+};
 
 pub use sse_core;
 
 sse_core::sse_response_type! {
-    /// An SSE answer as a poem response: a live connection streamed as `200`
-    /// with [`sse_headers`](sse_core::http::sse_headers) and its frames written
-    /// as they come (never re-encoded through `poem::web::sse`, no keep-alive of
-    /// poem's, never compressed), or a complete response unchanged.
+    /// An SSE answer as a poem response: a live connection (or stream of
+    /// frames) streamed as `200` with
+    /// [`sse_headers`](sse_core::http::sse_headers) and its frames written
+    /// as they come (never re-encoded through `poem::web::sse`, no
+    /// keep-alive of poem's, never compressed), or a complete response
+    /// unchanged.
     ///
     /// The connection is dropped, and so unregistered, when the client goes
     /// away.
@@ -93,7 +136,7 @@ impl IntoResponse for SseResponse {
     fn into_response(self) -> Response {
         let response = self
             .0
-            .into_http_response(|connection| Body::from_bytes_stream(connection.map(Ok::<_, io::Error>)));
+            .into_http_response(|frames| Body::from_bytes_stream(frames.map(Ok::<_, io::Error>)));
         let (parts, body) = response.into_parts();
         let mut response = Response::from(body);
         response.set_status(parts.status);
@@ -119,6 +162,27 @@ pub fn request_parts(request: &Request) -> Parts {
     parts
 }
 
+/// The [`ConnectOptions`] of a request to open a stream, read by
+/// [`SseEndpoints::connect_options`] with the [`SseEndpoints`] shared with
+/// [`data`](poem::EndpointExt::data) (without them, poem's
+/// [`GetDataError`], a `500`), the client's address included. A refusal
+/// (`401`, or `403` naming a channel) is answered as the built-in stream
+/// route answers it.
+#[derive(Debug)]
+pub struct SseConnect(pub ConnectOptions);
+
+impl<'a> FromRequest<'a> for SseConnect {
+    async fn from_request(request: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let endpoints = request
+            .data::<SseEndpoints>()
+            .ok_or_else(|| GetDataError(std::any::type_name::<SseEndpoints>()))?;
+        match endpoints.connect_options(&request_parts(request)).await {
+            Ok(options) => Ok(SseConnect(options)),
+            Err(refused) => Err(poem::Error::from_response(SseResponse::new(refused).into_response())),
+        }
+    }
+}
+
 /// The ready-made endpoints as one poem [`Endpoint`], to
 /// [`nest`](poem::Route::nest) under a prefix. It answers every request
 /// below the prefix through [`SseEndpoints::handle`], so unknown paths and
@@ -130,12 +194,23 @@ pub fn request_parts(request: &Request) -> Parts {
 #[derive(Debug, Clone)]
 pub struct SseEndpoint {
     endpoints: SseEndpoints,
+    group: Option<RouteGroup>,
 }
 
 impl SseEndpoint {
     /// The endpoint answering with `endpoints`.
     pub fn new(endpoints: SseEndpoints) -> Self {
-        SseEndpoint { endpoints }
+        SseEndpoint { endpoints, group: None }
+    }
+
+    /// The endpoint answering the requests of `group` alone, through
+    /// [`SseEndpoints::handle_group`] (any other path is a JSON `404`): add
+    /// it to a [`Route`] at the group's paths with [`mount`].
+    pub fn only(endpoints: SseEndpoints, group: RouteGroup) -> Self {
+        SseEndpoint {
+            endpoints,
+            group: Some(group),
+        }
     }
 }
 
@@ -154,6 +229,32 @@ impl Endpoint for SseEndpoint {
         };
         let parts = request_parts(&request);
         // Nested, the endpoint sees the path below its prefix.
-        Ok(SseResponse(self.endpoints.handle(&parts, parts.uri.path(), body).await))
+        let path = parts.uri.path();
+        Ok(SseResponse(match self.group {
+            Some(group) => self.endpoints.handle_group(group, &parts, path, body).await,
+            None => self.endpoints.handle(&parts, path, body).await,
+        }))
     }
+}
+
+/// Adds `endpoint` to `route` at every path of `group` ([`RouteGroup::paths`],
+/// `connections/*rest` for a parameter): `endpoint` is usually
+/// [`SseEndpoint::only`] for that group with middleware of your own, and
+/// `route` the one nested under the prefix.
+///
+/// # Panics
+///
+/// As [`Route::at`], if `route` already has one of the paths.
+pub fn mount(route: Route, group: RouteGroup, endpoint: impl Endpoint + 'static) -> Route {
+    let endpoint = Arc::new(endpoint.map_to_response());
+    let mut route = route;
+    for path in group.paths() {
+        let pattern = match path {
+            RoutePath::Exact(path) => format!("/{path}"),
+            RoutePath::Below(path) => format!("/{path}/*rest"),
+            _ => continue,
+        };
+        route = route.at(pattern, Arc::clone(&endpoint));
+    }
+    route
 }

@@ -16,8 +16,20 @@
 //!   [`Authenticator`](sse_core::http::Authenticator) read, with the
 //!   client's address as a [`RemoteAddr`] extension (for
 //!   [`SseConfig::max_connections_per_addr`](sse_core::SseConfig::max_connections_per_addr)).
-//! * [`SseResponse`]: a [`Reply`] for a [`Connection`](sse_core::Connection) (or any [`SseReply`](sse_core::http::SseReply)),
-//!   for handlers of your own.
+//! * [`routes`]: one [`RouteGroup`] of them (the stream, publish, the
+//!   administration routes, or the client script) as a [`Filter`] of its
+//!   own, which rejects other paths as not found, so that the groups an
+//!   application serves combine with [`or`](Filter::or), each behind
+//!   filters of your own.
+//! * [`connect_options`]: a filter for a stream route of your own,
+//!   extracting the request's [`ConnectOptions`] exactly as the built-in
+//!   route reads them ([`SseEndpoints::connect_options`]): the identity, the
+//!   checked channels, the `Last-Event-ID` header (else `lastEventId`) and
+//!   the client's address. A refusal is a [`ConnectRefused`] rejection,
+//!   which [`recover`] answers as the built-in route does.
+//! * [`SseResponse`]: a [`Reply`] for a [`Connection`](sse_core::Connection), any stream of
+//!   frames ([`SseResponse::from_stream`]) or any
+//!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
 //!
 //! ```no_run
 //! use sse_warp::sse_core::SseManager;
@@ -35,26 +47,46 @@
 //! }
 //! ```
 //!
-//! A handler of your own connects through the manager and returns the
-//! connection as an [`SseResponse`]:
+//! A handler of your own takes the request's options from
+//! [`connect_options`], adds to them, connects, and returns the connection
+//! as an [`SseResponse`]; [`recover`] answers a refusal:
 //!
 //! ```
 //! use sse_warp::SseResponse;
-//! use sse_warp::sse_core::{ConnectOptions, SseManager};
+//! use sse_warp::sse_core::ConnectOptions;
+//! use sse_warp::sse_core::http::SseEndpoints;
 //! use warp::Filter;
 //!
-//! # fn routes(manager: SseManager) -> impl Filter<Extract = (SseResponse,), Error = warp::Rejection> + Clone {
+//! # fn routes(endpoints: SseEndpoints) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+//! let manager = endpoints.manager().clone();
 //! let orders = warp::path!("orders" / String / "events")
 //!     .and(warp::get())
-//!     .then(move |order: String| {
+//!     .and(sse_warp::connect_options(endpoints))
+//!     .then(move |order: String, options: ConnectOptions| {
 //!         let manager = manager.clone();
 //!         async move {
-//!             let options = ConnectOptions::new().channel(format!("orders/{order}"));
 //!             // A refused connection (limits, shutdown) becomes its HTTP answer.
-//!             SseResponse::from(manager.connect(options).await)
+//!             SseResponse::from(manager.connect(options.channel(format!("orders/{order}"))).await)
 //!         }
-//!     });
+//!     })
+//!     .recover(sse_warp::recover);
 //! # orders
+//! # }
+//! ```
+//!
+//! The administration routes behind a check of your own, the stream and the
+//! client script open:
+//!
+//! ```
+//! use sse_warp::sse_core::http::{RouteGroup, SseEndpoints};
+//! use warp::Filter;
+//!
+//! # fn routes(endpoints: SseEndpoints) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+//! let admins_only = warp::header::exact("x-role", "admin");
+//! let sse = sse_warp::routes(endpoints.clone(), RouteGroup::Stream)
+//!     .or(sse_warp::routes(endpoints.clone(), RouteGroup::ClientScript))
+//!     .or(admins_only.and(sse_warp::routes(endpoints, RouteGroup::Admin)));
+//! warp::path!("api" / "sse" / ..).and(sse)
 //! # }
 //! ```
 #![forbid(unsafe_code)]
@@ -66,15 +98,20 @@ use bytes::{Buf, BufMut as _, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, Uri};
-use sse_core::http::{MAX_BODY_BYTES, RemoteAddr, SseEndpoints, payload_too_large, unreadable_body};
+use sse_core::ConnectOptions;
+use sse_core::http::{
+    AuthError, MAX_BODY_BYTES, RemoteAddr, RouteGroup, SseEndpoints, payload_too_large, unreadable_body,
+};
 use warp::path::{FullPath, Tail};
+use warp::reject::Reject;
 use warp::{Filter, Rejection, Reply};
 
 pub use sse_core;
 
 sse_core::sse_response_type! {
-    /// An SSE answer as a warp [`Reply`]: a live connection streamed as `200`
-    /// with [`sse_headers`](sse_core::http::sse_headers) and its frames written
+    /// An SSE answer as a warp [`Reply`]: a live connection (or stream of
+    /// frames) streamed as `200` with
+    /// [`sse_headers`](sse_core::http::sse_headers) and its frames written
     /// as they come (never re-encoded through `warp::sse`, no keep-alive of
     /// warp's, never compressed), or a complete response unchanged.
     ///
@@ -85,8 +122,8 @@ sse_core::sse_response_type! {
 
 impl Reply for SseResponse {
     fn into_response(self) -> warp::reply::Response {
-        self.0.into_http_response(|connection| {
-            warp::reply::stream(connection.map(Ok::<_, Infallible>))
+        self.0.into_http_response(|frames| {
+            warp::reply::stream(frames.map(Ok::<_, Infallible>))
                 .into_response()
                 .into_body()
         })
@@ -124,6 +161,38 @@ pub fn request_parts() -> impl Filter<Extract = (Parts,), Error = Infallible> + 
         )
 }
 
+/// Extracts the [`ConnectOptions`] of a request to open a stream, read by
+/// [`SseEndpoints::connect_options`] with `endpoints`, the client's address
+/// included. A refusal is a [`ConnectRefused`] rejection: recover it with
+/// [`recover`] to answer it as the built-in stream route does (`401`, or
+/// `403` naming the channel).
+pub fn connect_options(endpoints: SseEndpoints) -> impl Filter<Extract = (ConnectOptions,), Error = Rejection> + Clone {
+    request_parts()
+        .and(warp::any().map(move || endpoints.clone()))
+        .and_then(|request: Parts, endpoints: SseEndpoints| async move {
+            endpoints
+                .connect_options(&request)
+                .await
+                .map_err(|refused| warp::reject::custom(ConnectRefused(refused)))
+        })
+}
+
+/// The rejection of [`connect_options`]: the request may not open a stream.
+#[derive(Debug)]
+pub struct ConnectRefused(pub AuthError);
+
+impl Reject for ConnectRefused {}
+
+/// Answers a [`ConnectRefused`] rejection as the built-in stream route
+/// answers the refusal, and passes any other rejection on: for
+/// [`Filter::recover`].
+pub async fn recover(rejection: Rejection) -> Result<SseResponse, Rejection> {
+    match rejection.find::<ConnectRefused>() {
+        Some(ConnectRefused(refused)) => Ok(SseResponse::new(refused.clone())),
+        None => Err(rejection),
+    }
+}
+
 /// The ready-made endpoints as a [`Filter`], to mount behind a path prefix.
 /// It answers every request below the prefix through
 /// [`SseEndpoints::handle`], so unknown paths and wrong methods get the
@@ -133,26 +202,54 @@ pub fn request_parts() -> impl Filter<Extract = (Parts,), Error = Infallible> + 
 /// the filter rejects it as not found, leaving it to your other routes, as
 /// the axum and poem adapters do.
 pub fn filter(endpoints: SseEndpoints) -> impl Filter<Extract = (SseResponse,), Error = Rejection> + Clone {
-    let below_mount = warp::path::tail()
-        .and(warp::path::full())
-        .and_then(|tail: Tail, full: FullPath| async move {
-            let full = full.as_str();
-            if tail.as_str().is_empty() && full.len() > 1 && full.ends_with('/') {
-                Err(warp::reject::not_found())
-            } else {
-                Ok(tail)
-            }
-        });
+    serve(endpoints, None)
+}
+
+/// The endpoints of `group` alone as a [`Filter`], to mount behind a path
+/// prefix, answered by [`SseEndpoints::handle_group`]. It rejects every
+/// other path below the prefix as not found, before reading the body, so
+/// that the groups an application serves combine with [`Filter::or`], each
+/// behind filters of its own. A wrong method on one of its paths is
+/// answered as by [`filter`].
+pub fn routes(
+    endpoints: SseEndpoints,
+    group: RouteGroup,
+) -> impl Filter<Extract = (SseResponse,), Error = Rejection> + Clone {
+    serve(endpoints, Some(group))
+}
+
+/// Answers the requests below the prefix, of `group` if there is one.
+fn serve(
+    endpoints: SseEndpoints,
+    group: Option<RouteGroup>,
+) -> impl Filter<Extract = (SseResponse,), Error = Rejection> + Clone {
+    let below_mount =
+        warp::path::tail()
+            .and(warp::path::full())
+            .and_then(move |tail: Tail, full: FullPath| async move {
+                let full = full.as_str();
+                let root_slash = tail.as_str().is_empty() && full.len() > 1 && full.ends_with('/');
+                let elsewhere = group.is_some_and(|group| RouteGroup::of(tail.as_str()) != Some(group));
+                if root_slash || elsewhere {
+                    Err(warp::reject::not_found())
+                } else {
+                    Ok(tail)
+                }
+            });
     below_mount
         .and(request_parts())
         .and(warp::body::stream().then(read_body))
         .and(warp::any().map(move || endpoints.clone()))
         .then(
-            |tail: Tail, request: Parts, body: Result<Bytes, Response<Bytes>>, endpoints: SseEndpoints| async move {
-                match body {
-                    Ok(body) => SseResponse(endpoints.handle(&request, tail.as_str(), body).await),
-                    Err(response) => SseResponse::new(response),
-                }
+            move |tail: Tail, request: Parts, body: Result<Bytes, Response<Bytes>>, endpoints: SseEndpoints| async move {
+                let body = match body {
+                    Ok(body) => body,
+                    Err(response) => return SseResponse::new(response),
+                };
+                SseResponse(match group {
+                    Some(group) => endpoints.handle_group(group, &request, tail.as_str(), body).await,
+                    None => endpoints.handle(&request, tail.as_str(), body).await,
+                })
             },
         )
 }

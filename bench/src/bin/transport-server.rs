@@ -95,7 +95,14 @@ async fn connection(endpoints: SseEndpoints, mut socket: TcpStream, peer: Socket
             },
             _ => SseReply::Response(sse_examples::not_found()),
         };
-        let (head, answer) = reply.into_http_response(Answer::Stream).into_parts();
+        // `handle` streams connections, never other frames.
+        let (head, answer) = reply
+            .into_http_response(|frames| {
+                frames
+                    .into_connection()
+                    .map_or(Answer::Complete(Bytes::new()), Answer::Stream)
+            })
+            .into_parts();
         match answer {
             Answer::Stream(connection) => {
                 // The head of `SseReply::Stream`: `200`, `sse_headers` and

@@ -26,6 +26,12 @@ pub struct Identity {
     /// The channels this subscriber may join: `None` allows any; an entry
     /// ending in `*` is a prefix pattern (`"orders/*"` allows `"orders/17"`).
     pub allowed_channels: Option<Vec<String>>,
+    /// The channels the connection joins, besides those its request asks
+    /// for: joined at connect time, so that a `Last-Event-ID` replay covers
+    /// them. They are the authenticator's own decision, not asked of the
+    /// [`ChannelAuthorizer`], but must lie within
+    /// [`allowed_channels`](Identity::allowed_channels) when that is set.
+    pub channels: Vec<String>,
     /// Extra metadata to attach to the connection.
     pub metadata: BTreeMap<String, String>,
     /// When the credentials expire; the connection is closed then, so the
@@ -62,6 +68,21 @@ impl Identity {
         S: Into<String>,
     {
         self.allowed_channels = Some(channels.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Joins the connection to `channels` at connect time, whatever its
+    /// request asks for (see [`Identity::channels`]).
+    ///
+    /// ```
+    /// use sse_core::http::Identity;
+    ///
+    /// let identity = Identity::user("alice").with_channels(["users/alice", "news"]);
+    /// assert_eq!(identity.channels, ["users/alice", "news"]);
+    /// ```
+    #[must_use]
+    pub fn with_channels(mut self, channels: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.channels.extend(channels.into_iter().map(Into::into));
         self
     }
 
@@ -153,6 +174,22 @@ impl Authenticator for DevIdentity {
             }
         }
         Ok(identity)
+    }
+}
+
+/// Every subscriber is anonymous, and accepted: for an application that
+/// authenticates streams in its own middleware, in front of the stream
+/// route, and names the user in its own handler
+/// ([`ConnectOptions::user`](crate::ConnectOptions::user)), or that mounts
+/// only the publish and administration routes, where no stream is opened.
+/// Unlike [`DevIdentity`], it takes no identity from the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Anonymous;
+
+#[async_trait]
+impl Authenticator for Anonymous {
+    async fn authenticate(&self, _request: &Parts) -> Result<Identity, AuthError> {
+        Ok(Identity::anonymous())
     }
 }
 

@@ -10,11 +10,13 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
+use super::connect::{StreamQuery, remote_addr};
 use super::requests::{SubscribeRequest, parse_json};
 use super::responses::{empty, with_body};
+use super::routes::{Admin, Route, RouteGroup};
 use super::{
-    AuthError, Authenticator, CLIENT_JS, ChannelAuthorizer, PublishAuthorizer, PublishRequest, RemoteAddr, SseReply,
-    Subscriber, auth_error, error, json, method_not_allowed, query_pairs,
+    AuthError, Authenticator, CLIENT_JS, ChannelAuthorizer, PublishAuthorizer, PublishRequest, SseReply, Subscriber,
+    auth_error, error, json, method_not_allowed,
 };
 use crate::connection::{ConnectOptions, ConnectionInfo};
 use crate::error::{SendError, SubscribeError};
@@ -91,43 +93,65 @@ impl SseEndpoints {
         &self.manager
     }
 
-    /// Answers `GET` on the stream endpoint: authenticates, checks the
-    /// requested channels, and registers the connection.
+    /// Reads a request to open a stream, as the stream endpoint does: for
+    /// a route of the application's own (the adapters' extractors call it),
+    /// which may add to the options before it connects.
     ///
-    /// The query may hold `channel` (repeatable), `lastEventId` (the
-    /// `Last-Event-ID` header wins over it) and `access_token` (for the
-    /// authenticator); every other parameter becomes connection metadata.
-    pub async fn connect(&self, request: &Parts) -> SseReply {
-        let identity = match self.authenticator.authenticate(request).await {
-            Ok(identity) => identity,
-            Err(error) => return SseReply::Response(auth_error(&error)),
-        };
-        let mut options = ConnectOptions::new();
-        let mut last_event_id = None;
+    /// * The identity is the configured [`Authenticator`]'s: its user,
+    ///   session, metadata, expiry, allowed channels, and the channels it
+    ///   assigns ([`Identity::channels`](super::Identity::channels)), joined
+    ///   at connect time so that replay covers them.
+    /// * Every `channel` query parameter is checked against the identity's
+    ///   allowed channels and the [`ChannelAuthorizer`], in order; the
+    ///   first refused one is an [`AuthError::ChannelForbidden`].
+    /// * The resume point and the client's address are those of
+    ///   [`ConnectOptions::from_request`]: the `Last-Event-ID` header wins
+    ///   over the `lastEventId` query parameter.
+    /// * Every other query parameter but `userId`, `sessionId` and
+    ///   `access_token` becomes connection metadata; the identity's
+    ///   metadata wins over it.
+    ///
+    /// A refusal answers, through [`auth_error`] (or the `From<AuthError>`
+    /// conversions of [`SseReply`] and the adapters' responses), exactly as
+    /// the stream endpoint does: `401`, or `403` naming the channel.
+    ///
+    /// ```
+    /// use sse_core::http::{DevIdentity, SseEndpoints, SseReply};
+    /// use sse_core::SseManager;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let endpoints = SseEndpoints::new(SseManager::builder().build()?, DevIdentity::enable());
+    /// let (request, ()) = http::Request::get("/orders/17/events?userId=alice").body(())?.into_parts();
+    /// let reply: SseReply = match endpoints.connect_options(&request).await {
+    ///     Ok(options) => endpoints.manager().connect(options.channel("orders/17")).await.into(),
+    ///     Err(refused) => refused.into(),
+    /// };
+    /// assert!(matches!(reply, SseReply::Stream(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_options(&self, request: &Parts) -> Result<ConnectOptions, AuthError> {
+        let identity = self.authenticator.authenticate(request).await?;
+        let query = StreamQuery::of(request);
         let subscriber = Subscriber {
             user_id: identity.user_id.as_deref(),
             session_id: identity.session_id.as_deref(),
             client_id: None,
         };
-        for (key, value) in query_pairs(request) {
-            match &*key {
-                "channel" => {
-                    if !identity.may_join(&value) || !self.may_join(&subscriber, &value).await {
-                        let error = AuthError::ChannelForbidden {
-                            channel: value.chars().take(128).collect(),
-                        };
-                        return SseReply::Response(auth_error(&error));
-                    }
-                    options = options.channel(value);
-                }
-                "lastEventId" => last_event_id = Some(value.into_owned()),
-                key if RESERVED_PARAMS.contains(&key) => {}
-                _ => options = options.metadata(key, value),
+        for channel in &query.channels {
+            if !identity.may_join(channel) || !self.may_join(&subscriber, channel).await {
+                return Err(AuthError::ChannelForbidden {
+                    channel: channel.chars().take(128).collect(),
+                });
             }
         }
-        if let Some(header) = request.headers.get("last-event-id") {
-            // A header that is not text can never match an id: it resets.
-            last_event_id = Some(String::from_utf8_lossy(header.as_bytes()).into_owned());
+        let mut options = ConnectOptions::new()
+            .channels(query.channels)
+            .channels(identity.channels)
+            .last_event_id(query.last_event_id);
+        for (key, value) in query.metadata.into_iter().chain(identity.metadata) {
+            options = options.metadata(key, value);
         }
         if let Some(user) = identity.user_id {
             options = options.user(user);
@@ -135,19 +159,27 @@ impl SseEndpoints {
         if let Some(session) = identity.session_id {
             options = options.session(session);
         }
-        for (key, value) in identity.metadata {
-            options = options.metadata(key, value);
-        }
         if let Some(expires_in) = identity.expires_in {
             options = options.expires_after(expires_in);
         }
         if let Some(allowed) = identity.allowed_channels {
             options = options.allowed_channels(allowed);
         }
-        if let Some(RemoteAddr(addr)) = request.extensions.get::<RemoteAddr>() {
-            options = options.remote_addr(addr.ip());
+        Ok(remote_addr(options, request))
+    }
+
+    /// Answers `GET` on the stream endpoint: reads the request with
+    /// [`SseEndpoints::connect_options`] and registers the connection, or
+    /// answers the refusal.
+    ///
+    /// The query may hold `channel` (repeatable), `lastEventId` (the
+    /// `Last-Event-ID` header wins over it) and `access_token` (for the
+    /// authenticator); every other parameter becomes connection metadata.
+    pub async fn connect(&self, request: &Parts) -> SseReply {
+        match self.connect_options(request).await {
+            Ok(options) => self.manager.connect(options).await.into(),
+            Err(refused) => refused.into(),
         }
-        self.manager.connect(options.last_event_id(last_event_id)).await.into()
     }
 
     /// Answers any request under the mount point: `GET` on the mount root
@@ -160,6 +192,19 @@ impl SseEndpoints {
             self.connect(request).await
         } else {
             SseReply::Response(self.api(request, path, body).await)
+        }
+    }
+
+    /// Answers the requests of one [`RouteGroup`] as [`SseEndpoints::handle`]
+    /// does, and any other path `404`, as an unknown one: for an adapter
+    /// mounting the group on its own, so that an application can put
+    /// middleware of its own on each group. The publish authorizer still
+    /// guards the publish and administration groups, if one is set.
+    pub async fn handle_group(&self, group: RouteGroup, request: &Parts, path: &str, body: Bytes) -> SseReply {
+        if RouteGroup::of(path) == Some(group) {
+            self.handle(request, path, body).await
+        } else {
+            SseReply::Response(error(StatusCode::NOT_FOUND, "no such endpoint"))
         }
     }
 
@@ -299,67 +344,3 @@ fn client_js() -> Response<Bytes> {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
-
-/// A path below the mount point that names an endpoint.
-enum Route<'a> {
-    /// The mount root: `GET` opens a stream.
-    Stream,
-    /// `client.js`, the browser client.
-    ClientJs,
-    /// An endpoint the publish authorizer guards.
-    Admin(Admin<'a>),
-}
-
-/// The publish and administration endpoints.
-enum Admin<'a> {
-    Publish,
-    Stats,
-    Connections,
-    /// `subscribe` (`true`) or `unsubscribe` (`false`).
-    Subscribe(bool),
-    /// `connections/{clientId}`.
-    Disconnect(&'a str),
-    /// `presence/{channel}`, still percent-encoded.
-    Presence(&'a str),
-}
-
-const GET: &[Method] = &[Method::GET];
-const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
-const POST: &[Method] = &[Method::POST];
-const DELETE: &[Method] = &[Method::DELETE];
-
-impl<'a> Route<'a> {
-    /// The endpoint at `path` (below the mount point, without leading or
-    /// trailing slashes), if there is one.
-    fn of(path: &'a str) -> Option<Self> {
-        let admin = match path {
-            "" => return Some(Route::Stream),
-            "client.js" => return Some(Route::ClientJs),
-            "publish" => Admin::Publish,
-            "stats" => Admin::Stats,
-            "connections" => Admin::Connections,
-            "subscribe" => Admin::Subscribe(true),
-            "unsubscribe" => Admin::Subscribe(false),
-            _ => match path.strip_prefix("presence/") {
-                Some(channel) => Admin::Presence(channel),
-                None => Admin::Disconnect(path.strip_prefix("connections/")?),
-            },
-        };
-        Some(Route::Admin(admin))
-    }
-
-    /// The methods the endpoint accepts: any other is answered `405`, with
-    /// these in its `Allow` header.
-    fn methods(&self) -> &'static [Method] {
-        match self {
-            Route::Stream | Route::Admin(Admin::Stats | Admin::Connections | Admin::Presence(_)) => GET,
-            Route::ClientJs => GET_HEAD,
-            Route::Admin(Admin::Publish | Admin::Subscribe(_)) => POST,
-            Route::Admin(Admin::Disconnect(_)) => DELETE,
-        }
-    }
-}
-
-/// Query parameters with a meaning of their own; every other one becomes
-/// connection metadata.
-const RESERVED_PARAMS: [&str; 5] = ["userId", "sessionId", "channel", "lastEventId", "access_token"];

@@ -115,6 +115,7 @@ impl JwtAuthenticator {
             user_id: Some(claims.sub),
             session_id: claims.sid.filter(|sid| !sid.is_empty()),
             allowed_channels: claims.channels,
+            channels: Vec::new(),
             metadata: BTreeMap::new(),
             expires_in,
         })

@@ -18,12 +18,22 @@
 //! [`SseReply::into_http_response`] builds the response with the
 //! framework's body type: unknown paths and wrong methods then get the same
 //! JSON errors (`404`, and `405` with an `Allow` header) whatever the
-//! framework.
+//! framework. [`SseEndpoints::handle_group`] answers one [`RouteGroup`]
+//! alone (the stream, publish, administration, or the client script), for
+//! adapters that mount each group on its own, behind middleware of the
+//! application's.
+//!
+//! A stream route of the application's own reads the request through
+//! [`SseEndpoints::connect_options`], as the built-in one does (the
+//! adapters' extractors call it), or, authenticating on its own, through
+//! [`ConnectOptions::from_request`](crate::ConnectOptions::from_request);
+//! it may decorate the connection's frames and still answer with the
+//! event-stream headers ([`SseReply::from_stream`]).
 //!
 //! Besides the endpoints, the module holds what adapters and servers of
 //! their own share: the authentication and authorization hooks with their
 //! ready-made implementations ([`Authenticator`], [`ChannelAuthorizer`],
-//! [`PublishAuthorizer`], [`DevIdentity`], [`BearerToken`]), the reply an
+//! [`PublishAuthorizer`], [`DevIdentity`], [`Anonymous`], [`BearerToken`]), the reply an
 //! adapter converts ([`SseReply`], and
 //! [`sse_response_type!`](crate::sse_response_type) for its newtype), the
 //! publish body ([`PublishRequest`]), the JSON answers of the contract
@@ -32,12 +42,14 @@
 //! writes HTTP/1.1 itself).
 
 mod auth;
+mod connect;
 mod endpoints;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 mod reply;
 mod requests;
 mod responses;
+mod routes;
 
 use std::borrow::Cow;
 
@@ -46,13 +58,14 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 
 pub use auth::{
-    AuthError, Authenticator, BearerToken, ChannelAuthorizer, DevIdentity, Identity, PublishAuthorizer, RemoteAddr,
-    Subscriber, bearer_token,
+    Anonymous, AuthError, Authenticator, BearerToken, ChannelAuthorizer, DevIdentity, Identity, PublishAuthorizer,
+    RemoteAddr, Subscriber, bearer_token,
 };
 pub use endpoints::SseEndpoints;
-pub use reply::SseReply;
+pub use reply::{FrameStream, SseReply};
 pub use requests::{MAX_EXCLUSIONS, PublishError, PublishRequest};
 pub use responses::{auth_error, connect_error, error, json, method_not_allowed, payload_too_large, unreadable_body};
+pub use routes::{RouteGroup, RoutePath};
 
 /// The largest request body the endpoints accept (1 MiB); adapters answer a
 /// larger one with [`payload_too_large`].

@@ -1,12 +1,17 @@
-//! What an adapter answers with: [`SseReply`], a live connection or a
-//! complete response, converted into any framework's `http::Response`, and
-//! the [`sse_response_type!`](crate::sse_response_type) macro that declares
-//! an adapter's response newtype around it.
+//! What an adapter answers with: [`SseReply`], a live connection, any
+//! stream of frames or a complete response, converted into any framework's
+//! `http::Response`, and the [`sse_response_type!`](crate::sse_response_type)
+//! macro that declares an adapter's response newtype around it.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_core::Stream;
 use http::Response;
 
-use super::{connect_error, sse_headers};
+use super::{AuthError, auth_error, connect_error, sse_headers};
 use crate::connection::Connection;
 use crate::error::ConnectError;
 
@@ -17,26 +22,107 @@ pub enum SseReply {
     /// `200` with [`sse_headers`], the body being the connection's frames as
     /// they come.
     Stream(Connection),
+    /// `200` with [`sse_headers`], the body being these frames as they come:
+    /// a connection's stream as a handler decorated it.
+    Frames(FrameStream),
     /// A complete response (JSON, an error, or the finite `overloaded`
     /// event stream).
     Response(Response<Bytes>),
 }
 
-impl SseReply {
-    /// Converts the reply into an [`http::Response`], whatever the
-    /// framework's body type `B`: a live connection becomes `200` with
-    /// [`sse_headers`] and the body `stream` makes of it (its frames written
-    /// as they come, never re-encoded or compressed); a complete response
-    /// keeps its status, headers and bytes.
-    pub fn into_http_response<B: From<Bytes>>(self, stream: impl FnOnce(Connection) -> B) -> Response<B> {
-        match self {
-            SseReply::Stream(connection) => {
-                let mut response = Response::new(stream(connection));
-                *response.headers_mut() = sse_headers();
-                response
-            }
-            SseReply::Response(response) => response.map(B::from),
+/// The body of an event-stream reply: a [`Connection`], or any stream of
+/// encoded frames (a connection's frames mapped, or chained after frames of
+/// the handler's own). Frames are written as they come, never re-encoded.
+pub struct FrameStream(Frames);
+
+enum Frames {
+    Connection(Connection),
+    Any(Pin<Box<dyn Stream<Item = Bytes> + Send + Sync>>),
+}
+
+impl FrameStream {
+    /// The body made of `frames`, each one or more complete SSE frames
+    /// (see [`Event::encode`](crate::Event::encode)). The stream must be
+    /// `Sync` as well as `Send`, because some servers (warp) ask it of a
+    /// body; a [`Connection`] and the usual combinators over it are.
+    pub fn new(frames: impl Stream<Item = Bytes> + Send + Sync + 'static) -> Self {
+        FrameStream(Frames::Any(Box::pin(frames)))
+    }
+
+    /// The connection, if the body is one as it came from
+    /// [`SseManager::connect`](crate::SseManager::connect), undecorated.
+    pub fn connection(&self) -> Option<&Connection> {
+        match &self.0 {
+            Frames::Connection(connection) => Some(connection),
+            Frames::Any(_) => None,
         }
+    }
+
+    /// The connection, if the body is one, undecorated; the body itself
+    /// otherwise.
+    pub fn into_connection(self) -> Result<Connection, Self> {
+        match self.0 {
+            Frames::Connection(connection) => Ok(connection),
+            frames @ Frames::Any(_) => Err(FrameStream(frames)),
+        }
+    }
+}
+
+impl From<Connection> for FrameStream {
+    fn from(connection: Connection) -> Self {
+        FrameStream(Frames::Connection(connection))
+    }
+}
+
+impl fmt::Debug for FrameStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Frames::Connection(connection) => f.debug_tuple("FrameStream").field(connection).finish(),
+            Frames::Any(_) => f.write_str("FrameStream(..)"),
+        }
+    }
+}
+
+impl Stream for FrameStream {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match &mut self.0 {
+            Frames::Connection(connection) => Pin::new(connection).poll_next(cx),
+            Frames::Any(frames) => frames.as_mut().poll_next(cx),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.0 {
+            Frames::Connection(connection) => connection.size_hint(),
+            Frames::Any(frames) => frames.size_hint(),
+        }
+    }
+}
+
+impl SseReply {
+    /// A `200` event stream whose body is `frames`, written as they come:
+    /// for a handler that decorates a [`Connection`] (maps or chains its
+    /// frames) and keeps the event-stream headers.
+    pub fn from_stream(frames: impl Stream<Item = Bytes> + Send + Sync + 'static) -> Self {
+        SseReply::Frames(FrameStream::new(frames))
+    }
+
+    /// Converts the reply into an [`http::Response`], whatever the
+    /// framework's body type `B`: a live connection or stream of frames
+    /// becomes `200` with [`sse_headers`] and the body `stream` makes of it
+    /// (its frames written as they come, never re-encoded or compressed); a
+    /// complete response keeps its status, headers and bytes.
+    pub fn into_http_response<B: From<Bytes>>(self, stream: impl FnOnce(FrameStream) -> B) -> Response<B> {
+        let frames = match self {
+            SseReply::Stream(connection) => FrameStream::from(connection),
+            SseReply::Frames(frames) => frames,
+            SseReply::Response(response) => return response.map(B::from),
+        };
+        let mut response = Response::new(stream(frames));
+        *response.headers_mut() = sse_headers();
+        response
     }
 }
 
@@ -46,9 +132,29 @@ impl From<Connection> for SseReply {
     }
 }
 
+impl From<FrameStream> for SseReply {
+    fn from(frames: FrameStream) -> Self {
+        SseReply::Frames(frames)
+    }
+}
+
 impl From<Response<Bytes>> for SseReply {
     fn from(response: Response<Bytes>) -> Self {
         SseReply::Response(response)
+    }
+}
+
+/// A refused authentication or channel becomes its answer ([`auth_error`]).
+impl From<AuthError> for SseReply {
+    fn from(error: AuthError) -> Self {
+        SseReply::Response(auth_error(&error))
+    }
+}
+
+/// A refused connection becomes its answer ([`connect_error`]).
+impl From<ConnectError> for SseReply {
+    fn from(error: ConnectError) -> Self {
+        SseReply::Response(connect_error(&error))
     }
 }
 
@@ -64,8 +170,10 @@ impl From<Result<Connection, ConnectError>> for SseReply {
 }
 
 /// Declares an adapter's response type: a newtype around [`SseReply`] with
-/// `new` and the conversions from a [`Connection`], an [`SseReply`] and the
-/// result of [`SseManager::connect`](crate::SseManager::connect). The orphan
+/// `new`, `from_stream` (a decorated connection, see
+/// [`SseReply::from_stream`]) and the conversions from a [`Connection`], an
+/// [`SseReply`], an [`AuthError`], a [`ConnectError`] and the result of
+/// [`SseManager::connect`](crate::SseManager::connect). The orphan
 /// rule makes each framework adapter own its response type; this macro keeps
 /// the three identical, and the adapter writes only the conversion into its
 /// framework's response, through the tuple field and
@@ -79,7 +187,7 @@ impl From<Result<Connection, ConnectError>> for SseReply {
 ///
 /// impl MyResponse {
 ///     fn into_http(self) -> http::Response<bytes::Bytes> {
-///         self.0.into_http_response(|_connection| bytes::Bytes::new())
+///         self.0.into_http_response(|_frames| bytes::Bytes::new())
 ///     }
 /// }
 ///
@@ -104,6 +212,20 @@ macro_rules! sse_response_type {
             pub fn new(reply: impl ::core::convert::Into<$crate::http::SseReply>) -> Self {
                 $name(reply.into())
             }
+
+            /// A `200` event stream whose body is `frames`, written as they
+            /// come, with the event-stream headers: for a handler that
+            /// decorates a [`Connection`]($crate::Connection), mapping its
+            /// frames or chaining frames of its own before or after them
+            /// ([`SseReply::from_stream`]($crate::http::SseReply::from_stream)).
+            pub fn from_stream(
+                frames: impl $crate::__private::Stream<Item = $crate::__private::Bytes>
+                    + ::core::marker::Send
+                    + ::core::marker::Sync
+                    + 'static,
+            ) -> Self {
+                $name($crate::http::SseReply::from_stream(frames))
+            }
         }
 
         impl ::core::convert::From<$crate::http::SseReply> for $name {
@@ -115,6 +237,22 @@ macro_rules! sse_response_type {
         impl ::core::convert::From<$crate::Connection> for $name {
             fn from(connection: $crate::Connection) -> Self {
                 $name(connection.into())
+            }
+        }
+
+        /// A refused authentication or channel becomes its answer
+        /// ([`auth_error`]($crate::http::auth_error)).
+        impl ::core::convert::From<$crate::http::AuthError> for $name {
+            fn from(error: $crate::http::AuthError) -> Self {
+                $name(error.into())
+            }
+        }
+
+        /// A refused connection becomes its answer
+        /// ([`connect_error`]($crate::http::connect_error)).
+        impl ::core::convert::From<$crate::ConnectError> for $name {
+            fn from(error: $crate::ConnectError) -> Self {
+                $name(error.into())
             }
         }
 

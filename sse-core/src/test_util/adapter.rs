@@ -56,13 +56,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// On the first promise not kept, naming it, or when a wait takes longer
 /// than [`WAIT`].
 pub async fn check_endpoints(address: SocketAddr, mount: &str, manager: &SseManager) {
-    let mut stream = get_stream(address, &format!("{mount}?userId=alice")).await;
-    assert_eq!(stream.head.status, 200);
-    assert_eq!(stream.head.header("content-type"), Some("text/event-stream"));
-    assert_eq!(stream.head.header("cache-control"), Some("no-cache, no-transform"));
-    assert_eq!(stream.head.header("x-accel-buffering"), Some("no"));
-    assert_eq!(stream.head.header("content-encoding"), None);
-    stream.read_until("event: connected\n").await;
+    let mut stream = open_stream(address, &format!("{mount}?userId=alice")).await;
     stream.read_until("\n\n").await;
     let text = stream.text();
     let retry = format!("retry: {}\n", manager.config().retry().as_millis());
@@ -94,16 +88,26 @@ pub async fn check_endpoints(address: SocketAddr, mount: &str, manager: &SseMana
     assert_eq!(unknown.head.status, 404);
 
     drop(stream);
+    connections(manager, 0).await;
+}
+
+/// Waits until the manager holds `count` connections (a dropped client is
+/// unregistered).
+pub(super) async fn connections(manager: &SseManager, count: usize) {
     let started = Instant::now();
-    while manager.connection_count() != 0 {
-        assert!(started.elapsed() < WAIT, "the dropped client is still registered");
+    while manager.connection_count() != count {
+        assert!(
+            started.elapsed() < WAIT,
+            "{} connections, not {count}",
+            manager.connection_count()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// The status line and headers of a response.
-struct Head {
-    status: u16,
+pub(super) struct Head {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
     chunked: bool,
     length: Option<usize>,
@@ -111,7 +115,7 @@ struct Head {
 
 impl Head {
     /// The value of header `name` (the first, if repeated).
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -120,15 +124,15 @@ impl Head {
 }
 
 /// A complete response.
-struct Answer {
-    head: Head,
-    body: Vec<u8>,
+pub(super) struct Answer {
+    pub(super) head: Head,
+    pub(super) body: Vec<u8>,
 }
 
 /// An event-stream response being read: its head, and the body decoded so
 /// far. Dropping it closes the connection.
-struct EventStream {
-    head: Head,
+pub(super) struct EventStream {
+    pub(super) head: Head,
     socket: TcpStream,
     /// Bytes read from the socket and not decoded yet.
     raw: Vec<u8>,
@@ -138,7 +142,7 @@ struct EventStream {
 
 impl EventStream {
     /// Reads until the decoded body holds `needle`.
-    async fn read_until(&mut self, needle: &str) {
+    pub(super) async fn read_until(&mut self, needle: &str) {
         while !self.text().contains(needle) {
             let mut ended = false;
             if self.head.chunked {
@@ -160,17 +164,31 @@ impl EventStream {
         }
     }
 
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         String::from_utf8_lossy(&self.received).into_owned()
     }
 }
 
-/// Opens `GET path` and reads the response's head.
-async fn get_stream(address: SocketAddr, path: &str) -> EventStream {
+/// Opens `GET path`, checks that it answers `200` with exactly the
+/// event-stream headers, and reads up to the `connected` event.
+pub(super) async fn open_stream(address: SocketAddr, path: &str) -> EventStream {
+    let mut stream = get_stream_with(address, path, &[]).await;
+    assert_eq!(stream.head.status, 200);
+    assert_eq!(stream.head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(stream.head.header("cache-control"), Some("no-cache, no-transform"));
+    assert_eq!(stream.head.header("x-accel-buffering"), Some("no"));
+    assert_eq!(stream.head.header("content-encoding"), None);
+    stream.read_until("event: connected\n").await;
+    stream
+}
+
+/// Opens `GET path` with `headers` and reads the response's head.
+pub(super) async fn get_stream_with(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
     let mut socket = bounded("a connection", TcpStream::connect(address))
         .await
         .expect("connect to the server");
-    let request = format!("GET {path} HTTP/1.1\r\nhost: {address}\r\n\r\n");
+    let headers = header_lines(headers);
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {address}\r\n{headers}\r\n");
     bounded("the request to be written", socket.write_all(request.as_bytes()))
         .await
         .expect("write the request");
@@ -188,13 +206,29 @@ async fn get_stream(address: SocketAddr, path: &str) -> EventStream {
 /// body while the answer is read (the server may answer before it has read
 /// it all), and reads the whole answer.
 async fn send(address: SocketAddr, method: &str, path: &str, body: Vec<u8>, json: bool) -> Answer {
+    let content_type: &[(&str, &str)] = if json {
+        &[("content-type", "application/json")]
+    } else {
+        &[]
+    };
+    send_with(address, method, path, body, content_type).await
+}
+
+/// [`send`] with `headers`.
+pub(super) async fn send_with(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let socket = bounded("a connection", TcpStream::connect(address))
         .await
         .expect("connect to the server");
     let (mut reader, mut writer) = socket.into_split();
-    let content_type = if json { "content-type: application/json\r\n" } else { "" };
+    let headers = header_lines(headers);
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n{content_type}content-length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n{headers}content-length: {}\r\n\r\n",
         body.len()
     );
     let writing = tokio::spawn(async move {
@@ -205,9 +239,18 @@ async fn send(address: SocketAddr, method: &str, path: &str, body: Vec<u8>, json
     });
     let mut raw = Vec::new();
     let head = read_head(&mut reader, &mut raw).await;
-    let body = read_body(&mut reader, &head, raw).await;
+    // A stream where a complete answer was due would never end.
+    let body = bounded("the whole answer", read_body(&mut reader, &head, raw)).await;
     writing.abort();
     Answer { head, body }
+}
+
+/// `headers` as lines of a request head.
+fn header_lines(headers: &[(&str, &str)]) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect()
 }
 
 /// Reads up to the blank line ending a response's head, skipping interim
