@@ -1,4 +1,5 @@
-//! A chat room as a channel, with `join` and `leave` events.
+//! A chat room as a channel, with presence: who is in the room on arrival,
+//! and `presence` events as members join and leave.
 //!
 //! ```text
 //! cargo run -p sse-examples --bin axum-chat
@@ -8,21 +9,21 @@
 //!      -d '{"user": "bob", "text": "hi"}'
 //! ```
 //!
-//! Closing bob's curl makes alice see him `leave`: the stream is wrapped in a
-//! guard that announces the departure when the server drops it.
+//! Every `room/*` channel is a presence channel: the manager sends the other
+//! members a `presence` event (`{"channel", "userId", "state": "join" |
+//! "leave"}`) when a user's first tab in the room opens and when their last
+//! one closes, so two tabs are one member and a member never hears about
+//! themselves. On connect, a hook sends the new connection, and only it, a
+//! `members` event with who is already there, queued after any replay and
+//! before the live events that follow. (The `user` query parameter stands in
+//! for real authentication; see `sse_core::http::Authenticator`.)
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use sse_axum::SseResponse;
-use sse_core::{ConnectOptions, Connection, Event, SseManager};
+use sse_core::{ConnectContext, ConnectOptions, Event, SseManager};
 
 #[derive(Deserialize)]
 struct Member {
@@ -39,51 +40,26 @@ fn channel(room: &str) -> String {
     format!("room/{room}")
 }
 
-async fn announce(manager: &SseManager, room: &str, kind: &str, user: &str) {
-    if let Ok(event) = Event::json(kind, &serde_json::json!({ "room": room, "user": user })) {
-        let _ = manager.send_to_channel(&channel(room), event).await;
+/// Sends a newcomer the members of the rooms it joined.
+async fn welcome(connection: ConnectContext) {
+    for channel in &connection.info().channels {
+        let members = connection.manager().presence(channel);
+        if let Ok(event) = Event::json(
+            "members",
+            &serde_json::json!({ "channel": channel, "members": members }),
+        ) {
+            connection.send(&event);
+        }
     }
 }
 
-/// The member's stream; announces `leave` when the server drops it.
-struct Presence {
-    connection: Connection,
-    manager: SseManager,
-    room: String,
-    user: String,
-}
-
-impl Stream for Presence {
-    type Item = Result<Bytes, std::convert::Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.connection.poll_next_unpin(cx).map(|frames| frames.map(Ok))
-    }
-}
-
-impl Drop for Presence {
-    fn drop(&mut self) {
-        let (manager, room, user) = (self.manager.clone(), self.room.clone(), self.user.clone());
-        tokio::spawn(async move { announce(&manager, &room, "leave", &user).await });
-    }
-}
-
-async fn join(State(manager): State<SseManager>, Path(room): Path<String>, Query(member): Query<Member>) -> Response {
-    let options = ConnectOptions::new().user(&member.user).channel(channel(&room));
-    let connection = match manager.connect(options).await {
-        Ok(connection) => connection,
-        Err(refused) => return axum::response::IntoResponse::into_response(SseResponse::new(Err(refused))),
-    };
-    announce(&manager, &room, "join", &member.user).await;
-    let presence = Presence {
-        connection,
-        manager,
-        room,
-        user: member.user,
-    };
-    let mut response = Response::new(Body::from_stream(presence));
-    *response.headers_mut() = sse_core::http::sse_headers();
-    response
+async fn join(
+    State(manager): State<SseManager>,
+    Path(room): Path<String>,
+    Query(member): Query<Member>,
+) -> SseResponse {
+    let options = ConnectOptions::new().user(member.user).channel(channel(&room));
+    manager.connect(options).await.into()
 }
 
 async fn say(State(manager): State<SseManager>, Path(room): Path<String>, Json(message): Json<Message>) {
@@ -95,7 +71,10 @@ async fn say(State(manager): State<SseManager>, Path(room): Path<String>, Json(m
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let manager = SseManager::builder().build()?;
+    let manager = SseManager::builder()
+        .configure(|config| config.presence_channels(vec!["room/*".to_owned()]))
+        .on_connect(welcome)
+        .build()?;
     let app = Router::new()
         .route("/rooms/{room}/events", get(join))
         .route("/rooms/{room}/messages", post(say))
