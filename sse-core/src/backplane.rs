@@ -15,15 +15,25 @@
 //!   publishing instance* that received it (it cannot know the others').
 //!
 //! A backplane moves opaque payloads; the manager encodes and decodes them.
+//!
+//! A backplane may also [share presence](Backplane::shares_presence): it
+//! then keeps who is in each presence channel across all instances, and
+//! appends the `presence` notices to the log itself, when a user's first
+//! connection anywhere opens and when their last one anywhere closes or
+//! their instance dies.
+
+mod presence;
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use self::presence::{PresenceCount, PresenceUpdate};
 use crate::event::Event;
-use crate::manager::Shared;
+use crate::manager::{PresenceMember, Shared};
 use crate::target::{Audience, Target};
 
 /// A backplane could not carry out an operation (the log is unreachable, an
@@ -156,6 +166,76 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Delivers the log to `sink` until the manager goes away.
     async fn run(self: Arc<Self>, sink: BackplaneSink);
+
+    /// Whether this backplane keeps presence across instances. Default
+    /// `false`: each instance then counts and notifies its own connections.
+    ///
+    /// With `true`, for the channels of
+    /// [`SseConfig::presence_channels`](crate::SseConfig::presence_channels),
+    /// the manager sends nobody `presence` notices itself. It reports its
+    /// users' connection counts with [`Backplane::update_presence`], renews
+    /// its presence with [`Backplane::renew_presence`] every quarter of its
+    /// [`presence_timeout`](crate::SseConfig::presence_timeout), withdraws it
+    /// with [`Backplane::withdraw_presence`] when it shuts down, and answers
+    /// [`SseManager::presence`](crate::SseManager::presence) with
+    /// [`Backplane::presence`]. The backplane keeps, per channel and user,
+    /// the sum of every live instance's counts, and appends to the log,
+    /// atomically with the change that causes it, the count's `join` entry
+    /// when a sum leaves 0 and its `leave` entry when it falls to 0. An
+    /// instance whose presence was not renewed within its timeout is
+    /// removed, as by `withdraw_presence`, by the next renewal of any
+    /// instance. The entries come back to every instance through the log
+    /// like any other, so a user is announced once however many instances
+    /// and tabs they have.
+    fn shares_presence(&self) -> bool {
+        false
+    }
+
+    /// Applies one instance's presence `update` (see
+    /// [`Backplane::shares_presence`]). Returns `false`, changing nothing,
+    /// when the update is not [full](PresenceUpdate::full) and the
+    /// instance's presence is not recorded (never sent, lapsed or lost): the
+    /// manager then sends a full one.
+    ///
+    /// # Errors
+    /// When the backplane cannot be reached; the manager sends a full
+    /// update later. The default, for a backplane that does not share
+    /// presence, always fails.
+    async fn update_presence(&self, instance: u64, update: PresenceUpdate) -> Result<bool, BackplaneError> {
+        let _ = (instance, update);
+        Err(BackplaneError::new("this backplane does not share presence"))
+    }
+
+    /// Keeps `instance`'s presence alive for another `timeout`, and removes
+    /// the presence of instances whose own lapsed, appending the leave
+    /// entries that causes. Returns `false` when `instance`'s presence is
+    /// not recorded (lapsed or lost): the manager then sends a full update.
+    ///
+    /// # Errors
+    /// As [`Backplane::update_presence`].
+    async fn renew_presence(&self, instance: u64, timeout: Duration) -> Result<bool, BackplaneError> {
+        let _ = (instance, timeout);
+        Err(BackplaneError::new("this backplane does not share presence"))
+    }
+
+    /// Removes `instance`'s presence at once, appending the leave entries
+    /// that causes: the instance shuts down.
+    ///
+    /// # Errors
+    /// As [`Backplane::update_presence`].
+    async fn withdraw_presence(&self, instance: u64) -> Result<(), BackplaneError> {
+        let _ = instance;
+        Err(BackplaneError::new("this backplane does not share presence"))
+    }
+
+    /// Who is in `channel` across the live instances, sorted by user id.
+    ///
+    /// # Errors
+    /// As [`Backplane::update_presence`].
+    async fn presence(&self, channel: &str) -> Result<Vec<PresenceMember>, BackplaneError> {
+        let _ = channel;
+        Err(BackplaneError::new("this backplane does not share presence"))
+    }
 }
 
 const _: Option<&dyn Backplane> = None;

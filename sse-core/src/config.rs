@@ -50,6 +50,7 @@ pub struct SseConfig {
     pub(crate) max_metadata_bytes: usize,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) presence_channels: Vec<String>,
+    pub(crate) presence_timeout: Duration,
 }
 
 /// Builds an [`SseConfig`]: every setting starts at its default, each setter
@@ -145,6 +146,7 @@ impl Default for SseConfig {
             max_metadata_bytes: 4096,
             idle_timeout: None,
             presence_channels: Vec::new(),
+            presence_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -266,10 +268,20 @@ settings! {
     /// patterns as for
     /// [`ConnectOptions::allowed_channels`](crate::ConnectOptions::allowed_channels)
     /// (`"team/*"`). See [`SseManager::presence`](crate::SseManager::presence).
-    /// Presence is kept per instance: with a
-    /// [backplane](crate::SseManagerBuilder::backplane), each instance
-    /// counts and notifies its own connections only.
+    /// With a [backplane](crate::SseManagerBuilder::backplane) that
+    /// [shares presence](crate::Backplane::shares_presence) (the Redis one
+    /// does), presence is kept across instances: a user is present while
+    /// any instance holds one of their connections. With one that does not,
+    /// each instance counts and notifies its own connections only.
     presence_channels: ref Vec<String>;
+    /// With a backplane that shares presence: how long an instance's
+    /// presence outlives its last sign of life (default 30 s, one default
+    /// heartbeat interval; at least 100 ms). An instance renews it every
+    /// quarter of this and, at the same time, removes instances that let
+    /// theirs lapse, so the users of an instance that died without shutting
+    /// down leave within 5/4 of this (37.5 s by default). An instance that
+    /// shuts down withdraws its presence at once.
+    presence_timeout: copy Duration;
 }
 
 impl SseConfig {
@@ -305,6 +317,9 @@ impl SseConfig {
         }
         if self.idle_timeout.is_some_and(|t| t < Duration::from_millis(10)) {
             return invalid("idle_timeout", "must be at least 10 ms");
+        }
+        if self.presence_timeout < Duration::from_millis(100) {
+            return invalid("presence_timeout", "must be at least 100 ms");
         }
         if self
             .presence_channels

@@ -115,6 +115,16 @@ pub enum SendError {
     NotDistributable,
 }
 
+/// [`SseManager::presence`](crate::SseManager::presence) could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PresenceError {
+    /// The backplane that keeps presence across instances could not be
+    /// reached; its error is the [source](std::error::Error::source).
+    #[error("presence is unavailable: {0}")]
+    Backplane(#[from] BackplaneError),
+}
+
 /// A runtime subscription change was refused by
 /// [`SseManager::subscribe`](crate::SseManager::subscribe) or
 /// [`SseManager::unsubscribe`](crate::SseManager::unsubscribe) (which can

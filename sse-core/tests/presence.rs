@@ -54,7 +54,7 @@ fn notice(channel: &str, user: &str, state: &str) -> (String, String, String) {
 
 fn members(manager: &SseManager, channel: &str) -> Vec<(String, usize)> {
     manager
-        .presence(channel)
+        .local_presence(channel)
         .into_iter()
         .map(
             |PresenceMember {
@@ -130,11 +130,11 @@ async fn runtime_subscriptions_join_and_leave() {
     assert_eq!(manager.unsubscribe(two, "lobby"), Ok(true));
     assert_eq!(manager.unsubscribe(two, "lobby"), Ok(false));
     assert_eq!(notices(&mut observer), [notice("lobby", "alice", "leave")]);
-    assert!(manager.presence("lobby").is_empty());
+    assert!(manager.local_presence("lobby").is_empty());
     // A connection without a user is no presence.
     let _anonymous = connect(&manager, ConnectOptions::new().channel("lobby")).await;
     assert_eq!(notices(&mut observer), []);
-    assert!(manager.presence("lobby").is_empty());
+    assert!(manager.local_presence("lobby").is_empty());
 }
 
 #[derive(Debug, Clone)]
@@ -257,7 +257,7 @@ proptest! {
             got.extend(notices(observer));
             let present = alternating(&got)?;
             prop_assert!(present.values().all(|p| !p), "everyone left {channel}: {got:?}");
-            prop_assert!(manager.presence(channel).is_empty());
+            prop_assert!(manager.local_presence(channel).is_empty());
         }
     }
 }

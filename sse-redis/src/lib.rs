@@ -76,6 +76,22 @@
 //!   than a replay with a hole in it; no entry is delivered twice or
 //!   skipped.
 //!
+//! * **Presence across instances.** The backplane
+//!   [shares presence](sse_core::Backplane::shares_presence): for the
+//!   managers' [presence channels](sse_core::SseConfig::presence_channels),
+//!   each instance's connection counts per channel and user live in Redis
+//!   hashes, and Lua scripts keep each channel's sums, appending the
+//!   `presence` join notice to the stream when a user's first connection
+//!   on any instance opens and the leave notice when their last one closes,
+//!   in the same atomic step. An instance renews its presence every quarter
+//!   of its [presence timeout](sse_core::SseConfig::presence_timeout) and
+//!   removes, at the same time, the instances whose presence lapsed: the
+//!   users of an instance that died leave within 5/4 of the timeout (and
+//!   the notice's delivery); one that shuts down withdraws them at once.
+//!   The keys are listed in the `presence` module's source; its scripts
+//!   compute keys of the prefix themselves, which a Redis Cluster would
+//!   refuse.
+//!
 //! Only this crate should write to the stream; an entry without a payload
 //! the manager wrote is logged and skipped. Redis 5 or later is needed
 //! (streams); the crate is tested against Redis 7.
@@ -106,6 +122,7 @@
 //! run on any [`Runtime`](sse_core::Runtime).
 #![forbid(unsafe_code)]
 
+mod presence;
 mod reader;
 mod writer;
 
@@ -114,7 +131,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_core::{Backplane, BackplaneError, BackplaneSink, async_trait};
+use sse_core::{Backplane, BackplaneError, BackplaneSink, PresenceMember, PresenceUpdate, async_trait};
 
 use crate::writer::Writer;
 
@@ -183,6 +200,7 @@ pub(crate) struct Inner {
     pub(crate) batch: usize,
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) writer: Writer,
+    pub(crate) presence: presence::Scripts,
     /// The last `history` entries when the backplane was built, oldest
     /// first: the first manager built with it preloads them before it is
     /// returned, and its reader delivers every later entry.
@@ -298,6 +316,39 @@ impl Backplane for RedisBackplane {
         if let Err(error) = task.await {
             tracing::error!(%error, "sse-redis: the log reader failed");
         }
+    }
+
+    fn shares_presence(&self) -> bool {
+        true
+    }
+
+    async fn update_presence(&self, instance: u64, update: PresenceUpdate) -> Result<bool, BackplaneError> {
+        let inner = self.inner.clone();
+        self.on_runtime(async move { presence::update(&inner, instance, update).await })
+            .await
+            .map_err(BackplaneError::new)
+    }
+
+    async fn renew_presence(&self, instance: u64, timeout: Duration) -> Result<bool, BackplaneError> {
+        let inner = self.inner.clone();
+        self.on_runtime(async move { presence::renew(&inner, instance, timeout).await })
+            .await
+            .map_err(BackplaneError::new)
+    }
+
+    async fn withdraw_presence(&self, instance: u64) -> Result<(), BackplaneError> {
+        let inner = self.inner.clone();
+        self.on_runtime(async move { presence::withdraw(&inner, instance).await })
+            .await
+            .map_err(BackplaneError::new)
+    }
+
+    async fn presence(&self, channel: &str) -> Result<Vec<PresenceMember>, BackplaneError> {
+        let inner = self.inner.clone();
+        let channel = channel.to_owned();
+        self.on_runtime(async move { presence::members(&inner, &channel).await })
+            .await
+            .map_err(BackplaneError::new)
     }
 }
 
@@ -442,6 +493,7 @@ impl RedisBackplaneBuilder {
             batch: self.batch,
             handle,
             writer,
+            presence: presence::Scripts::new(&self.prefix),
             snapshot: Mutex::new(None),
         })))
     }

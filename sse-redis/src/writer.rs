@@ -168,6 +168,17 @@ impl Writer {
         self.settle(id, result).await
     }
 
+    /// Runs `command` on the shared connection.
+    pub(crate) async fn call<T, F, Fut>(&self, inner: &Inner, command: F) -> Result<T, RedisBackplaneError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let (connection, id) = self.connection(inner).await?;
+        let result = command(connection).await;
+        self.settle(id, result).await
+    }
+
     /// The last `history` entries of the stream, oldest first.
     pub(crate) async fn recent(&self, inner: &Inner) -> Result<Vec<crate::reader::Entry>, RedisBackplaneError> {
         let (mut connection, id) = self.connection(inner).await?;

@@ -43,7 +43,13 @@ fn channel(room: &str) -> String {
 /// Sends a newcomer the members of the rooms it joined.
 async fn welcome(connection: ConnectContext) {
     for channel in &connection.info().channels {
-        let members = connection.manager().presence(channel);
+        let members = match connection.manager().presence(channel).await {
+            Ok(members) => members,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the members of {channel}");
+                continue;
+            }
+        };
         if let Ok(event) = Event::json(
             "members",
             &serde_json::json!({ "channel": channel, "members": members }),

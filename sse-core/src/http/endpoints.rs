@@ -246,7 +246,7 @@ impl SseEndpoints {
             Admin::Stats => json(StatusCode::OK, &self.manager.stats()),
             Admin::Connections => json(StatusCode::OK, &self.manager.connections()),
             Admin::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
-            Admin::Presence(channel) => self.presence(channel),
+            Admin::Presence(channel) => self.presence(channel).await,
             Admin::Disconnect(client_id) => {
                 if self.manager.disconnect(client_id) {
                     empty(StatusCode::NO_CONTENT)
@@ -312,11 +312,14 @@ impl SseEndpoints {
 impl SseEndpoints {
     /// `GET presence/{channel}`: who is in the channel (still
     /// percent-encoded in `channel`).
-    fn presence(&self, channel: &str) -> Response<Bytes> {
+    async fn presence(&self, channel: &str) -> Response<Bytes> {
         let Ok(channel) = percent_encoding::percent_decode_str(channel).decode_utf8() else {
             return error(StatusCode::BAD_REQUEST, "the channel is not UTF-8 once percent-decoded");
         };
-        let users = self.manager.presence(&channel);
+        let users = match self.manager.presence(&channel).await {
+            Ok(users) => users,
+            Err(failure) => return error(StatusCode::SERVICE_UNAVAILABLE, &failure.to_string()),
+        };
         json(
             StatusCode::OK,
             &serde_json::json!({ "channel": channel, "users": users }),

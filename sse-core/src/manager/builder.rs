@@ -14,6 +14,7 @@ use futures_channel::mpsc;
 use parking_lot::{Mutex, RwLock};
 
 use super::hooks::{ConnectContext, DisconnectContext, Hooks};
+use super::shared_presence::{self, PresenceSync};
 use super::{Shared, SseManager, maintenance};
 use crate::backplane::{Backplane, BackplaneSink};
 use crate::config::{SseConfig, SseConfigBuilder};
@@ -168,6 +169,17 @@ impl SseManagerBuilder {
         };
         let (wake_tx, wake_rx) = mpsc::channel(1);
         let hooks = self.hooks;
+        let shares_presence = !config.presence_channels.is_empty()
+            && self
+                .backplane
+                .as_ref()
+                .is_some_and(|backplane| backplane.shares_presence());
+        let (presence_sync, presence_task) = if shares_presence {
+            let (sync, woken, withdrawn) = PresenceSync::new();
+            (Some(sync), Some((woken, withdrawn)))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new_cyclic(|me| Shared {
             history: Mutex::new(History::new(config.history_size, config.history_max_age)),
             registry: RwLock::new(super::Registry::default()),
@@ -180,9 +192,11 @@ impl SseManagerBuilder {
             config,
             runtime: runtime.clone(),
             backplane: self.backplane.clone(),
-            instance: fastrand::u64(..),
+            // Never 0, the origin of the backplane's presence notices.
+            instance: fastrand::u64(1..),
             pending: Mutex::new(HashMap::new()),
             hooks,
+            presence_sync,
             me: me.clone(),
         });
         runtime.spawn(Box::pin(maintenance::run(Arc::downgrade(&shared), wake_rx)));
@@ -191,6 +205,15 @@ impl SseManagerBuilder {
                 shared: Arc::downgrade(&shared),
             };
             backplane.preload(&sink);
+            if let Some((woken, withdrawn)) = presence_task {
+                runtime.spawn(Box::pin(shared_presence::run(
+                    Arc::downgrade(&shared),
+                    backplane.clone(),
+                    shared.instance,
+                    woken,
+                    withdrawn,
+                )));
+            }
             runtime.spawn(backplane.run(sink));
         }
         Ok(SseManager { shared })

@@ -8,7 +8,9 @@
 //! them, `delivery` records an event and fans it out to their queues,
 //! `distributed` takes the backplane's path, `maintenance` runs
 //! heartbeats, expiry and the idle timeout, `hooks` runs the application's
-//! lifecycle hooks and `presence` keeps who is online in a channel.
+//! lifecycle hooks, `presence` keeps who is online in a channel and
+//! `shared_presence` reports it to a backplane that keeps it across
+//! instances.
 
 mod admission;
 mod builder;
@@ -18,6 +20,7 @@ mod hooks;
 mod maintenance;
 mod presence;
 mod registry;
+mod shared_presence;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,10 +41,11 @@ pub use self::hooks::{ConnectContext, DisconnectContext};
 use self::presence::Presence;
 pub use self::presence::PresenceMember;
 use self::registry::{Registered, Registry};
+use self::shared_presence::PresenceSync;
 use crate::backplane::Backplane;
 use crate::config::SseConfig;
 use crate::connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo};
-use crate::error::{ConfigError, ConnectError, SendError, SubscribeError};
+use crate::error::{ConfigError, ConnectError, PresenceError, SendError, SubscribeError};
 use crate::event::Event;
 use crate::history::History;
 use crate::runtime::Runtime;
@@ -301,8 +305,28 @@ impl SseManager {
     /// Connections without a user are not listed. Answers for any channel;
     /// `presence` events are sent for the channels of
     /// [`SseConfig::presence_channels`].
-    pub fn presence(&self, channel: &str) -> Vec<PresenceMember> {
-        self.shared.presence(channel)
+    ///
+    /// For those channels, with a backplane that
+    /// [shares presence](Backplane::shares_presence), the answer covers
+    /// every live instance and comes from the backplane; otherwise it is
+    /// [`SseManager::local_presence`].
+    ///
+    /// # Errors
+    /// [`PresenceError::Backplane`] when the backplane cannot be reached.
+    pub async fn presence(&self, channel: &str) -> Result<Vec<PresenceMember>, PresenceError> {
+        let shared = &self.shared;
+        match &shared.backplane {
+            Some(backplane) if shared.presence_sync.is_some() && shared.presence_kept(channel) => {
+                Ok(backplane.presence(channel).await?)
+            }
+            _ => Ok(shared.local_presence(channel)),
+        }
+    }
+
+    /// Who is in `channel` on this instance: as [`SseManager::presence`],
+    /// counting only this instance's connections, without waiting.
+    pub fn local_presence(&self, channel: &str) -> Vec<PresenceMember> {
+        self.shared.local_presence(channel)
     }
 
     /// Closes one connection (`disconnectClient`); frames already queued for
@@ -407,6 +431,7 @@ impl SseManager {
                 .count()
         };
         shared.wake_maintenance();
+        shared.withdraw_presence().await;
         tracing::info!(closed, "sse manager shut down");
     }
 }
@@ -425,7 +450,9 @@ impl SseManager {
 /// its queue, never both and never neither. `pending` is taken alone. A
 /// connection's queue has a lock of its own, the innermost: it is taken
 /// under the others, and never holds one of them. Presence notices are
-/// queued under the `registry` write lock, at the change that causes them;
+/// queued under the `registry` write lock, at the change that causes them
+/// (with shared presence, the change is marked there instead, in the
+/// presence marks, a leaf lock taken under `registry`);
 /// lifecycle hooks are only spawned there, and run as tasks of their own,
 /// holding none of these locks.
 pub(crate) struct Shared {
@@ -450,6 +477,9 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<String, Pending>>,
     /// The application's lifecycle hooks.
     hooks: Hooks,
+    /// With a backplane that shares presence (and presence channels): the
+    /// counts to report to it.
+    presence_sync: Option<PresenceSync>,
     /// This state itself, for the handle a disconnect hook is given.
     me: Weak<Shared>,
 }

@@ -14,7 +14,7 @@ use super::Shared;
 use super::registry::Registry;
 use crate::connection::{ClientId, channel_allowed};
 use crate::event::Event;
-use crate::target::Target;
+use crate::target::{Audience, Target};
 
 /// One user present in a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,6 +25,16 @@ pub struct PresenceMember {
     pub user_id: String,
     /// How many of the user's connections are in the channel (tabs).
     pub connections: usize,
+}
+
+impl PresenceMember {
+    /// `user_id`, with `connections` connections in the channel.
+    pub fn new(user_id: impl Into<String>, connections: usize) -> Self {
+        PresenceMember {
+            user_id: user_id.into(),
+            connections,
+        }
+    }
 }
 
 /// A presence transition.
@@ -52,18 +62,31 @@ struct Notice<'a> {
     state: &'static str,
 }
 
+/// The `presence` notice of `change` for `user` in `channel`: a live-only
+/// event to the channel's other members.
+pub(super) fn notice(channel: &str, user: &str, change: Presence) -> Option<(Audience, Event)> {
+    let notice = Notice {
+        channel,
+        user_id: user,
+        state: change.as_str(),
+    };
+    let event = Event::json("presence", &notice).ok()?.live_only();
+    Some((Target::channel(channel).except_user(user), event))
+}
+
 impl Shared {
     /// Whether presence is kept for `channel`.
-    fn presence_kept(&self, channel: &str) -> bool {
+    pub(super) fn presence_kept(&self, channel: &str) -> bool {
         !self.config.presence_channels.is_empty() && channel_allowed(&self.config.presence_channels, channel)
     }
 
     /// After a change of `user`'s connections in `channels` (a connection
     /// registered or subscribed: `Join`; unregistered or unsubscribed:
     /// `Leave`), already applied to `registry`: notifies the other members
-    /// of each channel where this made `user` present or absent. Called
-    /// under the registry's write lock; connections found too slow join
-    /// `slow`.
+    /// of each channel where this made `user` present or absent, or, when
+    /// the backplane shares presence, marks the count for it to report.
+    /// Called under the registry's write lock; connections found too slow
+    /// join `slow`.
     pub(super) fn presence_changed<'c>(
         &self,
         registry: &Registry,
@@ -78,6 +101,10 @@ impl Shared {
         }
         for channel in channels {
             if !self.presence_kept(channel) {
+                continue;
+            }
+            if let Some(sync) = &self.presence_sync {
+                sync.mark(channel, user);
                 continue;
             }
             let count = registry.user_channel_count(user, channel);
@@ -101,21 +128,15 @@ impl Shared {
         change: Presence,
         slow: &mut Vec<ClientId>,
     ) {
-        let notice = Notice {
-            channel,
-            user_id: user,
-            state: change.as_str(),
-        };
-        let Ok(frame) = Event::json("presence", &notice).map(|event| event.encode()) else {
+        let Some((audience, event)) = notice(channel, user, change) else {
             return;
         };
-        let audience = Target::channel(channel).except_user(user);
-        self.fan_out(registry, &audience, &frame, slow);
+        self.fan_out(registry, &audience, &event.encode(), slow);
     }
 
     /// Who is in `channel`: every user with a connection subscribed to it,
     /// with how many, sorted by user id.
-    pub(super) fn presence(&self, channel: &str) -> Vec<PresenceMember> {
+    pub(super) fn local_presence(&self, channel: &str) -> Vec<PresenceMember> {
         let registry = self.registry.read();
         let mut members = std::collections::BTreeMap::<String, usize>::new();
         registry.for_each_target(&Target::channel(channel), |entry| {
