@@ -12,9 +12,10 @@ use sse_core::SseConfig;
 /// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), among them
 /// `SSE_MAX_PER_ADDR` (connections per client address, unlimited when
 /// unset), `SSE_REDIS_PREFIX` (the key prefix of the Redis backplane),
-/// `SSE_IDLE_TIMEOUT_MS` (close connections without an event for that long)
-/// and `SSE_PRESENCE_CHANNELS` (comma-separated channel patterns that get
-/// `presence` events).
+/// `SSE_IDLE_TIMEOUT_MS` (close connections without an event for that long),
+/// `SSE_PRESENCE_CHANNELS` (comma-separated channel patterns that get
+/// `presence` events) and `SSE_PRESENCE_TIMEOUT_MS` (with Redis, how long an
+/// instance's presence outlives its last renewal).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -148,6 +149,18 @@ impl EnvConfig {
             }
             sse = sse.presence_channels(patterns);
         }
+        let at_least_100 = |text: &str| -> Result<u64, String> {
+            positive(text).and_then(|n| {
+                if n < 100 {
+                    Err("must be at least 100".to_owned())
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        if let Some(ms) = parse_with("SSE_PRESENCE_TIMEOUT_MS", &at_least_100)? {
+            sse = sse.presence_timeout(Duration::from_millis(ms));
+        }
         // Every value above passed its setting's rule already; should the
         // configuration gain a rule, its error is reported here.
         let sse = sse.build().map_err(|error| EnvError {
@@ -261,17 +274,20 @@ mod tests {
         assert_eq!(config.redis_prefix, None);
         assert_eq!(config.sse.idle_timeout(), None, "no idle timeout when unset");
         assert!(config.sse.presence_channels().is_empty(), "no presence when unset");
+        assert_eq!(config.sse.presence_timeout(), Duration::from_secs(30));
         let config = env(&[
             ("SSE_MAX_PER_ADDR", "3"),
             ("SSE_REDIS_PREFIX", "app-sse"),
             ("SSE_IDLE_TIMEOUT_MS", "60000"),
             ("SSE_PRESENCE_CHANNELS", "team/*, lobby"),
+            ("SSE_PRESENCE_TIMEOUT_MS", "1500"),
         ])
         .expect("valid");
         assert_eq!(config.sse.max_connections_per_addr(), Some(3));
         assert_eq!(config.redis_prefix.as_deref(), Some("app-sse"));
         assert_eq!(config.sse.idle_timeout(), Some(Duration::from_secs(60)));
         assert_eq!(config.sse.presence_channels(), &["team/*", "lobby"]);
+        assert_eq!(config.sse.presence_timeout(), Duration::from_millis(1500));
         for (name, value) in [
             ("SSE_MAX_PER_ADDR", "0"),
             ("SSE_MAX_PER_ADDR", "many"),
@@ -282,6 +298,8 @@ mod tests {
             ("SSE_PRESENCE_CHANNELS", ""),
             ("SSE_PRESENCE_CHANNELS", "team/*,,lobby"),
             ("SSE_PRESENCE_CHANNELS", "a\u{7}b"),
+            ("SSE_PRESENCE_TIMEOUT_MS", "99"),
+            ("SSE_PRESENCE_TIMEOUT_MS", "later"),
         ] {
             let error = env(&[(name, value)]).expect_err(value);
             assert_eq!(error.variable, name);

@@ -1,7 +1,8 @@
 //! The demo binaries as processes: the one line they print when ready, a
 //! malformed variable and an unreachable Redis refused at startup, a clean
 //! exit on SIGTERM and SIGINT with many SSE connections open, and two demos
-//! of different frameworks sharing events through Redis.
+//! of different frameworks sharing events and presence through Redis, one
+//! of them killed.
 //!
 //! The Redis test expects Redis on 127.0.0.1:6379; without it, it prints why
 //! and passes, unless `SSE_CI_STRICT=1`, which makes a missing Redis a
@@ -342,15 +343,8 @@ async fn publish(address: &str, body: &serde_json::Value) -> serde_json::Value {
 /// reaches a subscriber of the other.
 #[tokio::test]
 async fn demos_of_two_frameworks_share_redis() {
-    match redis_command(&["PING"]).await {
-        Ok(answer) if answer.starts_with(b"+PONG") => {}
-        other => {
-            let reason = format!("no Redis answers PING at {REDIS_ADDR}: {other:?}");
-            let strict = std::env::var("SSE_CI_STRICT").is_ok_and(|value| value == "1");
-            assert!(!strict, "SSE_CI_STRICT=1 and {reason}");
-            eprintln!("skipping: {reason} (set SSE_CI_STRICT=1 to make this a failure)");
-            return;
-        }
+    if !redis_or_skip().await {
+        return;
     }
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -393,5 +387,102 @@ async fn demos_of_two_frameworks_share_redis() {
     let key = format!("{prefix}:events");
     if let Err(error) = redis_command(&["DEL", &key]).await {
         eprintln!("could not delete {key}: {error}");
+    }
+}
+
+/// Skips (or, under `SSE_CI_STRICT=1`, fails) unless Redis answers.
+async fn redis_or_skip() -> bool {
+    match redis_command(&["PING"]).await {
+        Ok(answer) if answer.starts_with(b"+PONG") => true,
+        other => {
+            let reason = format!("no Redis answers PING at {REDIS_ADDR}: {other:?}");
+            let strict = std::env::var("SSE_CI_STRICT").is_ok_and(|value| value == "1");
+            assert!(!strict, "SSE_CI_STRICT=1 and {reason}");
+            eprintln!("skipping: {reason} (set SSE_CI_STRICT=1 to make this a failure)");
+            false
+        }
+    }
+}
+
+/// `GET /api/sse/presence/{channel}` at `address`: the users' ids and
+/// connection counts.
+async fn presence(address: &str, channel: &str) -> Vec<(String, u64)> {
+    let url = format!("http://{address}/api/sse/presence/{}", channel.replace('/', "%2F"));
+    let body = reqwest::get(url)
+        .await
+        .expect("presence")
+        .bytes()
+        .await
+        .expect("the answer");
+    let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    answer["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|user| {
+            let id = user["userId"].as_str().expect("userId").to_owned();
+            (id, user["connections"].as_u64().expect("connections"))
+        })
+        .collect()
+}
+
+/// Two demos of different frameworks keep presence together through Redis;
+/// one is killed with SIGKILL, and its user leaves on the other within 5/4
+/// of `SSE_PRESENCE_TIMEOUT_MS`.
+#[tokio::test]
+async fn a_killed_instances_users_leave_the_others_within_the_presence_bound() {
+    if !redis_or_skip().await {
+        return;
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let prefix = format!("sse-process-test-{}-{nanos:x}", std::process::id());
+    let timeout = Duration::from_millis(1000);
+    let timeout_ms = timeout.as_millis().to_string();
+    let vars = [
+        ("SSE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("SSE_REDIS_PREFIX", prefix.as_str()),
+        ("SSE_PRESENCE_CHANNELS", "team/*"),
+        ("SSE_PRESENCE_TIMEOUT_MS", timeout_ms.as_str()),
+    ];
+    let mut axum = Demo::start(env!("CARGO_BIN_EXE_axum-demo"), &vars);
+    let warp = Demo::start(env!("CARGO_BIN_EXE_warp-demo"), &vars);
+    let (axum_address, warp_address) = (axum.address(), warp.address());
+
+    let mut alice = subscribe(&axum_address, "userId=alice&channel=team/red").await;
+    let _bob = subscribe(&warp_address, "userId=bob&channel=team/red").await;
+    read_until(
+        &mut alice,
+        "event: presence\ndata: {\"channel\":\"team/red\",\"userId\":\"bob\",\"state\":\"join\"}\n\n",
+    )
+    .await;
+    let both = vec![("alice".to_owned(), 1), ("bob".to_owned(), 1)];
+    assert_eq!(presence(&axum_address, "team/red").await, both);
+    assert_eq!(presence(&warp_address, "team/red").await, both);
+
+    warp.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    read_until(
+        &mut alice,
+        "event: presence\ndata: {\"channel\":\"team/red\",\"userId\":\"bob\",\"state\":\"leave\"}\n\n",
+    )
+    .await;
+    let took = killed.elapsed();
+    println!("bob left {took:?} after warp-demo was killed (SSE_PRESENCE_TIMEOUT_MS={timeout_ms})");
+    // 5/4 of the timeout, plus slack for a busy machine.
+    assert!(took < timeout * 5 / 4 + Duration::from_secs(3), "{took:?}");
+    assert_eq!(presence(&axum_address, "team/red").await, [("alice".to_owned(), 1)]);
+
+    // A clean exit withdraws alice; the killed instance was swept: only the
+    // stream is left to delete.
+    axum.signal(Signal::SIGTERM);
+    let (status, _) = axum.exit().await;
+    assert!(status.success(), "{status:?}");
+    for key in [format!("{prefix}:events"), format!("{prefix}:presence:instances")] {
+        if let Err(error) = redis_command(&["DEL", &key]).await {
+            eprintln!("could not delete {key}: {error}");
+        }
     }
 }
