@@ -642,7 +642,7 @@ pub fn strict() -> bool {
 }
 
 /// A key prefix of one test's own on the Redis at [`REDIS_URL`], for the
-/// servers of that test (`SSE_REDIS_PREFIX`); its stream is deleted when
+/// servers of that test (`SSE_REDIS_PREFIX`); its keys are deleted when
 /// the prefix is dropped.
 #[derive(Debug)]
 pub struct RedisPrefix {
@@ -695,9 +695,17 @@ impl RedisPrefix {
 }
 
 impl Drop for RedisPrefix {
+    /// Deletes every key of the prefix: the stream, and the presence
+    /// records of instances that did not withdraw theirs.
     fn drop(&mut self) {
-        let key = format!("{}:events", self.prefix);
-        let command = format!("*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n", key.len());
+        const DELETE: &str = "local keys = redis.call('KEYS', ARGV[1]) \
+            for _, key in ipairs(keys) do redis.call('DEL', key) end return #keys";
+        let pattern = format!("{}:*", self.prefix);
+        let args = ["EVAL", DELETE, "0", pattern.as_str()];
+        let mut command = format!("*{}\r\n", args.len());
+        for arg in args {
+            command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
         let deleted = (|| {
             let addr = REDIS_ADDR.parse().map_err(io::Error::other)?;
             let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
@@ -707,7 +715,7 @@ impl Drop for RedisPrefix {
             stream.read_exact(&mut answer)
         })();
         if let Err(error) = deleted {
-            eprintln!("could not delete {key}: {error}");
+            eprintln!("could not delete the keys {pattern}: {error}");
         }
     }
 }

@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
                 presence::presence_query_route,
                 redis::redis_targets_across_instances,
                 redis::redis_resume_on_another_instance,
+                redis::redis_presence_across_instances,
             );
         }
     };

@@ -1,8 +1,12 @@
 //! Two instances sharing Redis with `SSE_REDIS_URL` (`docs/http-api.md`,
 //! "Several instances"): targets across instances, `delivered` counting the
-//! publishing instance only, and resuming on another instance.
+//! publishing instance only, resuming on another instance, and presence
+//! spanning both ("Presence").
 
-use serde_json::json;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 use sse_examples::ServeFn;
 use sse_tests::{RedisPrefix, Subscriber, TestServer};
 
@@ -182,4 +186,59 @@ pub(crate) async fn redis_resume_on_another_instance(serve: ServeFn) {
     // the gap, then live events published on a, each once.
     let mut again = b.subscribe_with(query, &[("last-event-id", &mark.id)]).await;
     assert_replay(&a, &mut again.stream, &expected, "b").await;
+}
+
+/// Waits until `server`'s presence route answers `users` for `team/a`.
+async fn until_presence(server: &TestServer, users: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = TestServer::send(server.api(Method::GET, "/api/sse/presence/team%2Fa")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["users"] == *users {
+            assert_eq!(body["channel"], "team/a");
+            return;
+        }
+        assert!(Instant::now() < deadline, "presence stayed {body}, expected {users}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub(crate) async fn redis_presence_across_instances(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_presence_across_instances").await else {
+        return;
+    };
+    let mut settings = prefix.settings().to_vec();
+    settings.push(("SSE_PRESENCE_CHANNELS", "team/*"));
+    let a = TestServer::start(serve, &settings).await;
+    let b = TestServer::start(serve, &settings).await;
+    let mut alice = a.subscribe("userId=alice&channel=team/a").await;
+    let bob_on_b = b.subscribe("userId=bob&channel=team/a").await;
+    let notice = |state: &str| json!({"channel": "team/a", "userId": "bob", "state": state});
+    let joined = alice.stream.expect_event("presence").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&joined.data).expect("JSON"),
+        notice("join")
+    );
+    assert_eq!(joined.id, "", "presence events have no id");
+
+    // A second tab on the other instance is the same presence, counted on
+    // both instances.
+    let bob_on_a = a.subscribe("userId=bob&channel=team/a").await;
+    let both = json!([{"userId": "alice", "connections": 1}, {"userId": "bob", "connections": 2}]);
+    until_presence(&b, &both).await;
+    until_presence(&a, &both).await;
+    for (server, bob) in [(&b, &bob_on_b), (&a, &bob_on_a)] {
+        let path = format!("/api/sse/connections/{}", bob.client_id);
+        let (status, _) = TestServer::send(server.api(Method::DELETE, &path)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    // One leave, after the last tab: a second join or an early leave would
+    // come first.
+    let left = alice.stream.expect_event("presence").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&left.data).expect("JSON"),
+        notice("leave")
+    );
+    until_presence(&b, &json!([{"userId": "alice", "connections": 1}])).await;
+    drop((bob_on_a, bob_on_b));
 }
