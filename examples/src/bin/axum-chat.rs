@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo run -p sse-examples --bin axum-chat
-//! curl -N 'http://127.0.0.1:3000/rooms/rust/events?user=alice'
-//! curl -N 'http://127.0.0.1:3000/rooms/rust/events?user=bob'     # alice sees bob join
+//! curl -N 'http://127.0.0.1:3000/rooms/rust/events?userId=alice'
+//! curl -N 'http://127.0.0.1:3000/rooms/rust/events?userId=bob'   # alice sees bob join
 //! curl -X POST localhost:3000/rooms/rust/messages -H 'content-type: application/json' \
 //!      -d '{"user": "bob", "text": "hi"}'
 //! ```
@@ -15,20 +15,18 @@
 //! one closes, so two tabs are one member and a member never hears about
 //! themselves. On connect, a hook sends the new connection, and only it, a
 //! `members` event with who is already there, queued after any replay and
-//! before the live events that follow. (The `user` query parameter stands in
-//! for real authentication; see `sse_core::http::Authenticator`.)
+//! before the live events that follow. The stream route takes its options
+//! from `SseConnect`, so a tab that reconnects with `Last-Event-ID` gets the
+//! messages it missed. (The `userId` query parameter, `DevIdentity`, stands
+//! in for real authentication; see `sse_core::http::Authenticator`.)
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sse_axum::SseResponse;
-use sse_core::{ConnectContext, ConnectOptions, Event, SseManager};
-
-#[derive(Deserialize)]
-struct Member {
-    user: String,
-}
+use sse_axum::{SseConnect, SseResponse};
+use sse_core::http::{DevIdentity, SseEndpoints};
+use sse_core::{ConnectContext, Event};
 
 #[derive(Deserialize)]
 struct Message {
@@ -60,33 +58,32 @@ async fn welcome(connection: ConnectContext) {
 }
 
 async fn join(
-    State(manager): State<SseManager>,
+    State(endpoints): State<SseEndpoints>,
     Path(room): Path<String>,
-    Query(member): Query<Member>,
+    SseConnect(options): SseConnect,
 ) -> SseResponse {
-    let options = ConnectOptions::new().user(member.user).channel(channel(&room));
-    manager.connect(options).await.into()
+    endpoints.manager().connect(options.channel(channel(&room))).await.into()
 }
 
-async fn say(State(manager): State<SseManager>, Path(room): Path<String>, Json(message): Json<Message>) {
+async fn say(State(endpoints): State<SseEndpoints>, Path(room): Path<String>, Json(message): Json<Message>) {
     let payload = serde_json::json!({ "room": room, "user": message.user, "text": message.text });
     if let Ok(event) = Event::json("message", &payload) {
-        let _ = manager.send_to_channel(&channel(&room), event).await;
+        let _ = endpoints.manager().send_to_channel(&channel(&room), event).await;
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let manager = SseManager::builder()
+    let manager = sse_core::SseManager::builder()
         .configure(|config| config.presence_channels(vec!["room/*".to_owned()]))
         .on_connect(welcome)
         .build()?;
     let app = Router::new()
         .route("/rooms/{room}/events", get(join))
         .route("/rooms/{room}/messages", post(say))
-        .with_state(manager);
+        .with_state(SseEndpoints::new(manager, DevIdentity::enable()));
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
     Ok(())
 }

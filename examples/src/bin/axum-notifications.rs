@@ -9,25 +9,47 @@
 //! ```
 //!
 //! Every tab of a user receives each `notification` and the `unread` count;
-//! a tab that opens gets the current count at once, as its initial state.
+//! a tab that opens gets the current count at once, as its initial state,
+//! from a connect hook (after whatever it missed, when it resumes with
+//! `Last-Event-ID`). The stream route takes its options from `SseConnect`,
+//! so resuming works as on the built-in route; the `userId` query parameter
+//! (`DevIdentity`) stands in for real authentication.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sse_axum::SseResponse;
-use sse_core::{ConnectOptions, Event, NotificationKind, SseManager};
+use sse_axum::{SseConnect, SseResponse};
+use sse_core::http::{DevIdentity, SseEndpoints};
+use sse_core::{ConnectContext, Event, NotificationKind, SseManager};
+
+/// Unread counts, by user.
+type Unread = Arc<Mutex<HashMap<String, u64>>>;
 
 #[derive(Clone)]
 struct App {
-    sse: SseManager,
-    unread: Arc<Mutex<HashMap<String, u64>>>,
+    endpoints: SseEndpoints,
+    unread: Unread,
+}
+
+impl FromRef<App> for SseEndpoints {
+    fn from_ref(app: &App) -> Self {
+        app.endpoints.clone()
+    }
+}
+
+fn unread_event(count: u64) -> Option<Event> {
+    Event::json("unread", &serde_json::json!({ "count": count })).ok()
 }
 
 impl App {
+    fn sse(&self) -> &SseManager {
+        self.endpoints.manager()
+    }
+
     /// Changes a user's unread count and tells every one of their tabs.
     async fn set_unread(&self, user: &str, change: impl FnOnce(&mut u64)) {
         let count = {
@@ -36,23 +58,30 @@ impl App {
             change(count);
             *count
         };
-        if let Ok(event) = Event::json("unread", &serde_json::json!({ "count": count })) {
-            let _ = self.sse.send_to_user(user, event).await;
+        if let Some(event) = unread_event(count) {
+            let _ = self.sse().send_to_user(user, event).await;
         }
     }
 }
 
-#[derive(Deserialize)]
-struct Subscriber {
-    #[serde(rename = "userId")]
-    user_id: String,
+/// The connect hook: a new tab, and only it, gets the current count.
+async fn send_count(unread: Unread, connection: ConnectContext) {
+    let Some(user) = connection.info().user_id.as_deref() else {
+        return;
+    };
+    let count = unread
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(user)
+        .copied()
+        .unwrap_or_default();
+    if let Some(event) = unread_event(count) {
+        connection.send(&event);
+    }
 }
 
-async fn events(State(app): State<App>, Query(who): Query<Subscriber>) -> SseResponse {
-    let connection = app.sse.connect(ConnectOptions::new().user(&who.user_id)).await;
-    // Queued right after registration: the tab's first event is its count.
-    app.set_unread(&who.user_id, |_| {}).await;
-    connection.into()
+async fn events(State(app): State<App>, SseConnect(options): SseConnect) -> SseResponse {
+    app.sse().connect(options).await.into()
 }
 
 #[derive(Deserialize)]
@@ -68,7 +97,7 @@ async fn notify(
 ) -> Json<serde_json::Value> {
     let event = Event::notification(&note.title, &note.message, NotificationKind::Info, None::<&()>);
     let delivered = match event {
-        Ok(event) => app.sse.send_to_user(&user, event).await.map_or(0, |d| d.delivered),
+        Ok(event) => app.sse().send_to_user(&user, event).await.map_or(0, |d| d.delivered),
         Err(_) => 0,
     };
     app.set_unread(&user, |count| *count += 1).await;
@@ -81,9 +110,14 @@ async fn read_all(State(app): State<App>, Path(user): Path<String>) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let unread = Unread::default();
+    let hook_unread = unread.clone();
+    let manager = SseManager::builder()
+        .on_connect(move |connection| send_count(hook_unread.clone(), connection))
+        .build()?;
     let app = App {
-        sse: SseManager::builder().build()?,
-        unread: Arc::default(),
+        endpoints: SseEndpoints::new(manager, DevIdentity::enable()),
+        unread,
     };
     let router = Router::new()
         .route("/events", get(events))
@@ -92,6 +126,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router).await?;
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
     Ok(())
 }
