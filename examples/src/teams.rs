@@ -107,6 +107,14 @@ pub enum TeamsError {
     /// No token, or one no session has (`401`).
     #[error("a valid session token is required")]
     Unauthorized,
+    /// The administration routes are disabled: no key is configured
+    /// ([`ADMIN_KEY_VARIABLE`]) (`403`).
+    #[error("administration is disabled: TEAMS_ADMIN_KEY is not set")]
+    AdminDisabled,
+    /// The request to an administration route lacks the right
+    /// [`ADMIN_KEY_HEADER`] (`403`).
+    #[error("a valid x-admin-key header is required")]
+    NotAdmin,
     /// [`MAX_SESSIONS`] sessions exist already (`503`).
     #[error("too many sessions")]
     TooManySessions,
@@ -125,6 +133,7 @@ impl TeamsError {
         let status = match self {
             TeamsError::Body(_) | TeamsError::Name { .. } | TeamsError::Text => StatusCode::BAD_REQUEST,
             TeamsError::Unauthorized => return auth_error(&AuthError::Unauthorized(self.to_string())),
+            TeamsError::AdminDisabled | TeamsError::NotAdmin => StatusCode::FORBIDDEN,
             TeamsError::TooManySessions | TeamsError::Send(_) => StatusCode::SERVICE_UNAVAILABLE,
             TeamsError::Event(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -395,18 +404,16 @@ impl Teams {
     }
 
     /// Whether a request with `headers` may use the administration routes:
-    /// `Err` with the `403` to answer unless its [`ADMIN_KEY_HEADER`] equals
-    /// the administration key (compared in constant time).
+    /// whether its [`ADMIN_KEY_HEADER`] equals the administration key
+    /// (compared in constant time).
     ///
     /// # Errors
-    /// The `403` answer, when the key is wrong or missing, or when no key is
-    /// configured.
-    pub fn admin_check(&self, headers: &HeaderMap) -> Result<(), Response<Bytes>> {
+    /// [`TeamsError::AdminDisabled`] when no key is configured,
+    /// [`TeamsError::NotAdmin`] when the header is missing or wrong (both
+    /// answered `403`).
+    pub fn admin_check(&self, headers: &HeaderMap) -> Result<(), TeamsError> {
         let Some(AdminKey(key)) = &self.admin_key else {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "administration is disabled: TEAMS_ADMIN_KEY is not set",
-            ));
+            return Err(TeamsError::AdminDisabled);
         };
         let given = headers
             .get(ADMIN_KEY_HEADER)
@@ -415,7 +422,7 @@ impl Teams {
         if bool::from(given.ct_eq(key.as_bytes())) {
             Ok(())
         } else {
-            Err(error(StatusCode::FORBIDDEN, "a valid x-admin-key header is required"))
+            Err(TeamsError::NotAdmin)
         }
     }
 }
@@ -534,9 +541,7 @@ mod tests {
         assert!(teams.admin_check(&headers).is_ok());
         assert!(teams.admin_check(&HeaderMap::new()).is_err());
         headers.insert(ADMIN_KEY_HEADER, "secreT".parse().expect("a header value"));
-        assert_eq!(
-            teams.admin_check(&headers).map_err(|refused| refused.status()),
-            Err(StatusCode::FORBIDDEN)
-        );
+        let refused = teams.admin_check(&headers).expect_err("a wrong key");
+        assert_eq!(refused.response().status(), StatusCode::FORBIDDEN);
     }
 }

@@ -38,32 +38,32 @@ async fn events(State(endpoints): State<SseEndpoints>, SseConnect(options): SseC
     endpoints.manager().connect(options).await.into()
 }
 
-/// The body, or the answer to one that cannot be read.
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, SseResponse> {
-    body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => SseResponse::new(teams::body_too_large()),
-        _ => SseResponse::new(unreadable_body()),
-    })
+/// The answer to a body that cannot be read.
+fn unreadable(rejection: &BytesRejection) -> http::Response<Bytes> {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => teams::body_too_large(),
+        _ => unreadable_body(),
+    }
 }
 
 async fn login(State(teams): State<Teams>, body: Result<Bytes, BytesRejection>) -> SseResponse {
-    match self::body(body) {
-        Ok(body) => SseResponse::new(teams.login(&body).await),
-        Err(refused) => refused,
-    }
+    SseResponse::new(match body {
+        Ok(body) => teams.login(&body).await,
+        Err(rejection) => unreadable(&rejection),
+    })
 }
 
 async fn messages(State(teams): State<Teams>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> SseResponse {
-    match self::body(body) {
-        Ok(body) => SseResponse::new(teams.post_message(&headers, &body).await),
-        Err(refused) => refused,
-    }
+    SseResponse::new(match body {
+        Ok(body) => teams.post_message(&headers, &body).await,
+        Err(rejection) => unreadable(&rejection),
+    })
 }
 
 async fn admins_only(State(teams): State<Teams>, request: Request, next: Next) -> Response {
     match teams.admin_check(request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refused) => SseResponse::new(refused).into_response(),
+        Err(refused) => SseResponse::new(refused.response()).into_response(),
     }
 }
 

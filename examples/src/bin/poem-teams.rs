@@ -38,30 +38,28 @@ async fn events(Data(endpoints): Data<&SseEndpoints>, SseConnect(options): SseCo
     endpoints.manager().connect(options).await.into()
 }
 
-/// The body, or the answer to one that cannot be read.
-async fn read(body: Body) -> Result<bytes::Bytes, SseResponse> {
-    body.into_bytes_limit(teams::MAX_BODY_BYTES)
-        .await
-        .map_err(|failure| match failure {
-            ReadBodyError::PayloadTooLarge => SseResponse::new(teams::body_too_large()),
-            _ => SseResponse::new(unreadable_body()),
-        })
+/// The answer to a body that cannot be read.
+fn unreadable(failure: &ReadBodyError) -> http::Response<bytes::Bytes> {
+    match failure {
+        ReadBodyError::PayloadTooLarge => teams::body_too_large(),
+        _ => unreadable_body(),
+    }
 }
 
 #[handler]
 async fn login(Data(teams): Data<&Teams>, body: Body) -> SseResponse {
-    match read(body).await {
-        Ok(body) => SseResponse::new(teams.login(&body).await),
-        Err(refused) => refused,
-    }
+    SseResponse::new(match body.into_bytes_limit(teams::MAX_BODY_BYTES).await {
+        Ok(body) => teams.login(&body).await,
+        Err(failure) => unreadable(&failure),
+    })
 }
 
 #[handler]
 async fn messages(Data(teams): Data<&Teams>, headers: &HeaderMap, body: Body) -> SseResponse {
-    match read(body).await {
-        Ok(body) => SseResponse::new(teams.post_message(headers, &body).await),
-        Err(refused) => refused,
-    }
+    SseResponse::new(match body.into_bytes_limit(teams::MAX_BODY_BYTES).await {
+        Ok(body) => teams.post_message(headers, &body).await,
+        Err(failure) => unreadable(&failure),
+    })
 }
 
 #[tokio::main]
@@ -74,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let checked = teams.admin_check(request.headers());
             async move {
                 checked.map(|()| request).map_err(|refused| {
-                    poem::Error::from_response(poem::IntoResponse::into_response(SseResponse::new(refused)))
+                    poem::Error::from_response(poem::IntoResponse::into_response(SseResponse::new(refused.response())))
                 })
             }
         }

@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let login = warp::path!("login")
         .and(warp::post())
         .and(with_teams.clone())
-        .and(body.clone())
+        .and(body)
         .then(|teams: Teams, body: Bytes| async move { SseResponse::new(teams.login(&body).await) });
     let messages = warp::path!("messages")
         .and(warp::post())
@@ -84,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|teams: Teams, headers: HeaderMap| async move {
             teams
                 .admin_check(&headers)
-                .map_err(|refused| warp::reject::custom(NotAdmin(refused)))
+                .map_err(|refused| warp::reject::custom(NotAdmin(refused.response())))
         })
         .untuple_one();
     let admin = warp::path("admin")
