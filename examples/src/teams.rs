@@ -10,7 +10,9 @@
 //! [`RECENT_MESSAGES`] messages of each team, posting a message
 //! (`POST /messages`), the connect hook sending each new connection a
 //! `snapshot` of its team, and the administration check guarding the
-//! ready-made administration routes.
+//! ready-made administration routes. The engine's settings come from the
+//! demos' variables listed in [`ENGINE_VARIABLES`] (`SSE_HEARTBEAT_MS`,
+//! `SSE_HISTORY`, ...), the administration key from [`ADMIN_KEY_VARIABLE`].
 //!
 //! What a team member's stream carries, in order:
 //!
