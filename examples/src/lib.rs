@@ -6,7 +6,8 @@
 //!
 //! Each framework's demo is a `serve` function in its own module, run by the
 //! binaries (`axum-demo`, `warp-demo`, `poem-demo`) and, in-process, by the
-//! conformance suite.
+//! conformance suite. The team board shared by the `axum-teams`,
+//! `warp-teams` and `poem-teams` examples is the [`teams`] module.
 #![forbid(unsafe_code)]
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 pub mod axum_demo;
 pub mod env;
 pub mod poem_demo;
+pub mod teams;
 pub mod warp_demo;
 
 pub use env::{EnvConfig, EnvError};
