@@ -442,7 +442,13 @@ async fn send_snapshot(state: Arc<State>, connection: ConnectContext) {
     };
     let team = &channel[CHANNEL_PREFIX.len()..];
     let messages = state.recent(team).await;
-    let members = connection.manager().presence(channel);
+    let members = match connection.manager().presence(channel).await {
+        Ok(members) => members,
+        Err(error) => {
+            tracing::warn!(%error, "presence unavailable; the snapshot lists this instance's members");
+            connection.manager().local_presence(channel)
+        }
+    };
     let snapshot = serde_json::json!({ "team": team, "messages": messages, "members": members });
     match Event::json("snapshot", &snapshot) {
         Ok(event) => {
