@@ -5,98 +5,14 @@
 //! what was missed, a `reset` for an unknown id, and the administration
 //! routes behind their key.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod apps;
 
-use eventsource_stream::{Event, EventStreamError, Eventsource as _};
+use apps::{App, PATIENCE, Stream};
+use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
-use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
-/// How long a test waits for anything the server should do at once.
-const PATIENCE: Duration = Duration::from_secs(15);
-
 const ADMIN_KEY: &str = "test-admin-key";
-
-/// A running example, killed when dropped.
-struct App {
-    child: Child,
-    base: String,
-}
-
-impl App {
-    /// Starts `binary` on a free port and waits for its `listening on` line.
-    ///
-    /// poem notices a client that went away only when a frame written to it
-    /// fails: a short heartbeat makes that, and so the `presence` leave,
-    /// prompt.
-    fn start(binary: &str) -> App {
-        let mut child = Command::new(binary)
-            .env_clear()
-            .env("SSE_ADDR", "127.0.0.1:0")
-            .env("SSE_HEARTBEAT_MS", "200")
-            .env("TEAMS_ADMIN_KEY", ADMIN_KEY)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the example");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Owned by `app` from here, so that a failed wait kills it.
-        let mut app = App {
-            child,
-            base: String::new(),
-        };
-        let line = lines.recv_timeout(PATIENCE).expect("a line on stdout");
-        let address = line
-            .strip_prefix("listening on http://")
-            .expect("`listening on http://ADDR`");
-        address.parse::<std::net::SocketAddr>().expect("a socket address");
-        app.base = format!("http://{address}");
-        app
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An open event stream, parsed into events.
-struct Stream {
-    events: BoxStream<'static, Result<Event, EventStreamError<reqwest::Error>>>,
-}
-
-impl Stream {
-    /// The next event, within [`PATIENCE`].
-    async fn next(&mut self, what: &str) -> Event {
-        tokio::time::timeout(PATIENCE, self.events.next())
-            .await
-            .unwrap_or_else(|_| panic!("waited {PATIENCE:?} for {what}"))
-            .unwrap_or_else(|| panic!("the stream ended before {what}"))
-            .unwrap_or_else(|failure| panic!("the stream failed before {what}: {failure}"))
-    }
-
-    /// The next event, which must be named `name`: its data as JSON.
-    async fn expect(&mut self, name: &str) -> (Value, Event) {
-        let event = self.next(&format!("a `{name}` event")).await;
-        assert_eq!(event.event, name, "expected `{name}`, got {event:?}");
-        let data = serde_json::from_str(&event.data).expect("JSON data");
-        (data, event)
-    }
-}
 
 struct Client {
     http: reqwest::Client,
@@ -211,7 +127,7 @@ fn member_ids(snapshot: &Value) -> Vec<&str> {
 }
 
 async fn team_board(binary: &str) {
-    let app = App::start(binary);
+    let app = App::start(binary, &[("TEAMS_ADMIN_KEY", ADMIN_KEY)]);
     let client = Client {
         http: reqwest::Client::new(),
         base: app.base.clone(),
