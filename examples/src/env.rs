@@ -15,7 +15,9 @@ use sse_core::SseConfig;
 /// `SSE_IDLE_TIMEOUT_MS` (close connections without an event for that long),
 /// `SSE_PRESENCE_CHANNELS` (comma-separated channel patterns that get
 /// `presence` events) and `SSE_PRESENCE_TIMEOUT_MS` (with Redis, how long an
-/// instance's presence outlives its last renewal).
+/// instance's presence outlives its last renewal), and the memory bounds
+/// `SSE_HISTORY_BYTES`, `SSE_CLIENT_QUEUE_BYTES` and
+/// `SSE_FRAME_BUDGET_BYTES`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -131,6 +133,15 @@ impl EnvConfig {
         }
         if let Some(n) = parse_with("SSE_HISTORY", &count)? {
             sse = sse.history_size(size(n));
+        }
+        if let Some(n) = parse_with("SSE_CLIENT_QUEUE_BYTES", &positive)? {
+            sse = sse.client_queue_bytes(size(n));
+        }
+        if let Some(n) = parse_with("SSE_HISTORY_BYTES", &positive)? {
+            sse = sse.history_max_bytes(size(n));
+        }
+        if let Some(n) = parse_with("SSE_FRAME_BUDGET_BYTES", &positive)? {
+            sse = sse.frame_memory_budget(size(n));
         }
         if let Some(ms) = parse_with("SSE_IDLE_TIMEOUT_MS", &at_least_10)? {
             sse = sse.idle_timeout(Some(Duration::from_millis(ms)));
@@ -275,12 +286,18 @@ mod tests {
         assert_eq!(config.sse.idle_timeout(), None, "no idle timeout when unset");
         assert!(config.sse.presence_channels().is_empty(), "no presence when unset");
         assert_eq!(config.sse.presence_timeout(), Duration::from_secs(30));
+        assert_eq!(config.sse.history_max_bytes(), 32 << 20);
+        assert_eq!(config.sse.client_queue_bytes(), 8 << 20);
+        assert_eq!(config.sse.frame_memory_budget(), 256 << 20);
         let config = env(&[
             ("SSE_MAX_PER_ADDR", "3"),
             ("SSE_REDIS_PREFIX", "app-sse"),
             ("SSE_IDLE_TIMEOUT_MS", "60000"),
             ("SSE_PRESENCE_CHANNELS", "team/*, lobby"),
             ("SSE_PRESENCE_TIMEOUT_MS", "1500"),
+            ("SSE_HISTORY_BYTES", "1048576"),
+            ("SSE_CLIENT_QUEUE_BYTES", "65536"),
+            ("SSE_FRAME_BUDGET_BYTES", "4194304"),
         ])
         .expect("valid");
         assert_eq!(config.sse.max_connections_per_addr(), Some(3));
@@ -288,6 +305,9 @@ mod tests {
         assert_eq!(config.sse.idle_timeout(), Some(Duration::from_secs(60)));
         assert_eq!(config.sse.presence_channels(), &["team/*", "lobby"]);
         assert_eq!(config.sse.presence_timeout(), Duration::from_millis(1500));
+        assert_eq!(config.sse.history_max_bytes(), 1 << 20);
+        assert_eq!(config.sse.client_queue_bytes(), 64 << 10);
+        assert_eq!(config.sse.frame_memory_budget(), 4 << 20);
         for (name, value) in [
             ("SSE_MAX_PER_ADDR", "0"),
             ("SSE_MAX_PER_ADDR", "many"),
@@ -341,6 +361,9 @@ mod tests {
             ("SSE_HEARTBEAT_MS", "0"),
             ("SSE_MAX_PER_USER", "-1"),
             ("SSE_CLIENT_QUEUE", "0"),
+            ("SSE_CLIENT_QUEUE_BYTES", "0"),
+            ("SSE_HISTORY_BYTES", "lots"),
+            ("SSE_FRAME_BUDGET_BYTES", "0"),
             ("SSE_CORS_ORIGINS", "*"),
             ("SSE_AUTH_SECRET", ""),
         ] {

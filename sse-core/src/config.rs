@@ -42,7 +42,10 @@ pub struct SseConfig {
     pub(crate) user_limit_policy: UserLimitPolicy,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) client_queue: usize,
+    pub(crate) client_queue_bytes: usize,
     pub(crate) history_size: usize,
+    pub(crate) history_max_bytes: usize,
+    pub(crate) frame_memory_budget: usize,
     pub(crate) history_max_age: Option<Duration>,
     pub(crate) max_channels_per_connection: usize,
     pub(crate) max_channel_len: usize,
@@ -138,7 +141,10 @@ impl Default for SseConfig {
             user_limit_policy: UserLimitPolicy::default(),
             max_lifetime: None,
             client_queue: 1024,
+            client_queue_bytes: 8 * 1024 * 1024,
             history_size: 1000,
+            history_max_bytes: 32 * 1024 * 1024,
+            frame_memory_budget: 256 * 1024 * 1024,
             history_max_age: None,
             max_channels_per_connection: 64,
             max_channel_len: 128,
@@ -243,8 +249,30 @@ settings! {
     /// Frames queued per connection before it counts as too slow and is
     /// closed (default 1024; at least 1).
     client_queue: copy usize;
+    /// Bytes queued per connection before it counts as too slow and is
+    /// closed, as at [`client_queue`](Self::client_queue) frames (default
+    /// 8 MiB; at least 1). A frame larger than this still reaches a
+    /// connection whose queue is empty, so one large event never closes a
+    /// client that keeps up. The frames that open a connection (its replay)
+    /// do not count.
+    client_queue_bytes: copy usize;
     /// Events kept for `Last-Event-ID` replay (default 1000; 0 keeps none).
     history_size: copy usize;
+    /// The most bytes the replay history may hold: its frames, their ids
+    /// and about 128 bytes per event (default 32 MiB; at least 1). The
+    /// oldest events go first; an event larger than this is not kept (its
+    /// id stays a resume point that replays what follows it).
+    history_max_bytes: copy usize;
+    /// The most bytes of encoded event frames held at once, in the history
+    /// and in the connections' queues together (default 256 MiB; at least
+    /// 1). A frame is counted once however many queues hold it. A send
+    /// whose frame would exceed it is refused with
+    /// [`SendError::OverBudget`](crate::SendError::OverBudget) and counted
+    /// in [`Stats::budget_refused`](crate::Stats::budget_refused); the
+    /// per-connection and history bounds keep the total below it in normal
+    /// operation, so a refusal means that large events are coming faster
+    /// than clients take them.
+    frame_memory_budget: copy usize;
     /// Drops retained events older than this (default: kept until evicted by
     /// count; greater than zero).
     history_max_age: copy Option<Duration>;
@@ -311,6 +339,15 @@ impl SseConfig {
         }
         if self.max_lifetime.is_some_and(|l| l.is_zero()) {
             return invalid("max_lifetime", "must be greater than zero");
+        }
+        if self.client_queue_bytes == 0 {
+            return invalid("client_queue_bytes", "must be at least 1");
+        }
+        if self.history_max_bytes == 0 {
+            return invalid("history_max_bytes", "must be at least 1");
+        }
+        if self.frame_memory_budget == 0 {
+            return invalid("frame_memory_budget", "must be at least 1");
         }
         if self.history_max_age.is_some_and(|a| a.is_zero()) {
             return invalid("history_max_age", "must be greater than zero");

@@ -109,6 +109,17 @@ pub enum SendError {
     /// it twice. The backplane's error is the [source](std::error::Error::source).
     #[error("the event could not be published: {0}")]
     Backplane(#[from] BackplaneError),
+    /// The event's frame would take the bytes of frames held past
+    /// [`SseConfig::frame_memory_budget`](crate::SseConfig::frame_memory_budget):
+    /// large events come faster than clients take them. Nothing was sent;
+    /// retry later.
+    #[error("the event ({frame} bytes encoded) does not fit in the memory budget for events ({budget} bytes)")]
+    OverBudget {
+        /// The encoded event's size.
+        frame: usize,
+        /// The budget.
+        budget: usize,
+    },
     /// A [`Target::Filter`](crate::Target::Filter) cannot cross instances:
     /// with a backplane, target a channel, user or session instead.
     #[error("a predicate target cannot be sent through a backplane")]

@@ -6,6 +6,10 @@
 //! of a previous process (a restarted server) are never mistaken for ids of
 //! this one: they fall below the history's start and get a `reset`.
 //!
+//! The history is bounded by count, by age and by bytes: the frames kept,
+//! with their ids, never take more than its byte budget, so a flood of
+//! large events cannot grow it past that.
+//!
 //! Only events that can be replayed are kept: an event sent to one client
 //! cannot (a reconnecting client is a new connection), so it takes no place
 //! in the history and never pushes a replayable event out. It still gets a
@@ -30,10 +34,23 @@ pub(crate) struct Entry {
     at: Instant,
 }
 
+/// What an entry costs besides its frame and id: its place in the queue,
+/// its audience and its index entry, roughly.
+const ENTRY_OVERHEAD: usize = 128;
+
+impl Entry {
+    fn cost(&self) -> usize {
+        ENTRY_OVERHEAD + self.frame.len() + self.custom_id.as_ref().map_or(0, |id| 2 * id.len())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct History {
     entries: VecDeque<Entry>,
     capacity: usize,
+    /// The most bytes the entries may cost, and what they cost now.
+    max_bytes: usize,
+    bytes: usize,
     max_age: Option<Duration>,
     next_seq: u64,
     /// Every sequence number at or below this one is no longer retained (or
@@ -60,7 +77,7 @@ pub(crate) enum Resume {
 }
 
 impl History {
-    pub(crate) fn new(capacity: usize, max_age: Option<Duration>) -> Self {
+    pub(crate) fn new(capacity: usize, max_age: Option<Duration>, max_bytes: usize) -> Self {
         let base = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
@@ -68,6 +85,8 @@ impl History {
         History {
             entries: VecDeque::with_capacity(capacity.min(4096)),
             capacity,
+            max_bytes,
+            bytes: 0,
             max_age,
             next_seq: base,
             evicted_upto: base - 1,
@@ -88,10 +107,16 @@ impl History {
     /// Forgets every retained event: every id issued so far becomes unknown.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
         self.custom.clear();
         self.marks.clear();
         self.evicted_upto = self.next_seq - 1;
         self.last_log_id = None;
+    }
+
+    /// The sequence number [`History::next_seq`] will assign.
+    pub(crate) fn peek_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Assigns the next sequence number.
@@ -121,14 +146,18 @@ impl History {
         if let Some(id) = &custom_id {
             self.custom.insert(id.clone(), seq);
         }
-        self.entries.push_back(Entry {
+        let entry = Entry {
             seq,
             custom_id,
             audience,
             frame,
             at: now,
-        });
-        while self.entries.len() > self.capacity {
+        };
+        self.bytes += entry.cost();
+        self.entries.push_back(entry);
+        // An event larger than the whole budget goes at once, and with it
+        // every event before it.
+        while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
             self.pop_front();
         }
         self.expire(now);
@@ -167,6 +196,7 @@ impl History {
 
     fn pop_front(&mut self) {
         if let Some(entry) = self.entries.pop_front() {
+            self.bytes -= entry.cost();
             self.evicted_upto = entry.seq;
             if let Some(id) = entry.custom_id {
                 if self.custom.get(&id) == Some(&entry.seq) {
@@ -217,6 +247,12 @@ impl History {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// What the retained entries cost, in bytes.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 #[cfg(test)]
@@ -225,7 +261,7 @@ mod tests {
     use crate::target::Target;
 
     fn history(capacity: usize) -> History {
-        History::new(capacity, None)
+        History::new(capacity, None, usize::MAX)
     }
 
     fn publish(h: &mut History, custom: Option<&str>) -> u64 {
@@ -273,9 +309,41 @@ mod tests {
         assert_eq!(h.resume("", Instant::now()), Resume::Unknown);
     }
 
+    fn push_frame(h: &mut History, len: usize) -> u64 {
+        let seq = h.next_seq();
+        h.push(
+            seq,
+            None,
+            Target::All.into(),
+            Bytes::from(vec![b'x'; len]),
+            Instant::now(),
+        );
+        seq
+    }
+
+    #[test]
+    fn bounded_by_bytes() {
+        // Room for three entries of 1,000-byte frames, not four.
+        let mut h = History::new(100, None, 4 * (1000 + ENTRY_OVERHEAD) - 1);
+        let seqs: Vec<u64> = (0..4).map(|_| push_frame(&mut h, 1000)).collect();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.bytes(), 3 * (1000 + ENTRY_OVERHEAD));
+        assert_eq!(h.resume(&(seqs[0] - 1).to_string(), Instant::now()), Resume::Unknown);
+        assert_eq!(h.resume(&seqs[0].to_string(), Instant::now()), Resume::After(seqs[0]));
+
+        // A frame larger than the whole budget takes everything with it,
+        // itself included; its id stays a resume point that replays nothing.
+        let huge = push_frame(&mut h, 10_000);
+        assert_eq!((h.len(), h.bytes()), (0, 0));
+        assert_eq!(h.resume(&huge.to_string(), Instant::now()), Resume::After(huge));
+        assert_eq!(h.resume(&seqs[3].to_string(), Instant::now()), Resume::Unknown);
+        let next = push_frame(&mut h, 10);
+        assert_eq!(h.after(huge).map(|e| e.seq).collect::<Vec<_>>(), [next]);
+    }
+
     #[test]
     fn expires_by_age() {
-        let mut h = History::new(10, Some(Duration::from_millis(10)));
+        let mut h = History::new(10, Some(Duration::from_millis(10)), usize::MAX);
         let start = Instant::now();
         let seq = h.next_seq();
         h.push(seq, None, Target::All.into(), Bytes::new(), start);

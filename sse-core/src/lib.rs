@@ -37,6 +37,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod backplane;
+mod budget;
 mod config;
 mod connection;
 mod error;

@@ -25,6 +25,9 @@ pub(crate) const COALESCE_BYTES: usize = 16 * 1024;
 pub(crate) struct Queue {
     inner: Mutex<Inner>,
     capacity: usize,
+    /// The most bytes of counted frames queued while another is queued: an
+    /// empty queue takes one frame of any size.
+    max_bytes: usize,
     /// Milliseconds since the manager's epoch at which the last frame was
     /// queued (for a heartbeat, the time it was due); the next heartbeat is
     /// due one interval later, so connections that just got something are
@@ -45,8 +48,12 @@ struct Inner {
     /// The frames queued after `head`; empty whenever `head` is `None`.
     rest: VecDeque<Bytes>,
     /// How many of the queued frames were queued by `push_unbounded` and
-    /// not read yet: they do not count against the capacity.
+    /// not read yet: they do not count against the capacity. They sit at
+    /// the head of the queue.
     unbounded: usize,
+    /// The bytes of the queued frames that count against the capacity (all
+    /// but the unbounded ones), held ones included.
+    bytes: usize,
     /// While the connection's opening is held (its connect hook runs), the
     /// frames pushed live, in order; they follow the opening frames and the
     /// hook's own once it is released. `None` when not held.
@@ -86,6 +93,7 @@ impl Inner {
         self.rest = VecDeque::new();
         self.held = None;
         self.unbounded = 0;
+        self.bytes = 0;
         len
     }
 }
@@ -128,14 +136,23 @@ impl Queue {
                 head: None,
                 rest: VecDeque::new(),
                 unbounded: 0,
+                bytes: 0,
                 held: None,
                 state: State::Open,
                 waker: None,
             }),
             capacity,
+            max_bytes: usize::MAX,
             last_push_ms: AtomicU64::new(now_ms),
             last_event_ms: AtomicU64::new(now_ms),
         }
+    }
+
+    /// Bounds the bytes queued, besides the frames: see
+    /// [`SseConfig::client_queue_bytes`](crate::SseConfig::client_queue_bytes).
+    pub(crate) fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Queues an event's frame, closing the queue as too slow if it is full;
@@ -165,11 +182,14 @@ impl Queue {
             if inner.state != State::Open {
                 return Push::Closed;
             }
-            if inner.len() - inner.unbounded >= self.capacity {
+            let too_many = inner.len() - inner.unbounded >= self.capacity;
+            let too_large = inner.bytes > 0 && inner.bytes.saturating_add(frame.len()) > self.max_bytes;
+            if too_many || too_large {
                 let dropped = inner.clear() + 1;
                 inner.state = State::Closed(CloseReason::SlowConsumer);
                 (Push::Overflow { dropped }, inner.waker.take())
             } else {
+                inner.bytes += frame.len();
                 match (&mut inner.held, kind) {
                     (Some(held), Kind::Live | Kind::Heartbeat) => {
                         held.push_back(frame);
@@ -297,13 +317,20 @@ impl Queue {
         }
         if let Some(first) = inner.head.take() {
             let (mut total, mut count) = (first.len(), 1);
+            // The bytes of the unbounded frames taken, which the count of
+            // queued bytes leaves out: they lead the queue.
+            let mut unbounded_bytes = if inner.unbounded > 0 { first.len() } else { 0 };
             for frame in &inner.rest {
                 if total + frame.len() > COALESCE_BYTES {
                     break;
                 }
+                if count < inner.unbounded {
+                    unbounded_bytes += frame.len();
+                }
                 total += frame.len();
                 count += 1;
             }
+            inner.bytes = inner.bytes.saturating_sub(total - unbounded_bytes);
             let taken = if count == 1 {
                 first
             } else {
@@ -372,6 +399,26 @@ mod tests {
         assert_eq!(second.as_ptr(), large.as_ptr(), "shared, not copied");
         assert_eq!(poll(&queue), Poll::Ready(Some((small.clone(), 1))));
         assert_eq!(poll(&queue), Poll::Pending);
+    }
+
+    #[test]
+    fn bounded_by_bytes_but_an_empty_queue_takes_any_frame() {
+        let queue = Queue::new(100, 0).with_max_bytes(10);
+        queue.push_unbounded(Bytes::from(vec![b'r'; 50]));
+        assert_eq!(
+            queue.push(Bytes::from(vec![b'a'; 30]), 0),
+            Push::Queued,
+            "nothing counted yet"
+        );
+        assert!(matches!(poll(&queue), Poll::Ready(Some((_, 2)))), "both, coalesced");
+        assert_eq!(queue.push(Bytes::from(vec![b'b'; 6]), 0), Push::Queued);
+        assert_eq!(queue.push(Bytes::from(vec![b'c'; 4]), 0), Push::Queued, "10 bytes fit");
+        assert_eq!(
+            queue.push(Bytes::from_static(b"d"), 0),
+            Push::Overflow { dropped: 3 },
+            "11 bytes do not"
+        );
+        assert_eq!(queue.close_reason(), Some(CloseReason::SlowConsumer));
     }
 
     #[test]

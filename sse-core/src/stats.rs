@@ -37,6 +37,12 @@ pub struct Stats {
     pub heartbeats: u64,
     /// Connections closed after the idle timeout without an event.
     pub idle_closed: u64,
+    /// Bytes of event frames held now, in the history and the queues
+    /// (each frame counted once).
+    pub frame_bytes: usize,
+    /// Sends refused because their frame would have exceeded
+    /// [`SseConfig::frame_memory_budget`](crate::SseConfig::frame_memory_budget).
+    pub budget_refused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +57,7 @@ pub(crate) struct Counters {
     pub(crate) resets: AtomicU64,
     pub(crate) heartbeats: AtomicU64,
     pub(crate) idle_closed: AtomicU64,
+    pub(crate) budget_refused: AtomicU64,
 }
 
 impl Counters {
@@ -74,5 +81,6 @@ impl Counters {
         stats.resets = get(&self.resets);
         stats.heartbeats = get(&self.heartbeats);
         stats.idle_closed = get(&self.idle_closed);
+        stats.budget_refused = get(&self.budget_refused);
     }
 }

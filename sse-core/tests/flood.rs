@@ -8,6 +8,8 @@
 //! These tests build the manager on a Tokio runtime (default feature `tokio`).
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, MutexGuard};
@@ -36,31 +38,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// The resident set size of this process, in bytes.
-#[cfg(target_os = "linux")]
-fn rss() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(resident * page_size())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn rss() -> Option<u64> {
-    None
-}
-
-/// The kernel's page size, as `/proc/self/smaps` states it (4 KiB if it
-/// cannot be read).
-#[cfg(target_os = "linux")]
-fn page_size() -> u64 {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-    smaps
-        .lines()
-        .find_map(|line| line.strip_prefix("KernelPageSize:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse::<u64>().ok())
-        .map_or(4096, |kib| kib * 1024)
-}
+use common::rss;
 
 fn user(n: usize) -> String {
     format!("user{n}")

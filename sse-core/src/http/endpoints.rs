@@ -272,7 +272,9 @@ impl SseEndpoints {
                 &serde_json::json!({ "id": delivery.id, "delivered": delivery.delivered }),
             ),
             Err(SendError::ShutDown) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
-            Err(failure @ SendError::Backplane(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &failure.to_string()),
+            Err(failure @ (SendError::Backplane(_) | SendError::OverBudget { .. })) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, &failure.to_string())
+            }
             Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, &failure.to_string()),
         }
     }

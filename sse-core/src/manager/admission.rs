@@ -208,7 +208,9 @@ impl Shared {
     /// A new connection's queue, holding its opening frames: the `retry:`
     /// hint and the `connected` event.
     fn opening_queue(&self, info: &ConnectionInfo) -> Arc<Queue> {
-        let queue = Arc::new(Queue::new(self.config.client_queue, self.now_ms()));
+        let queue = Arc::new(
+            Queue::new(self.config.client_queue, self.now_ms()).with_max_bytes(self.config.client_queue_bytes),
+        );
         queue.push_unbounded(self.retry_frame.clone());
         let connected = ConnectedPayload {
             client_id: &info.client_id,

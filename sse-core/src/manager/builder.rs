@@ -17,6 +17,7 @@ use super::hooks::{ConnectContext, DisconnectContext, Hooks};
 use super::shared_presence::{self, PresenceSync};
 use super::{Shared, SseManager, maintenance};
 use crate::backplane::{Backplane, BackplaneSink};
+use crate::budget::FrameBudget;
 use crate::config::{SseConfig, SseConfigBuilder};
 use crate::error::ConfigError;
 use crate::event::retry_frame;
@@ -169,6 +170,7 @@ impl SseManagerBuilder {
         };
         let (wake_tx, wake_rx) = mpsc::channel(1);
         let hooks = self.hooks;
+        let budget = FrameBudget::new(config.frame_memory_budget);
         let shares_presence = !config.presence_channels.is_empty()
             && self
                 .backplane
@@ -181,7 +183,11 @@ impl SseManagerBuilder {
             (None, None)
         };
         let shared = Arc::new_cyclic(|me| Shared {
-            history: Mutex::new(History::new(config.history_size, config.history_max_age)),
+            history: Mutex::new(History::new(
+                config.history_size,
+                config.history_max_age,
+                config.history_max_bytes,
+            )),
             registry: RwLock::new(super::Registry::default()),
             stats: Counters::default(),
             epoch: Instant::now(),
@@ -192,6 +198,7 @@ impl SseManagerBuilder {
             config,
             runtime: runtime.clone(),
             backplane: self.backplane.clone(),
+            budget,
             // Never 0, the origin of the backplane's presence notices.
             instance: fastrand::u64(1..),
             pending: Mutex::new(HashMap::new()),

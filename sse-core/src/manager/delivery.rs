@@ -4,7 +4,9 @@
 //! or a live-only one is not). The registry finds the connections its
 //! target reaches, the audience's exclusions are skipped, and the same frame
 //! is pushed into each one's bounded queue. A connection whose queue
-//! overflows is closed as too slow once the fan-out is done. Heartbeats and
+//! overflows is closed as too slow once the fan-out is done. Every frame
+//! encoded here is counted against the frame memory budget; a local send
+//! that would exceed it is refused before it is recorded. Heartbeats and
 //! the backplane's entries use the same pushes.
 
 use std::time::Instant;
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use super::registry::{Registered, Registry};
 use super::{Delivery, Shared};
 use crate::connection::ClientId;
+use crate::error::SendError;
 use crate::event::Event;
 use crate::history::History;
 use crate::queue::Push;
@@ -36,12 +39,32 @@ pub(super) enum Source<'a> {
 impl Shared {
     /// Sends `event` to the connections of `audience` on this instance,
     /// without a backplane.
-    pub(super) fn send(&self, audience: &Audience, event: &Event) -> Delivery {
-        let delivery = self.deliver(audience, event, Source::Local);
+    ///
+    /// # Errors
+    /// [`SendError::OverBudget`].
+    pub(super) fn send(&self, audience: &Audience, event: &Event) -> Result<Delivery, SendError> {
+        let delivery = self.deliver(audience, event, Source::Local)?;
         if event.dispatches() {
             Counters::add(&self.stats.events_published, 1);
         }
-        delivery
+        Ok(delivery)
+    }
+
+    /// Refuses a frame of `len` bytes that would not fit in the budget.
+    pub(super) fn check_budget(&self, len: usize) -> Result<(), SendError> {
+        if self.budget.fits(len) {
+            Ok(())
+        } else {
+            Err(self.over_budget(len))
+        }
+    }
+
+    fn over_budget(&self, frame: usize) -> SendError {
+        Counters::add(&self.stats.budget_refused, 1);
+        SendError::OverBudget {
+            frame,
+            budget: self.budget.max(),
+        }
     }
 
     /// The one delivery path, for a local send and a backplane entry alike.
@@ -54,10 +77,27 @@ impl Shared {
     /// replay exact. A live-only event is encoded without an id and
     /// recorded nowhere. Connections found too slow are closed once the
     /// locks are released.
-    pub(super) fn deliver(&self, audience: &Audience, event: &Event, source: Source<'_>) -> Delivery {
+    ///
+    /// # Errors
+    /// [`SendError::OverBudget`] for a local send whose frame does not fit
+    /// in the budget; nothing is recorded or sent. A log entry, published
+    /// already, is counted whatever the budget.
+    pub(super) fn deliver(
+        &self,
+        audience: &Audience,
+        event: &Event,
+        source: Source<'_>,
+    ) -> Result<Delivery, SendError> {
         let (log_id, fan_out) = match source {
             Source::Local => (None, true),
             Source::Log { id, fan_out } => (Some(id), fan_out),
+        };
+        let budget = |frame: Bytes| match log_id {
+            None => {
+                let len = frame.len();
+                self.budget.admit(frame).ok_or_else(|| self.over_budget(len))
+            }
+            Some(_) => Ok(self.budget.count(frame)),
         };
         let mut slow = Vec::new();
         let delivery = {
@@ -67,11 +107,11 @@ impl Shared {
             }
             let (id, frame) = match history.as_mut() {
                 Some(history) if event.carries_id() => {
-                    let (id, frame) = record(history, audience, event, log_id);
+                    let (id, frame) = record(history, audience, event, log_id, budget)?;
                     (Some(id), frame)
                 }
                 // Live-only (the event has no id) or not dispatching.
-                _ => (None, event.encode()),
+                _ => (None, budget(event.encode())?),
             };
             let delivered = if fan_out {
                 self.fan_out(&self.registry.read(), audience, &frame, &mut slow)
@@ -81,7 +121,7 @@ impl Shared {
             Delivery { id, delivered }
         };
         self.remove_slow(slow);
-        delivery
+        Ok(delivery)
     }
 
     /// Queues `frame` for every connection of `audience`; those that
@@ -139,11 +179,18 @@ impl Shared {
 /// the history. An event for one client can never be replayed (a
 /// reconnecting client is a new connection), so it is not kept and takes no
 /// place from an event that can: only its id is marked as a resume point.
-fn record(history: &mut History, audience: &Audience, event: &Event, log_id: Option<&str>) -> (String, Bytes) {
-    let seq = history.next_seq();
+/// `budget` counts the frame, or refuses it before anything is recorded.
+fn record(
+    history: &mut History,
+    audience: &Audience,
+    event: &Event,
+    log_id: Option<&str>,
+    budget: impl FnOnce(Bytes) -> Result<Bytes, SendError>,
+) -> Result<(String, Bytes), SendError> {
     let named = event.id().or(log_id).map(str::to_owned);
-    let id = named.clone().unwrap_or_else(|| seq.to_string());
-    let frame = event.encode_with_id(Some(&id));
+    let id = named.clone().unwrap_or_else(|| history.peek_seq().to_string());
+    let frame = budget(event.encode_with_id(Some(&id)))?;
+    let seq = history.next_seq();
     if matches!(audience.target(), Target::Client(_)) {
         if let Some(named) = named {
             history.mark(seq, named);
@@ -151,5 +198,5 @@ fn record(history: &mut History, audience: &Audience, event: &Event, log_id: Opt
     } else {
         history.push(seq, named, audience.clone(), frame.clone(), Instant::now());
     }
-    (id, frame)
+    Ok((id, frame))
 }

@@ -42,6 +42,8 @@ impl Shared {
         event: &Event,
     ) -> Result<Delivery, SendError> {
         let entry = Entry::new(self.instance, audience, event).ok_or(SendError::NotDistributable)?;
+        // Checked before the log: once published, no instance can refuse it.
+        self.check_budget(event.encode().len())?;
         let log_id = backplane.publish(entry.encode()).await.map_err(|error| {
             tracing::warn!(%error, "sse publish failed: backplane unavailable");
             SendError::Backplane(error)
@@ -78,8 +80,9 @@ impl Shared {
         let origin = entry.origin;
         let delivered = match entry.into_parts() {
             Ok((audience, event)) => {
+                // A log entry is never refused: it is counted over the budget.
                 self.deliver(&audience, &event, Source::Log { id: log_id, fan_out })
-                    .delivered
+                    .map_or(0, |delivery| delivery.delivered)
             }
             Err(error) => {
                 self.history.lock().set_last_log_id(log_id);

@@ -43,6 +43,7 @@ pub use self::presence::PresenceMember;
 use self::registry::{Registered, Registry};
 use self::shared_presence::PresenceSync;
 use crate::backplane::Backplane;
+use crate::budget::FrameBudget;
 use crate::config::SseConfig;
 use crate::connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo};
 use crate::error::{ConfigError, ConnectError, PresenceError, SendError, SubscribeError};
@@ -176,7 +177,8 @@ impl SseManager {
     ///
     /// # Errors
     /// [`SendError::ShutDown`] once [`SseManager::shutdown`] was called;
-    /// with a backplane, [`SendError::Backplane`] when it is unreachable and
+    /// [`SendError::OverBudget`] when the event's frame would exceed
+    /// [`SseConfig::frame_memory_budget`]; with a backplane, [`SendError::Backplane`] when it is unreachable and
     /// [`SendError::NotDistributable`] for a [`Target::Filter`].
     pub async fn send(&self, target: impl Into<Audience>, event: Event) -> Result<Delivery, SendError> {
         self.send_to(&target.into(), &event).await
@@ -192,7 +194,7 @@ impl SseManager {
         }
         match &self.shared.backplane {
             Some(backplane) => self.shared.publish(backplane.as_ref(), audience, event).await,
-            None => Ok(self.shared.send(audience, event)),
+            None => self.shared.send(audience, event),
         }
     }
 
@@ -392,6 +394,7 @@ impl SseManager {
         let mut stats = Stats::default();
         self.shared.registry.read().count_into(&mut stats);
         self.shared.stats.fill(&mut stats);
+        stats.frame_bytes = self.shared.budget.used();
         stats
     }
 
@@ -415,7 +418,9 @@ impl SseManager {
                     // the final event, without an id, past the log.
                     shared.deliver_unlogged(&event);
                 } else {
-                    shared.send(&Audience::new(Target::All), &event);
+                    if let Err(error) = shared.send(&Audience::new(Target::All), &event) {
+                        tracing::warn!(%error, "sse shutdown: the final event was not sent");
+                    }
                 }
             }
         }
@@ -470,6 +475,8 @@ pub(crate) struct Shared {
     heartbeat_frame: Option<Bytes>,
     runtime: Arc<dyn Runtime>,
     backplane: Option<Arc<dyn Backplane>>,
+    /// The bytes of event frames alive, against their budget.
+    budget: Arc<FrameBudget>,
     /// Tells this instance's entries in the backplane's log from others'.
     instance: u64,
     /// Local delivery counts of this instance's backplane publications, by

@@ -1,7 +1,8 @@
 //! Limits (`docs/http-api.md`, "How a stream ends", "Overloaded" and the
 //! configuration): per user, global (`overloaded`), lifetime, slow clients,
-//! per client address (`SSE_MAX_PER_ADDR`) and idle streams
-//! (`SSE_IDLE_TIMEOUT_MS`).
+//! per client address (`SSE_MAX_PER_ADDR`), idle streams
+//! (`SSE_IDLE_TIMEOUT_MS`) and the memory budgets (`SSE_HISTORY_BYTES`,
+//! `SSE_FRAME_BUDGET_BYTES`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -176,4 +177,46 @@ pub(crate) async fn idle_timeout_closes_quiet_streams(serve: ServeFn) {
         .wait_for_stats("idleClosed 1", |stats| stats["idleClosed"] == 1)
         .await;
     assert_eq!(stats["connections"], 0, "{stats}");
+}
+
+pub(crate) async fn memory_budgets_bound_history_queues_and_frames(serve: ServeFn) {
+    // The history keeps frames by bytes: two events of ~100 KiB fit in
+    // 250,000 bytes, a third pushes the first out (its id gets a reset).
+    let server = TestServer::start(serve, &[("SSE_HISTORY_BYTES", "250000")]).await;
+    let payload = "x".repeat(100 * 1024);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(server.publish_ok(&json!({"event": "big", "data": payload})).await.id);
+    }
+    let mut resumed = server.subscribe_with("", &[("last-event-id", &ids[0])]).await;
+    assert_eq!(
+        resumed.stream.next_event().await.id,
+        ids[1],
+        "the second event is still held"
+    );
+    // Resuming from before the first event needs it, and it is gone.
+    let before_first = (ids[0].parse::<u64>().expect("a generated id") - 1).to_string();
+    let mut reset = server.subscribe_with("", &[("last-event-id", &before_first)]).await;
+    reset.stream.expect_event("reset").await;
+    let stats = server.stats().await;
+    let held = stats["frameBytes"].as_u64().expect("frameBytes");
+    assert!(held > 200 * 1024 && held < 250_000, "{stats}");
+
+    // The frames held, history included, are bounded as a whole: past the
+    // budget a publish is refused with 503, and counted.
+    let server = TestServer::start(serve, &[("SSE_FRAME_BUDGET_BYTES", "250000")]).await;
+    for _ in 0..2 {
+        server.publish_ok(&json!({"event": "big", "data": payload})).await;
+    }
+    let (status, body) = server.publish(&json!({"event": "big", "data": payload})).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "memory budget",
+        "a third publish",
+    );
+    let stats = server.stats().await;
+    assert_eq!(stats["budgetRefused"], 1, "{stats}");
+    assert_eq!(stats["eventsPublished"], 2, "{stats}");
 }

@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
                 cors::cors_unset_sends_no_cors_headers,
                 limits::per_address_limit,
                 limits::idle_timeout_closes_quiet_streams,
+                limits::memory_budgets_bound_history_queues_and_frames,
                 presence::presence_notices_reach_other_members_once_per_user,
                 presence::presence_query_route,
                 redis::redis_targets_across_instances,
