@@ -102,8 +102,18 @@ pub struct ConnectionInfo {
     /// When the connection was registered.
     #[serde(serialize_with = "serialize_time")]
     pub connected_at: SystemTime,
-    /// Free-form metadata given at connect time.
+    /// Free-form metadata given at connect time by the server: the
+    /// application's handler, or the identity its authenticator verified.
+    /// Filters written on it ([`Target::Filter`](crate::Target::Filter))
+    /// can trust it.
     pub metadata: BTreeMap<String, String>,
+    /// Metadata the client supplied (the built-in stream route's free query
+    /// parameters, under an authenticator that verifies identities):
+    /// whatever the client typed, kept apart from
+    /// [`metadata`](Self::metadata) so that it can satisfy no filter
+    /// written on that. Listed as `clientMetadata` when not empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_metadata: BTreeMap<String, String>,
 }
 
 fn serialize_time<S: Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -131,6 +141,7 @@ pub struct ConnectOptions {
     pub(crate) session_id: Option<String>,
     pub(crate) channels: BTreeSet<String>,
     pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) client_metadata: BTreeMap<String, String>,
     pub(crate) last_event_id: Option<String>,
     pub(crate) expires_after: Option<Duration>,
     pub(crate) allowed_channels: Option<Arc<[String]>>,
@@ -171,9 +182,18 @@ impl ConnectOptions {
         self
     }
 
-    /// Adds one metadata entry.
+    /// Adds one metadata entry: the server's own word about the connection
+    /// ([`ConnectionInfo::metadata`]).
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds one entry of metadata the client supplied
+    /// ([`ConnectionInfo::client_metadata`]), kept apart from the server's.
+    /// The metadata limits count both kinds together.
+    pub fn client_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_metadata.insert(key.into(), value.into());
         self
     }
 

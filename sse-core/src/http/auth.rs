@@ -139,6 +139,17 @@ pub enum AuthError {
 pub trait Authenticator: Send + Sync + 'static {
     /// The identity of the request's sender, or why it is refused.
     async fn authenticate(&self, request: &Parts) -> Result<Identity, AuthError>;
+
+    /// Whether the request's query is worth as much as the identity
+    /// itself. Default `false`: the free query parameters of the stream
+    /// route become [client metadata](crate::ConnectionInfo::client_metadata),
+    /// kept apart from the identity's
+    /// [metadata](crate::ConnectionInfo::metadata), so that nothing a client
+    /// types can satisfy a filter written on the server's. Only
+    /// [`DevIdentity`], whose identity is the query's, answers `true`.
+    fn trusts_query(&self) -> bool {
+        false
+    }
 }
 
 const _: Option<&dyn Authenticator> = None;
@@ -174,6 +185,10 @@ impl Authenticator for DevIdentity {
             }
         }
         Ok(identity)
+    }
+
+    fn trusts_query(&self) -> bool {
+        true
     }
 }
 

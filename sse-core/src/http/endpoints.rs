@@ -107,9 +107,13 @@ impl SseEndpoints {
     /// * The resume point and the client's address are those of
     ///   [`ConnectOptions::from_request`]: the `Last-Event-ID` header wins
     ///   over the `lastEventId` query parameter.
-    /// * Every other query parameter but `userId`, `sessionId` and
-    ///   `access_token` becomes connection metadata; the identity's
-    ///   metadata wins over it.
+    /// * The identity's metadata becomes the connection's
+    ///   [metadata](crate::ConnectionInfo::metadata). Every other query
+    ///   parameter but `userId`, `sessionId` and `access_token` becomes
+    ///   [client metadata](crate::ConnectionInfo::client_metadata), kept
+    ///   apart; under an authenticator that
+    ///   [trusts the query](Authenticator::trusts_query) ([`DevIdentity`](super::DevIdentity)),
+    ///   it becomes metadata too, and the identity's wins over it.
     ///
     /// A refusal answers, through [`auth_error`] (or the `From<AuthError>`
     /// conversions of [`SseReply`] and the adapters' responses), exactly as
@@ -150,8 +154,17 @@ impl SseEndpoints {
             .channels(query.channels)
             .channels(identity.channels)
             .last_event_id(query.last_event_id);
-        for (key, value) in query.metadata.into_iter().chain(identity.metadata) {
-            options = options.metadata(key, value);
+        if self.authenticator.trusts_query() {
+            for (key, value) in query.metadata.into_iter().chain(identity.metadata) {
+                options = options.metadata(key, value);
+            }
+        } else {
+            for (key, value) in query.metadata {
+                options = options.client_metadata(key, value);
+            }
+            for (key, value) in identity.metadata {
+                options = options.metadata(key, value);
+            }
         }
         if let Some(user) = identity.user_id {
             options = options.user(user);
@@ -174,7 +187,9 @@ impl SseEndpoints {
     ///
     /// The query may hold `channel` (repeatable), `lastEventId` (the
     /// `Last-Event-ID` header wins over it) and `access_token` (for the
-    /// authenticator); every other parameter becomes connection metadata.
+    /// authenticator); every other parameter becomes connection metadata,
+    /// client-supplied unless the authenticator trusts the query (see
+    /// [`SseEndpoints::connect_options`]).
     pub async fn connect(&self, request: &Parts) -> SseReply {
         match self.connect_options(request).await {
             Ok(options) => self.manager.connect(options).await.into(),

@@ -56,6 +56,7 @@ impl Shared {
             channels: options.channels,
             connected_at: SystemTime::now(),
             metadata: options.metadata,
+            client_metadata: options.client_metadata,
         };
         let queue = self.opening_queue(&info);
         if self.hooks.on_connect.is_some() {
@@ -177,12 +178,14 @@ impl Shared {
                 }
             }
         }
-        if options.metadata.len() > config.max_metadata_entries {
+        if options.metadata.len() + options.client_metadata.len() > config.max_metadata_entries {
             return Err(ConnectError::MetadataTooLarge {
                 reason: "too many entries",
             });
         }
-        let bytes: usize = options.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes: usize = (options.metadata.iter().chain(&options.client_metadata))
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
         if bytes > config.max_metadata_bytes {
             return Err(ConnectError::MetadataTooLarge {
                 reason: "too many bytes",

@@ -305,6 +305,7 @@ mod tests {
             channels: channels.iter().map(|c| (*c).to_owned()).collect(),
             connected_at: SystemTime::UNIX_EPOCH,
             metadata: BTreeMap::new(),
+            client_metadata: BTreeMap::new(),
         };
         Registered::new(info, Arc::new(Queue::new(8, 0)), None, None, None)
     }
