@@ -7,6 +7,7 @@ import type {
   SSEClient,
   SSEClientOptions,
   SSEError,
+  SSEEvent,
   SSEState,
 } from './sse-client.js';
 
@@ -28,6 +29,8 @@ export interface UseSSEResult<Events extends EventMap = EventMap> {
   reconnectAttempts: number;
   /** Opens the stream (after `disconnect()`, or with `autoConnect: false`). */
   connect: () => void;
+  /** Opens a new connection now. */
+  reconnect: () => void;
   /** Closes the stream and cancels any pending reconnection. */
   disconnect: () => void;
   /** Empties `events`. */
@@ -42,6 +45,27 @@ export interface UseSSEResult<Events extends EventMap = EventMap> {
  * disconnected on unmount. Callbacks and handlers are read from the latest
  * render.
  */
-export function useSSE<Events extends EventMap = EventMap>(options: SSEClientOptions<Events>): UseSSEResult<Events>;
+export function useSSE<Events extends EventMap = EventMap>(options?: SSEClientOptions<Events>): UseSSEResult<Events>;
+
+/** A handler per event name, given the event's data (typed by the event map) and the whole event. */
+export type SSEDataHandlers<Events extends EventMap = EventMap> = {
+  [K in keyof KnownEvents<Events> & string]?: (data: KnownEvents<Events>[K], event: SSEEvent<KnownEvents<Events>[K], K>) => void;
+};
+
+/** The options of {@link useSSEEvents}: useSSE's, or a client of your own. */
+export type UseSSEEventsOptions<Events extends EventMap = EventMap> = Omit<SSEClientOptions<Events>, 'eventHandlers'> & {
+  /** Listen on this client instead of creating one; the hook neither connects nor disconnects it. */
+  client?: SSEClient<Events>;
+};
+
+/**
+ * Handles several named events with one connection (one subscription):
+ * `useSSEEvents<AppEvents>({ stats: (data) => ..., alert: (data, event) => ... })`.
+ * Handlers are read from the latest render.
+ */
+export function useSSEEvents<Events extends EventMap = EventMap>(
+  handlers: SSEDataHandlers<Events>,
+  options?: UseSSEEventsOptions<Events>,
+): UseSSEResult<Events>;
 
 export default useSSE;

@@ -26,8 +26,12 @@ export type SSEState = 'connecting' | 'connected' | 'closed';
 export interface SSEEvent<T = unknown, K extends string = string> {
   /** The event name (`message` for unnamed events). */
   readonly type: K;
-  /** The last event id when the event arrived (`''` if none yet). */
+  /** The event name again, as the servers' publish API calls it. */
+  readonly event: K;
+  /** The last event id when the event arrived (`''` if none yet): its own, or the one before it. */
   readonly id: string;
+  /** The id this event itself carried from the server (`''` when it carried none). */
+  readonly serverId: string;
   /** The data, parsed by the `parse` option (JSON when it is JSON, the text otherwise). */
   readonly data: T;
   /** The data as the server sent it. */
@@ -57,6 +61,14 @@ export type SSEErrorKind =
   | 'connection'
   /** The EventSource closed (a status other than 200, or the browser gave up); the client retries. */
   | 'closed'
+  /**
+   * With a `url` function: refused before it opened (a status other than 200,
+   * e.g. the 401 of an expired token); the client retries at once with a
+   * fresh URL, without counting an attempt (once until the next open).
+   */
+  | 'refused'
+  /** The `url` function threw or its promise rejected; the client retries. */
+  | 'url'
   /** The server refused the connection for load; the client retries after its hint. */
   | 'overloaded'
   /** `maxReconnectAttempts` attempts failed: the client stopped. */
@@ -95,6 +107,31 @@ export interface EventSourceConstructor {
   new (url: string, init?: { withCredentials?: boolean }): EventSource;
 }
 
+/** A request to join or leave a channel for the current connection. */
+export interface ChannelRequest {
+  action: 'subscribe' | 'unsubscribe';
+  /** The server's id of the connection (its `connected` event's `clientId`). */
+  clientId: string;
+  channel: string;
+  /** The URL of the current EventSource. */
+  url: string;
+  withCredentials: boolean;
+}
+
+/** The parts of the Web Locks API the client uses. */
+export interface LockManagerLike {
+  request(name: string, options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<unknown> | unknown): Promise<unknown>;
+}
+
+/** The BroadcastChannel constructor the client uses. */
+export interface BroadcastChannelConstructor {
+  new (name: string): {
+    onmessage: ((event: { data: unknown }) => void) | null;
+    postMessage(message: unknown): void;
+    close(): void;
+  };
+}
+
 /** Handlers by event name. */
 export type EventHandlers<Events extends EventMap> = {
   [K in keyof KnownEvents<Events> & string]?: (event: SSEEvent<KnownEvents<Events>[K], K>) => void;
@@ -102,8 +139,22 @@ export type EventHandlers<Events extends EventMap> = {
 
 /** The options of {@link SSEClient}. */
 export interface SSEClientOptions<Events extends EventMap = EventMap> {
-  /** The stream URL, or a function returning it (called for every new EventSource, e.g. to refresh a token). */
-  url: string | (() => string);
+  /**
+   * The stream URL (default `/api/sse`), or a function returning it or a
+   * promise of it, called for every new EventSource (e.g. with a fresh
+   * token). With a function, the client reconnects itself at every error
+   * instead of letting the browser retry with the old URL.
+   */
+  url?: string | (() => string | Promise<string>);
+  /**
+   * One connection for every tab of this origin with the same stream (a
+   * string names the stream; `true`: its URL): one tab holds it, elected
+   * with the Web Locks API, and passes its events on through a
+   * BroadcastChannel. Without either API each tab connects on its own.
+   */
+  shareAcrossTabs?: boolean | string;
+  /** Joins or leaves a channel for `joinChannel` and `leaveChannel` (default: `POST {stream}/subscribe` or `/unsubscribe`). */
+  channelRequest?: (request: ChannelRequest) => Promise<unknown> | unknown;
   /** Connect at once (default `true`). */
   autoConnect?: boolean;
   /** The base delay of the client's own reconnection backoff, in ms (default 5000). */
@@ -136,6 +187,10 @@ export interface SSEClientOptions<Events extends EventMap = EventMap> {
   onReset?: (event: SSEEvent<EventData<Events, 'reset'>, 'reset'>) => void;
   /** The EventSource implementation (default: the global one). */
   EventSource?: EventSourceConstructor;
+  /** The BroadcastChannel implementation for `shareAcrossTabs` (default: the global one). */
+  BroadcastChannel?: BroadcastChannelConstructor;
+  /** The lock manager for `shareAcrossTabs` (default: `navigator.locks`). */
+  locks?: LockManagerLike;
   /** Timers and clock (default: the global ones). */
   clock?: Partial<SSEClock>;
   /** Random numbers in [0, 1) for the backoff jitter (default `Math.random`). */
@@ -152,13 +207,22 @@ export interface SSESnapshot<Events extends EventMap = EventMap> {
   readonly events: ReadonlyArray<AnySSEEvent<KnownEvents<Events>>>;
   readonly lastEventId: string;
   readonly reconnectAttempts: number;
+  /** The server's id of the current connection, or `''`. */
+  readonly clientId: string;
+  /** The channels the current connection is in, sorted. */
+  readonly channels: readonly string[];
+  /** Whether this tab has a connection of its own, holds the shared one, or follows it. */
+  readonly tabRole: TabRole;
 }
+
+/** `solo`: a connection of its own; `holder`: holds the one the tabs share; `follower`: receives the holder's events. */
+export type TabRole = 'solo' | 'holder' | 'follower';
 
 /** A reconnecting EventSource with the state a user interface needs. */
 export class SSEClient<Events extends EventMap = EventMap> {
-  constructor(options: SSEClientOptions<Events> | string);
+  constructor(options?: SSEClientOptions<Events> | string);
   /** The stream URL, or a function returning it (read at every new EventSource). */
-  url: string | (() => string);
+  url: string | (() => string | Promise<string>);
   readonly state: SSEState;
   readonly isConnected: boolean;
   /** The last failure since the last successful open, or `null`. */
@@ -171,8 +235,14 @@ export class SSEClient<Events extends EventMap = EventMap> {
   readonly lastEventId: string;
   /** Failed connection attempts since the last successful open. */
   readonly reconnectAttempts: number;
-  /** The current EventSource, or `null` while closed or waiting to retry. */
+  /** The current EventSource, or `null` while closed, waiting to retry, or following another tab. */
   readonly eventSource: EventSource | null;
+  /** The server's id of the current connection, or `''`. */
+  readonly clientId: string;
+  /** The channels the current connection is in, as the server confirmed them, sorted. */
+  readonly channels: readonly string[];
+  /** Whether this tab has a connection of its own, holds the shared one, or follows it. */
+  readonly tabRole: TabRole;
   /** The state as one immutable object, replaced at every change. */
   getSnapshot(): SSESnapshot<Events>;
   /** Calls `listener` after every change; returns the function that unsubscribes it. */
@@ -185,16 +255,28 @@ export class SSEClient<Events extends EventMap = EventMap> {
   on(type: string, handler: (event: SSEEvent<unknown>) => void): () => void;
   /** Opens the stream (resuming from the last event id after `disconnect()`). */
   connect(): void;
-  /** Closes the stream and cancels any pending reconnection. */
+  /** Opens a new connection now (in a following tab: asks the holder to). */
+  reconnect(): void;
+  /** Closes the stream and cancels any pending reconnection (a sharing tab leaves the group). */
   disconnect(): void;
   /** Empties `events`. */
   clearEvents(): void;
+  /** Joins a channel for this and every later connection; resolves once the connection is in it. */
+  joinChannel(channel: string): Promise<void>;
+  /** Leaves a channel joined with `joinChannel`. */
+  leaveChannel(channel: string): void;
 }
 
 export default SSEClient;
 
 /** JSON when it is JSON, the text otherwise. */
 export function parseData(raw: string): unknown;
+
+/** `url` with `lastEventId` set and a `channel` parameter for each channel it does not name yet. */
+export function withStreamParams(url: string, extra?: { lastEventId?: string; channels?: Iterable<string> }): string;
+
+/** The default `channelRequest`: `POST {stream path}/subscribe` (or `/unsubscribe`) with `{clientId, channel}`. */
+export function postChannelRequest(request: ChannelRequest): Promise<void>;
 
 /** `url` with its `lastEventId` query parameter set to `id`. */
 export function withLastEventId(url: string, id: string): string;

@@ -124,3 +124,117 @@ export class FakeClock {
     this.time = end;
   }
 }
+
+/**
+ * What tabs need to share a connection, for clients in one process: a
+ * BroadcastChannel whose messages wait in a queue until `deliver()`, and a
+ * lock manager granting each name to one holder at a time, in request
+ * order. `settle()` delivers messages and lets promises run until nothing
+ * is left to do. `crash(channel)` makes one tab vanish without a word: its
+ * channel stops receiving and its lock is released.
+ */
+export function fakeTabs() {
+  const queue = [];
+  const members = new Set();
+  class FakeBroadcastChannel {
+    constructor(name) {
+      this.name = name;
+      this.onmessage = null;
+      this.closed = false;
+      this.posted = [];
+      members.add(this);
+    }
+
+    postMessage(data) {
+      if (this.closed) throw new Error('InvalidStateError: the channel is closed');
+      this.posted.push(data);
+      for (const member of members) {
+        if (member !== this && member.name === this.name) queue.push([member, structuredClone(data)]);
+      }
+    }
+
+    close() {
+      this.closed = true;
+      members.delete(this);
+    }
+  }
+
+  const held = new Map();
+  const waiting = new Map();
+  const locks = {
+    requests: 0,
+    request(name, options, callback) {
+      locks.requests += 1;
+      return new Promise((resolve, reject) => {
+        const entry = { callback, resolve, reject };
+        const list = waiting.get(name) ?? [];
+        list.push(entry);
+        waiting.set(name, list);
+        options?.signal?.addEventListener('abort', () => {
+          const at = (waiting.get(name) ?? []).indexOf(entry);
+          if (at < 0) return;
+          waiting.get(name).splice(at, 1);
+          reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+        });
+        grant(name);
+      });
+    },
+    /** The names held now. */
+    get held() {
+      return [...held.keys()];
+    },
+  };
+  function grant(name) {
+    if (held.has(name)) return;
+    const next = (waiting.get(name) ?? []).shift();
+    if (!next) return;
+    const release = () => {
+      if (held.get(name) !== next) return;
+      held.delete(name);
+      grant(name);
+    };
+    held.set(name, next);
+    next.release = release;
+    Promise.resolve()
+      .then(() => next.callback({ name }))
+      .then(
+        (value) => {
+          release();
+          next.resolve(value);
+        },
+        (error) => {
+          release();
+          next.reject(error);
+        },
+      );
+  }
+
+  /** Delivers the queued messages (and those they lead to); returns how many. */
+  function deliver() {
+    let n = 0;
+    while (queue.length > 0) {
+      const [member, data] = queue.shift();
+      if (!member.closed) member.onmessage?.({ data });
+      n += 1;
+    }
+    return n;
+  }
+
+  async function settle() {
+    for (let round = 0; round < 20; round++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      deliver();
+    }
+  }
+
+  /** The tab of `client` vanishes: no goodbye, its lock released. */
+  function crash(client) {
+    const link = client._link;
+    link._bus.close();
+    for (const [name, entry] of held) {
+      if (entry.callback && link.holding && name === link.key) entry.release();
+    }
+  }
+
+  return { BroadcastChannel: FakeBroadcastChannel, locks, deliver, settle, crash, members };
+}

@@ -12,6 +12,8 @@ let React;
 let act;
 let createRoot;
 let useSSE;
+let useSSEEvents;
+let SSEClient;
 
 before(async () => {
   window = new Window({ url: 'http://127.0.0.1/' });
@@ -24,7 +26,8 @@ before(async () => {
   React = await import('react');
   act = React.act;
   ({ createRoot } = await import('react-dom/client'));
-  ({ useSSE } = await import('../react.js'));
+  ({ useSSE, useSSEEvents } = await import('../react.js'));
+  ({ SSEClient } = await import('../sse-client.js'));
 });
 
 after(async () => {
@@ -214,5 +217,99 @@ describe('useSSE', () => {
     await page.unmount();
     assert.ok(sources.every((s) => s.readyState === 2));
     assert.equal(clock.pending, 0);
+  });
+});
+
+/** Renders `useHook(props)` and keeps every result. */
+function mountHook(useHook) {
+  const results = [];
+  function Probe(props) {
+    results.push(useHook(props));
+    return null;
+  }
+  const container = document.createElement('div');
+  document.body.appendChild(container);
+  const root = createRoot(container);
+  return {
+    results,
+    render: (props) => act(() => root.render(h(Probe, props))),
+    unmount: () => act(() => root.unmount()),
+  };
+}
+
+describe('useSSE: reconnect and the default URL', () => {
+  it('connects to /api/sse without options and reconnects on demand', async () => {
+    const { EventSource, clock, sources, current } = fakes();
+    globalThis.EventSource = EventSource;
+    try {
+      const page = mountHook(() => useSSE({ clock }));
+      await page.render({});
+      assert.equal(current().url, '/api/sse');
+      await act(() => {
+        current().open();
+        current().emit('message', 'x', '4');
+      });
+      await act(() => page.results.at(-1).reconnect());
+      assert.equal(sources.length, 2);
+      assert.equal(sources[0].readyState, 2);
+      assert.equal(current().url, '/api/sse?lastEventId=4');
+      await page.unmount();
+      assert.equal(current().readyState, 2);
+    } finally {
+      delete globalThis.EventSource;
+    }
+  });
+});
+
+describe('useSSEEvents', () => {
+  it('handles several named events with one connection, with the latest handlers', async () => {
+    const { EventSource, clock, sources, current } = fakes();
+    const seen = [];
+    const page = mountHook(({ tag }) =>
+      useSSEEvents(
+        {
+          stats: (data, event) => seen.push([tag, 'stats', data.connections, event.event]),
+          alert: (data) => seen.push([tag, 'alert', data]),
+        },
+        { url: '/api/sse?channel=ops', EventSource, clock },
+      ),
+    );
+    await page.render({ tag: 'a' });
+    assert.equal(sources.length, 1, 'one connection');
+    assert.ok(current().listenedTypes.includes('stats') && current().listenedTypes.includes('alert'));
+    await act(() => {
+      current().open();
+      current().emit('stats', '{"connections":3}', '1');
+    });
+    await page.render({ tag: 'b' });
+    await act(() => current().emit('alert', 'disk full', '2'));
+    assert.deepEqual(seen, [
+      ['a', 'stats', 3, 'stats'],
+      ['b', 'alert', 'disk full'],
+    ]);
+    assert.equal(page.results.at(-1).isConnected, true);
+    assert.equal(sources.length, 1);
+    await page.unmount();
+    assert.equal(current().readyState, 2);
+  });
+
+  it('listens on a client of your own without connecting or closing it', async () => {
+    const { EventSource, clock, current } = fakes();
+    const client = new SSEClient({ url: '/s', EventSource, clock, autoConnect: false });
+    const seen = [];
+    const page = mountHook(() => useSSEEvents({ ping: (data) => seen.push(data) }, { client }));
+    await page.render({});
+    assert.equal(client.state, 'closed', 'not connected by the hook');
+    client.connect();
+    await act(() => {
+      current().open();
+      current().emit('ping', '1');
+    });
+    assert.deepEqual(seen, [1]);
+    assert.equal(page.results.at(-1).client, client);
+    await page.unmount();
+    assert.equal(client.state, 'connected', 'not closed by the hook');
+    assert.ok(!current().listenedTypes.includes('ping'), 'its listener is gone');
+    client.disconnect();
   });
 });

@@ -100,7 +100,7 @@ describe('connecting', () => {
   });
 
   it('rejects bad options', () => {
-    assert.throws(() => new SSEClient({}), TypeError);
+    assert.throws(() => new SSEClient({ url: 42 }), TypeError);
     assert.throws(() => new SSEClient({ url: '/s', reconnectInterval: -1, autoConnect: false }), TypeError);
     assert.throws(() => new SSEClient({ url: '/s', maxReconnectAttempts: NaN, autoConnect: false }), TypeError);
   });

@@ -113,6 +113,16 @@ impl Harness {
 
     /// Starts `axum-demo` on `addr` and returns the address it announces.
     pub(crate) async fn start_server(&mut self, addr: &str) -> Result<SocketAddr, String> {
+        self.start_server_with(addr, &[]).await
+    }
+
+    /// Starts `axum-demo` on `addr` with these environment variables too
+    /// (e.g. `SSE_AUTH_SECRET`), and returns the address it announces.
+    pub(crate) async fn start_server_with(
+        &mut self,
+        addr: &str,
+        variables: &[(&str, &str)],
+    ) -> Result<SocketAddr, String> {
         self.server_runs += 1;
         let log_path = self.dir.path().join(format!("server-{}.log", self.server_runs));
         let log = File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
@@ -124,6 +134,7 @@ impl Harness {
             .env("SSE_ADDR", addr)
             .env("SSE_HEARTBEAT_MS", "1000")
             .env("SSE_RETRY_MS", "500")
+            .envs(variables.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

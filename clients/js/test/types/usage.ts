@@ -1,7 +1,7 @@
 // Compiles only if the declarations describe the API as documented.
 
-import { SSEClient, SSEError, backoffDelay, withLastEventId, type SSEEvent, type SSESnapshot } from '../../sse-client.js';
-import { useSSE, type UseSSEResult } from '../../react.js';
+import { SSEClient, SSEError, backoffDelay, withLastEventId, withStreamParams, type SSEEvent, type SSESnapshot } from '../../sse-client.js';
+import { useSSE, useSSEEvents, type UseSSEResult } from '../../react.js';
 
 interface AppEvents {
   notification: { title: string; unread: number };
@@ -66,7 +66,7 @@ const source: EventSource | null = client.eventSource;
 const simple = new SSEClient('/api/sse');
 void [state, error, id, source, simple, backoffDelay(1, 100, 1000), withLastEventId('/s', '1')];
 
-// @ts-expect-error the url is required
+// The url defaults to /api/sse.
 new SSEClient({ reconnectInterval: 1 });
 // @ts-expect-error a handler of a known event gets its typed data
 new SSEClient<AppEvents>({ url: '/s', eventHandlers: { progress: (event: SSEEvent<string>) => void event } });
@@ -85,3 +85,58 @@ function Component(): UseSSEResult<AppEvents> {
   return sse;
 }
 void Component;
+
+// ---- url default, async url, reconnect, channels, tabs, records -----------
+
+const defaults = new SSEClient();
+defaults.reconnect();
+const joined: Promise<void> = defaults.joinChannel('news');
+defaults.leaveChannel('news');
+const role: 'solo' | 'holder' | 'follower' = defaults.tabRole;
+const channelList: readonly string[] = defaults.channels;
+const connectionId: string = defaults.clientId;
+void [joined, role, channelList, connectionId, withStreamParams('/s', { lastEventId: '1', channels: ['a'] })];
+
+const refreshing = new SSEClient<AppEvents>({
+  url: async () => `/api/sse?access_token=${await Promise.resolve('t')}`,
+  shareAcrossTabs: true,
+  channelRequest: async ({ action, clientId, channel }) => void [action, clientId, channel],
+  onMessage: (event) => {
+    const name: string = event.event;
+    const own: string = event.serverId;
+    const at: number = event.receivedAt;
+    void [name, own, at];
+  },
+  onError: (error) => {
+    if (error.kind === 'refused' || error.kind === 'url') void error.attempt;
+  },
+});
+void refreshing;
+new SSEClient({ shareAcrossTabs: 'dashboard' });
+// @ts-expect-error the url is a string or a function
+new SSEClient({ url: 42 });
+
+interface Dashboard {
+  stats: { connections: number };
+  alert: { text: string };
+}
+
+function Events(): UseSSEResult<Dashboard> {
+  const sse = useSSEEvents<Dashboard>({
+    stats: (data) => {
+      const n: number = data.connections;
+      void n;
+    },
+    alert: (data, event) => {
+      const text: string = data.text;
+      const name: 'alert' = event.event;
+      void [text, name];
+    },
+  }, { url: '/api/sse?channel=ops' });
+  sse.reconnect();
+  // @ts-expect-error the data of stats is typed
+  useSSEEvents<Dashboard>({ stats: (data: string) => void data });
+  useSSEEvents<Dashboard>({ alert: (data) => void data.text }, { client: new SSEClient<Dashboard>() });
+  return sse;
+}
+void [Events, useSSE()];
