@@ -1,7 +1,8 @@
 //! The endpoints as a server sees them: requests built with the `http`
 //! crate go through [`SseEndpoints`] and come back as responses, checked
 //! for their status, headers and JSON bodies: routing under the mount point,
-//! and channel authorization at connect time and on runtime subscribes.
+//! channel authorization at connect time and on runtime subscribes, and the
+//! provenance of connection metadata.
 #![cfg(all(feature = "http", feature = "tokio"))]
 
 use std::net::SocketAddr;
@@ -235,4 +236,57 @@ async fn presence_route_decodes_the_channel_and_refuses_what_is_not_utf8() {
         assert_eq!(response.status(), status, "{path}");
         assert!(body(&response).is_object(), "{path}: a JSON body");
     }
+}
+
+/// Verifies identities: the user `alice`, whose role (mapped from her
+/// credentials by the application) is `member`.
+struct AliceTheMember;
+
+#[async_trait]
+impl Authenticator for AliceTheMember {
+    async fn authenticate(&self, _: &Parts) -> Result<Identity, AuthError> {
+        let mut identity = Identity::user("alice");
+        identity.metadata.insert("role".to_owned(), "member".to_owned());
+        Ok(identity)
+    }
+}
+
+#[tokio::test]
+async fn query_parameters_cannot_pass_a_filter_on_the_identitys_metadata() {
+    let manager = SseManager::builder().build().expect("manager");
+    let endpoints = SseEndpoints::new(manager.clone(), AliceTheMember);
+    let reply = endpoints
+        .connect(&request(Method::GET, "/?role=admin&tenant=other&device=phone"))
+        .await;
+    let SseReply::Stream(_alice) = reply else {
+        panic!("alice is let in");
+    };
+    let listed = serde_json::to_value(manager.connections()).expect("JSON");
+    assert_eq!(listed[0]["metadata"], serde_json::json!({"role": "member"}));
+    assert_eq!(
+        listed[0]["clientMetadata"],
+        serde_json::json!({"role": "admin", "tenant": "other", "device": "phone"})
+    );
+    let admins = manager
+        .send_where(
+            |info| info.metadata.get("role").is_some_and(|role| role == "admin"),
+            sse_core::Event::message("for admins"),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(admins.delivered, 0, "the query's role=admin is not the identity's");
+
+    // In development mode the identity is the query's: its parameters are
+    // metadata, as before, and no clientMetadata is listed.
+    let dev = SseManager::builder().build().expect("manager");
+    let endpoints = SseEndpoints::new(dev.clone(), DevIdentity::enable());
+    let SseReply::Stream(_bob) = endpoints
+        .connect(&request(Method::GET, "/?userId=bob&role=admin"))
+        .await
+    else {
+        panic!("bob is let in");
+    };
+    let listed = serde_json::to_value(dev.connections()).expect("JSON");
+    assert_eq!(listed[0]["metadata"], serde_json::json!({"role": "admin"}));
+    assert!(listed[0].get("clientMetadata").is_none(), "{listed}");
 }

@@ -92,10 +92,11 @@ pub(crate) async fn jwt_token_from_header_query_or_cookie(serve: ServeFn) {
     let cookie = format!("theme=dark; sse_token={}", token("carol", "s-cookie"));
     let by_cookie = server.subscribe_with("", &[("cookie", &cookie)]).await;
     // Identity comes from the token alone: userId and sessionId in the
-    // query are ignored, not even kept as metadata.
+    // query are ignored, not even kept as metadata, and the other
+    // parameters are the client's word, kept apart from the server's.
     let with_query_identity = server
         .subscribe(&format!(
-            "access_token={}&userId=mallory&sessionId=stolen&device=phone",
+            "access_token={}&userId=mallory&sessionId=stolen&device=phone&role=admin",
             jwt(&json!({"sub": "dave", "exp": exp}))
         ))
         .await;
@@ -110,9 +111,11 @@ pub(crate) async fn jwt_token_from_header_query_or_cookie(serve: ServeFn) {
         assert_eq!(connection["userId"], user, "{connection}");
         assert_eq!(connection["sessionId"], session, "{connection}");
     }
+    let listed_dave = &listed[&with_query_identity.client_id];
+    assert_eq!(listed_dave["metadata"], json!({}), "{listed_dave}");
     assert_eq!(
-        listed[&with_query_identity.client_id]["metadata"],
-        json!({"device": "phone"}),
+        listed_dave["clientMetadata"],
+        json!({"device": "phone", "role": "admin"}),
         "neither the token nor the ignored identity parameters are metadata"
     );
     for (body, delivered) in [
