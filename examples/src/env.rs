@@ -17,7 +17,7 @@ use sse_core::SseConfig;
 /// `presence` events) and `SSE_PRESENCE_TIMEOUT_MS` (with Redis, how long an
 /// instance's presence outlives its last renewal), and the memory bounds
 /// `SSE_HISTORY_BYTES`, `SSE_CLIENT_QUEUE_BYTES` and
-/// `SSE_FRAME_BUDGET_BYTES`.
+/// `SSE_FRAME_BUDGET_BYTES`, and `SSE_IDEMPOTENCY_WINDOW_MS`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -172,6 +172,18 @@ impl EnvConfig {
         if let Some(ms) = parse_with("SSE_PRESENCE_TIMEOUT_MS", &at_least_100)? {
             sse = sse.presence_timeout(Duration::from_millis(ms));
         }
+        let at_least_1000 = |text: &str| -> Result<u64, String> {
+            positive(text).and_then(|n| {
+                if n < 1000 {
+                    Err("must be at least 1000".to_owned())
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        if let Some(ms) = parse_with("SSE_IDEMPOTENCY_WINDOW_MS", &at_least_1000)? {
+            sse = sse.idempotency_window(Duration::from_millis(ms));
+        }
         // Every value above passed its setting's rule already; should the
         // configuration gain a rule, its error is reported here.
         let sse = sse.build().map_err(|error| EnvError {
@@ -298,6 +310,7 @@ mod tests {
             ("SSE_HISTORY_BYTES", "1048576"),
             ("SSE_CLIENT_QUEUE_BYTES", "65536"),
             ("SSE_FRAME_BUDGET_BYTES", "4194304"),
+            ("SSE_IDEMPOTENCY_WINDOW_MS", "60000"),
         ])
         .expect("valid");
         assert_eq!(config.sse.max_connections_per_addr(), Some(3));
@@ -308,6 +321,7 @@ mod tests {
         assert_eq!(config.sse.history_max_bytes(), 1 << 20);
         assert_eq!(config.sse.client_queue_bytes(), 64 << 10);
         assert_eq!(config.sse.frame_memory_budget(), 4 << 20);
+        assert_eq!(config.sse.idempotency_window(), Duration::from_secs(60));
         for (name, value) in [
             ("SSE_MAX_PER_ADDR", "0"),
             ("SSE_MAX_PER_ADDR", "many"),
@@ -364,6 +378,7 @@ mod tests {
             ("SSE_CLIENT_QUEUE_BYTES", "0"),
             ("SSE_HISTORY_BYTES", "lots"),
             ("SSE_FRAME_BUDGET_BYTES", "0"),
+            ("SSE_IDEMPOTENCY_WINDOW_MS", "999"),
             ("SSE_CORS_ORIGINS", "*"),
             ("SSE_AUTH_SECRET", ""),
         ] {

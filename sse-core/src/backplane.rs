@@ -37,15 +37,70 @@ use crate::manager::{PresenceMember, Shared};
 use crate::target::{Audience, Target};
 
 /// A backplane could not carry out an operation (the log is unreachable, an
-/// entry could not be read).
+/// entry could not be read), and whether it may have taken place all the
+/// same.
 #[derive(Debug, thiserror::Error)]
-#[error("backplane: {0}")]
-pub struct BackplaneError(#[source] pub Box<dyn std::error::Error + Send + Sync + 'static>);
+#[error("backplane: {source}")]
+pub struct BackplaneError {
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    outcome_unknown: bool,
+}
 
 impl BackplaneError {
-    /// Wraps any error.
+    /// The operation did not take place: nothing reached the log (the
+    /// connection failed, the log refused the command).
     pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
-        BackplaneError(error.into())
+        BackplaneError {
+            source: error.into(),
+            outcome_unknown: false,
+        }
+    }
+
+    /// The operation may have taken place: it was sent, and no answer came
+    /// (a timeout, a connection lost while waiting). An append may still be
+    /// stored, and delivered by every instance.
+    pub fn outcome_unknown(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        BackplaneError {
+            source: error.into(),
+            outcome_unknown: true,
+        }
+    }
+
+    /// Whether the operation may have taken place although it failed.
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.outcome_unknown
+    }
+}
+
+/// What [`Backplane::publish_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Appended {
+    /// The id of the entry: the new one, or the earlier one with the same
+    /// key.
+    pub id: String,
+    /// Whether an entry with the same key was appended within the window,
+    /// so that this payload was not.
+    pub earlier: bool,
+}
+
+impl Appended {
+    /// The payload was appended as entry `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        Appended {
+            id: id.into(),
+            earlier: false,
+        }
+    }
+
+    /// An entry with the same key, `id`, was appended earlier: this one was
+    /// not.
+    pub fn earlier(id: impl Into<String>) -> Self {
+        Appended {
+            id: id.into(),
+            earlier: true,
+        }
     }
 }
 
@@ -156,7 +211,26 @@ impl BackplaneError {
 #[async_trait]
 pub trait Backplane: Send + Sync + 'static {
     /// Appends `payload` to the log; returns its id.
+    ///
+    /// # Errors
+    /// [`BackplaneError::new`] when nothing was appended;
+    /// [`BackplaneError::outcome_unknown`] when the append was sent and not
+    /// confirmed.
     async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError>;
+
+    /// Appends `payload` unless an entry with the same `key` was appended
+    /// within `window`, checking and appending in one atomic step for every
+    /// instance: a publisher that retries with the key after an
+    /// [unknown outcome](BackplaneError::is_outcome_unknown) gets the event
+    /// logged once. Returns the entry's id, the earlier one's for a repeat.
+    ///
+    /// # Errors
+    /// As [`Backplane::publish`]. The default, for a backplane that cannot
+    /// deduplicate, appends nothing and fails.
+    async fn publish_once(&self, payload: Bytes, key: &str, window: Duration) -> Result<Appended, BackplaneError> {
+        let _ = (payload, key, window);
+        Err(BackplaneError::new("this backplane cannot deduplicate publishes"))
+    }
 
     /// Loads the recent past of the log into `sink` before the manager is
     /// returned.

@@ -54,6 +54,7 @@ pub struct SseConfig {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) presence_channels: Vec<String>,
     pub(crate) presence_timeout: Duration,
+    pub(crate) idempotency_window: Duration,
 }
 
 /// Builds an [`SseConfig`]: every setting starts at its default, each setter
@@ -153,6 +154,7 @@ impl Default for SseConfig {
             idle_timeout: None,
             presence_channels: Vec::new(),
             presence_timeout: Duration::from_secs(30),
+            idempotency_window: Duration::from_secs(300),
         }
     }
 }
@@ -310,6 +312,14 @@ settings! {
     /// down leave within 5/4 of this (37.5 s by default). An instance that
     /// shuts down withdraws its presence at once.
     presence_timeout: copy Duration;
+    /// How long a key of
+    /// [`SseManager::send_idempotent`](crate::SseManager::send_idempotent)
+    /// is remembered: a send with the same key within this window is
+    /// answered with the first one's id and sends nothing (default 5
+    /// minutes; at least 1 s). Without a backplane, the most recent 10,000
+    /// keys are remembered; the Redis backplane remembers every key for the
+    /// window, across instances.
+    idempotency_window: copy Duration;
 }
 
 impl SseConfig {
@@ -354,6 +364,9 @@ impl SseConfig {
         }
         if self.idle_timeout.is_some_and(|t| t < Duration::from_millis(10)) {
             return invalid("idle_timeout", "must be at least 10 ms");
+        }
+        if self.idempotency_window < Duration::from_secs(1) {
+            return invalid("idempotency_window", "must be at least 1 s");
         }
         if self.presence_timeout < Duration::from_millis(100) {
             return invalid("presence_timeout", "must be at least 100 ms");

@@ -120,10 +120,28 @@ pub enum SendError {
         /// The budget.
         budget: usize,
     },
+    /// An idempotency key is empty, longer than
+    /// [`MAX_IDEMPOTENCY_KEY_LEN`](crate::MAX_IDEMPOTENCY_KEY_LEN) bytes,
+    /// or holds a control character.
+    #[error("invalid idempotency key: {0}")]
+    InvalidIdempotencyKey(&'static str),
     /// A [`Target::Filter`](crate::Target::Filter) cannot cross instances:
     /// with a backplane, target a channel, user or session instead.
     #[error("a predicate target cannot be sent through a backplane")]
     NotDistributable,
+}
+
+impl SendError {
+    /// Whether the event may have been published although the send failed:
+    /// the backplane was sent the append and did not confirm it, so every
+    /// instance may still deliver it. Retrying then may deliver it twice,
+    /// unless the retry goes through
+    /// [`SseManager::send_idempotent`](crate::SseManager::send_idempotent)
+    /// with the key of the first attempt. For every other error, nothing
+    /// was sent.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, SendError::Backplane(error) if error.is_outcome_unknown())
+    }
 }
 
 /// [`SseManager::presence`](crate::SseManager::presence) could not answer.

@@ -8,7 +8,7 @@ use futures_channel::mpsc;
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
 
-use crate::backplane::{Backplane, BackplaneError, BackplaneSink};
+use crate::backplane::{Appended, Backplane, BackplaneError, BackplaneSink};
 use crate::error::TransportError;
 use crate::transport::Transport;
 
@@ -141,6 +141,31 @@ struct LogState {
     entries: Vec<(String, Bytes)>,
     readers: Vec<mpsc::UnboundedSender<(String, Bytes)>>,
     unavailable: bool,
+    /// What the next appends do: `Some(true)` stores them and fails them
+    /// with an unknown outcome, `Some(false)` fails them storing nothing.
+    failing: Option<bool>,
+    /// The keys of [`Backplane::publish_once`], with their entries' ids and
+    /// when they were appended.
+    keys: std::collections::HashMap<String, (String, std::time::Instant)>,
+}
+
+impl LogState {
+    fn append(&mut self, payload: Bytes) -> Result<String, BackplaneError> {
+        if self.unavailable {
+            return Err(BackplaneError::new("memory log told to be unavailable"));
+        }
+        let id = format!("{}-0", self.entries.len() + 1);
+        if self.failing == Some(false) {
+            return Err(BackplaneError::new("memory log told to fail before appending"));
+        }
+        self.entries.push((id.clone(), payload.clone()));
+        self.readers
+            .retain(|reader| reader.unbounded_send((id.clone(), payload.clone())).is_ok());
+        if self.failing == Some(true) {
+            return Err(BackplaneError::outcome_unknown("memory log told to lose the answer"));
+        }
+        Ok(id)
+    }
 }
 
 impl MemoryLog {
@@ -152,6 +177,13 @@ impl MemoryLog {
     /// Makes the log unreachable (publishes fail) or reachable again.
     pub fn set_available(&self, available: bool) {
         self.state.lock().unavailable = !available;
+    }
+
+    /// Makes the next appends fail after they are stored, as when an
+    /// answer is lost (`true`: an [unknown outcome](BackplaneError::is_outcome_unknown)),
+    /// or before (`false`); `None` lets them succeed again.
+    pub fn set_failing(&self, after_storing: Option<bool>) {
+        self.state.lock().failing = after_storing;
     }
 
     /// Entries in the log.
@@ -168,16 +200,33 @@ impl MemoryLog {
 #[async_trait]
 impl Backplane for MemoryLog {
     async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError> {
+        self.state.lock().append(payload)
+    }
+
+    async fn publish_once(
+        &self,
+        payload: Bytes,
+        key: &str,
+        window: std::time::Duration,
+    ) -> Result<Appended, BackplaneError> {
         let mut state = self.state.lock();
-        if state.unavailable {
-            return Err(BackplaneError::new("memory log told to be unavailable"));
-        }
-        let id = format!("{}-0", state.entries.len() + 1);
-        state.entries.push((id.clone(), payload.clone()));
+        let now = std::time::Instant::now();
         state
-            .readers
-            .retain(|reader| reader.unbounded_send((id.clone(), payload.clone())).is_ok());
-        Ok(id)
+            .keys
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < window);
+        if let Some((id, _)) = state.keys.get(key) {
+            return Ok(Appended::earlier(id.clone()));
+        }
+        let (id, result) = match state.append(payload) {
+            Ok(id) => (Some(id.clone()), Ok(Appended::new(id))),
+            // Stored all the same: the key stands for it.
+            Err(error) if error.is_outcome_unknown() => (state.entries.last().map(|(id, _)| id.clone()), Err(error)),
+            Err(error) => (None, Err(error)),
+        };
+        if let Some(id) = id {
+            state.keys.insert(key.to_owned(), (id, now));
+        }
+        result
     }
 
     /// Preloads the whole log and subscribes this clone's reader to what

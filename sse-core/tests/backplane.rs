@@ -128,3 +128,72 @@ async fn an_unreachable_log_is_an_error_and_connections_stay_open() {
     let predicate = manager.send_where(|_| true, Event::message("x")).await;
     assert!(matches!(predicate, Err(SendError::NotDistributable)), "{predicate:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_its_key_after_an_unknown_outcome_is_delivered_once() {
+    let log = MemoryLog::new();
+    let (a, b) = (instance(&log), instance(&log));
+    let mut on_a = a.connect(ConnectOptions::new()).await.expect("connect");
+    let mut on_b = b.connect(ConnectOptions::new()).await.expect("connect");
+
+    // Not published: the error says so, and nothing reaches anybody.
+    log.set_failing(Some(false));
+    let failed = a.send_idempotent("k1", Target::All, Event::message("first")).await;
+    let error = failed.expect_err("failed");
+    assert!(!error.is_outcome_unknown(), "{error}");
+    // Stored, but the answer was lost: the outcome is unknown.
+    log.set_failing(Some(true));
+    let failed = a.send_idempotent("k2", Target::All, Event::message("second")).await;
+    let error = failed.expect_err("failed");
+    assert!(error.is_outcome_unknown(), "{error}");
+    log.set_failing(None);
+
+    // The retries: k1 was never published, so it is now; k2 was, so the
+    // retry is answered with its id and sends nothing.
+    let k1 = a
+        .send_idempotent("k1", Target::All, Event::message("first"))
+        .await
+        .expect("sent");
+    assert!(!k1.duplicate);
+    let k2 = b
+        .send_idempotent("k2", Target::All, Event::message("second"))
+        .await
+        .expect("answered");
+    assert_eq!((k2.id.as_deref(), k2.duplicate, k2.delivered), (Some("1-0"), true, 0));
+    a.broadcast(Event::message("end")).await.expect("sent");
+    for connection in [&mut on_a, &mut on_b] {
+        let seen = read_until(connection, "data: end").await;
+        assert_eq!(seen.matches("data: second").count(), 1, "{seen}");
+        assert_eq!(seen.matches("data: first").count(), 1, "{seen}");
+    }
+    assert_eq!(log.len(), 3, "second, first, end");
+}
+
+#[tokio::test]
+async fn without_a_backplane_a_key_sends_once_within_the_window() {
+    let manager = SseManager::builder().build().expect("manager");
+    let mut connection = manager.connect(ConnectOptions::new()).await.expect("connect");
+    let first = manager
+        .send_idempotent("order-17", Target::All, Event::message("paid"))
+        .await
+        .expect("sent");
+    assert_eq!((first.delivered, first.duplicate), (1, false));
+    let again = manager
+        .send_idempotent("order-17", Target::All, Event::message("paid"))
+        .await
+        .expect("answered");
+    assert_eq!((again.id, again.delivered, again.duplicate), (first.id, 0, true));
+    let other = manager
+        .send_idempotent("order-18", Target::All, Event::message("paid"))
+        .await
+        .expect("sent");
+    assert!(!other.duplicate);
+    let invalid = manager.send_idempotent("", Target::All, Event::message("x")).await;
+    assert!(
+        matches!(invalid, Err(SendError::InvalidIdempotencyKey(_))),
+        "{invalid:?}"
+    );
+    manager.broadcast(Event::message("end")).await.expect("sent");
+    let seen = read_until(&mut connection, "data: end").await;
+    assert_eq!(seen.matches("data: paid").count(), 2, "{seen}");
+}

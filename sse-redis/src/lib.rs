@@ -66,7 +66,17 @@
 //!   connection is checked with a `PING` before an append when it has been
 //!   idle for a second or when the reader's connection has just broken, so
 //!   the first publish after Redis came back does not fail on a stale
-//!   connection.
+//!   connection. A failed publish says which it was: not published (no
+//!   connection, or Redis refused the command) or of unknown outcome (the
+//!   append was sent and no answer came within the timeout: Redis may still
+//!   store it, and then every instance delivers it;
+//!   [`BackplaneError::is_outcome_unknown`]).
+//! * **Idempotent publishing.** [`Backplane::publish_once`] (behind
+//!   [`SseManager::send_idempotent`](sse_core::SseManager::send_idempotent))
+//!   checks `{prefix}:once:{key}` and appends in one Lua script, then keeps
+//!   the entry's id there for the idempotency window (`SET … PX`): a
+//!   publisher that retries with the key after an unknown outcome gets the
+//!   event logged once, whichever instance it retries on.
 //! * **Lost history.** When the stream no longer continues from the last
 //!   entry read (its first new entry's `prev` is not that entry, or the
 //!   stream is gone or ends before it, as after a restart without
@@ -127,11 +137,12 @@ mod reader;
 mod writer;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_core::{Backplane, BackplaneError, BackplaneSink, PresenceMember, PresenceUpdate, async_trait};
+use sse_core::{Appended, Backplane, BackplaneError, BackplaneSink, PresenceMember, PresenceUpdate, async_trait};
 
 use crate::writer::Writer;
 
@@ -193,6 +204,7 @@ impl Clone for RedisBackplane {
 
 pub(crate) struct Inner {
     pub(crate) client: redis::Client,
+    pub(crate) prefix: String,
     pub(crate) key: String,
     pub(crate) history: usize,
     pub(crate) timeout: Duration,
@@ -292,9 +304,28 @@ impl RedisBackplane {
 impl Backplane for RedisBackplane {
     async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError> {
         let inner = self.inner.clone();
-        self.on_runtime(async move { inner.writer.append(&inner, &payload).await })
-            .await
-            .map_err(BackplaneError::new)
+        let sent = Arc::new(AtomicBool::new(false));
+        let flag = sent.clone();
+        let result = self
+            .on_runtime(async move { inner.writer.append(&inner, &payload, &flag).await })
+            .await;
+        result.map_err(|error| classify(error, &sent))
+    }
+
+    async fn publish_once(&self, payload: Bytes, key: &str, window: Duration) -> Result<Appended, BackplaneError> {
+        let inner = self.inner.clone();
+        let sent = Arc::new(AtomicBool::new(false));
+        let flag = sent.clone();
+        let key = key.to_owned();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let result = self
+            .on_runtime(async move { inner.writer.append_once(&inner, &payload, &key, window_ms, &flag).await })
+            .await;
+        match result {
+            Ok((id, true)) => Ok(Appended::earlier(id)),
+            Ok((id, false)) => Ok(Appended::new(id)),
+            Err(error) => Err(classify(error, &sent)),
+        }
     }
 
     fn preload(&self, sink: &BackplaneSink) {
@@ -349,6 +380,23 @@ impl Backplane for RedisBackplane {
         self.on_runtime(async move { presence::members(&inner, &channel).await })
             .await
             .map_err(BackplaneError::new)
+    }
+}
+
+/// A failed append as the manager sees it: not published when it never
+/// left (no connection) or Redis refused it; of unknown outcome when it was
+/// sent and no answer came (it may be stored, and delivered everywhere).
+fn classify(error: RedisBackplaneError, sent: &AtomicBool) -> BackplaneError {
+    let unknown = sent.load(Ordering::Acquire)
+        && match &error {
+            RedisBackplaneError::Command(failure) => !writer::answered(failure),
+            RedisBackplaneError::Timeout(_) | RedisBackplaneError::Task(_) => true,
+            _ => false,
+        };
+    if unknown {
+        BackplaneError::outcome_unknown(error)
+    } else {
+        BackplaneError::new(error)
     }
 }
 
@@ -487,6 +535,7 @@ impl RedisBackplaneBuilder {
         Ok(RedisBackplane::new(Arc::new(Inner {
             client,
             key: format!("{}:events", self.prefix),
+            prefix: self.prefix.clone(),
             history: self.history,
             timeout: self.timeout,
             read_timeout: self.read_timeout,

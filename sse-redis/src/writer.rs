@@ -20,6 +20,29 @@ if last[1] then prev = last[1][1] end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'p', ARGV[2], 'prev', prev)
 ";
 
+/// As [`APPEND`], unless an entry was appended with the same key within the
+/// window: then nothing is appended. Returns the entry's id and 1 for an
+/// earlier entry, 0 for this one.
+///
+/// KEYS[1]: the stream; KEYS[2]: the key's record; ARGV[1]: the history
+/// size; ARGV[2]: the payload; ARGV[3]: the window in ms.
+const APPEND_ONCE: &str = r"
+local earlier = redis.call('GET', KEYS[2])
+if earlier then return {earlier, 1} end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'p', ARGV[2], 'prev', prev)
+redis.call('SET', KEYS[2], id, 'PX', ARGV[3])
+return {id, 0}
+";
+
+/// Whether Redis itself answered `error` (the command was refused, not
+/// lost): the connection is fine, and the command did not take effect.
+pub(crate) fn answered(error: &RedisError) -> bool {
+    matches!(error.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
+}
+
 /// A publishing connection idle for longer than this is checked with a
 /// `PING` before an append: an append that fails cannot be retried (it may
 /// have been stored), a `PING` can.
@@ -40,6 +63,7 @@ pub(crate) struct Writer {
     suspect: AtomicBool,
     epoch: Instant,
     script: Script,
+    once: Script,
 }
 
 struct Link {
@@ -60,6 +84,7 @@ impl Writer {
             suspect: AtomicBool::new(false),
             epoch: Instant::now(),
             script: Script::new(APPEND),
+            once: Script::new(APPEND_ONCE),
         }
     }
 
@@ -119,7 +144,7 @@ impl Writer {
 
     /// After `error` on connection `id`: forgets it if it is broken.
     async fn failed(&self, id: u64, error: &RedisError) {
-        if matches!(error.kind(), ErrorKind::Server(_) | ErrorKind::Extension) {
+        if answered(error) {
             return; // Redis answered: the connection is fine.
         }
         let mut link = self.link.lock().await;
@@ -155,9 +180,16 @@ impl Writer {
         }
     }
 
-    /// Appends `payload` to the stream; returns its id.
-    pub(crate) async fn append(&self, inner: &Inner, payload: &[u8]) -> Result<String, RedisBackplaneError> {
+    /// Appends `payload` to the stream; returns its id. `sent` is set once
+    /// the command is on its way: a failure after that may hide a success.
+    pub(crate) async fn append(
+        &self,
+        inner: &Inner,
+        payload: &[u8],
+        sent: &AtomicBool,
+    ) -> Result<String, RedisBackplaneError> {
         let (mut connection, id) = self.connection(inner).await?;
+        sent.store(true, Ordering::Release);
         let result = self
             .script
             .key(&inner.key)
@@ -166,6 +198,30 @@ impl Writer {
             .invoke_async::<String>(&mut connection)
             .await;
         self.settle(id, result).await
+    }
+
+    /// As [`Writer::append`], once per `key` within `window_ms`: the
+    /// entry's id, and whether it is an earlier one.
+    pub(crate) async fn append_once(
+        &self,
+        inner: &Inner,
+        payload: &[u8],
+        key: &str,
+        window_ms: u64,
+        sent: &AtomicBool,
+    ) -> Result<(String, bool), RedisBackplaneError> {
+        let (mut connection, id) = self.connection(inner).await?;
+        sent.store(true, Ordering::Release);
+        let result = self
+            .once
+            .key(&inner.key)
+            .key(format!("{}:once:{key}", inner.prefix))
+            .arg(inner.history)
+            .arg(payload)
+            .arg(window_ms)
+            .invoke_async::<(String, u8)>(&mut connection)
+            .await;
+        self.settle(id, result).await.map(|(id, earlier)| (id, earlier == 1))
     }
 
     /// Runs `command` on the shared connection.

@@ -6,7 +6,7 @@
 //! restart test) a failure. Each test uses a key prefix of its own and
 //! deletes its keys at the end.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sse_core::{ConnectOptions, Event, SendError, SseManager, Target};
@@ -358,60 +358,6 @@ async fn round_trip_latency_is_reported() {
 }
 
 /// A `redis-server` of the test's own, on `port`, killed when dropped.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(port: u16, dir: &std::path::Path) -> std::io::Result<Server> {
-        let port = port.to_string();
-        let dir = dir.to_str().unwrap_or(".");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--dir", dir, "--logfile", ""])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        Ok(Server { child })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Waits until a Redis answers at `url`.
-async fn wait_for_redis(url: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let ping = async {
-            let mut connection = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut connection).await
-        };
-        if ping.await.is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "redis-server at {url} never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_redis_server_resumes_delivery_in_order_without_duplicates() {
     if Command::new("redis-server").arg("--version").output().is_err() {

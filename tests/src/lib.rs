@@ -203,6 +203,15 @@ impl TestServer {
         TestServer::send(self.api(Method::POST, "/api/sse/publish").json(body)).await
     }
 
+    /// `POST /api/sse/publish` with `body` and the `Idempotency-Key` header
+    /// `key`; the status and JSON answer.
+    pub async fn publish_with_key(&self, body: &Value, key: &str) -> (StatusCode, Value) {
+        let request = self
+            .api(Method::POST, "/api/sse/publish")
+            .header("idempotency-key", key);
+        TestServer::send(request.json(body)).await
+    }
+
     /// Publishes `body`, which must succeed.
     ///
     /// # Panics

@@ -257,7 +257,7 @@ impl SseEndpoints {
             }
         }
         match admin {
-            Admin::Publish => self.publish(&body).await,
+            Admin::Publish => self.publish(request, &body).await,
             Admin::Stats => json(StatusCode::OK, &self.manager.stats()),
             Admin::Connections => json(StatusCode::OK, &self.manager.connections()),
             Admin::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
@@ -272,7 +272,19 @@ impl SseEndpoints {
         }
     }
 
-    async fn publish(&self, body: &[u8]) -> Response<Bytes> {
+    /// `POST publish`: the event of `body`, sent once per `Idempotency-Key`
+    /// header when there is one.
+    async fn publish(&self, head: &Parts, body: &[u8]) -> Response<Bytes> {
+        let key = match head.headers.get("idempotency-key").map(|value| value.to_str()) {
+            None => None,
+            Some(Ok(key)) => Some(key),
+            Some(Err(_)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "the Idempotency-Key header is not visible ASCII",
+                );
+            }
+        };
         let request: PublishRequest = match parse_json(body) {
             Ok(request) => request,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
@@ -281,15 +293,32 @@ impl SseEndpoints {
             Ok(parts) => parts,
             Err(refused) => return error(StatusCode::BAD_REQUEST, &refused.to_string()),
         };
-        match self.manager.send(target, event).await {
+        let sent = match key {
+            Some(key) => self.manager.send_idempotent(key, target, event).await,
+            None => self.manager.send(target, event).await,
+        };
+        match sent {
+            Ok(delivery) if delivery.duplicate => json(
+                StatusCode::OK,
+                &serde_json::json!({ "id": delivery.id, "delivered": 0, "duplicate": true }),
+            ),
             Ok(delivery) => json(
                 StatusCode::OK,
                 &serde_json::json!({ "id": delivery.id, "delivered": delivery.delivered }),
             ),
             Err(SendError::ShutDown) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
             Err(failure @ (SendError::Backplane(_) | SendError::OverBudget { .. })) => {
-                error(StatusCode::SERVICE_UNAVAILABLE, &failure.to_string())
+                let outcome = if failure.is_outcome_unknown() {
+                    "unknown"
+                } else {
+                    "not-published"
+                };
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({ "error": failure.to_string(), "outcome": outcome }),
+                )
             }
+            Err(failure @ SendError::InvalidIdempotencyKey(_)) => error(StatusCode::BAD_REQUEST, &failure.to_string()),
             Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, &failure.to_string()),
         }
     }

@@ -202,6 +202,7 @@ impl SseManagerBuilder {
             // Never 0, the origin of the backplane's presence notices.
             instance: fastrand::u64(1..),
             pending: Mutex::new(HashMap::new()),
+            keys: Mutex::new(super::idempotency::Keys::default()),
             hooks,
             presence_sync,
             me: me.clone(),

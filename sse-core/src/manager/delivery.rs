@@ -118,7 +118,11 @@ impl Shared {
             } else {
                 0
             };
-            Delivery { id, delivered }
+            Delivery {
+                id,
+                delivered,
+                duplicate: false,
+            }
         };
         self.remove_slow(slow);
         Ok(delivery)

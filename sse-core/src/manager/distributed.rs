@@ -13,7 +13,7 @@ use futures_util::FutureExt as _;
 
 use super::delivery::Source;
 use super::{Delivery, Shared};
-use crate::backplane::{Backplane, Entry};
+use crate::backplane::{Appended, Backplane, Entry};
 use crate::error::SendError;
 use crate::event::Event;
 use crate::stats::Counters;
@@ -33,28 +33,55 @@ pub(super) enum Pending {
 const DELIVERY_WAIT: Duration = Duration::from_secs(10);
 
 impl Shared {
-    /// Publishes through the backplane and waits for the entry to come back
-    /// to this instance, to report its local deliveries.
+    /// Publishes through the backplane (once per `key` in the idempotency
+    /// window, when given) and waits for the entry to come back to this
+    /// instance, to report its local deliveries.
     pub(super) async fn publish(
         &self,
         backplane: &dyn Backplane,
         audience: &Audience,
         event: &Event,
+        key: Option<&str>,
     ) -> Result<Delivery, SendError> {
         let entry = Entry::new(self.instance, audience, event).ok_or(SendError::NotDistributable)?;
         // Checked before the log: once published, no instance can refuse it.
         self.check_budget(event.encode().len())?;
-        let log_id = backplane.publish(entry.encode()).await.map_err(|error| {
-            tracing::warn!(%error, "sse publish failed: backplane unavailable");
+        let appended = match key {
+            None => backplane.publish(entry.encode()).await.map(Appended::new),
+            Some(key) => {
+                backplane
+                    .publish_once(entry.encode(), key, self.config.idempotency_window)
+                    .await
+            }
+        };
+        let appended = appended.map_err(|error| {
+            let outcome = if error.is_outcome_unknown() {
+                "unknown"
+            } else {
+                "not published"
+            };
+            tracing::warn!(%error, outcome, "sse publish failed: backplane unavailable");
             SendError::Backplane(error)
         })?;
+        let log_id = appended.id;
         let id = event
             .carries_id()
             .then(|| event.id().map_or_else(|| log_id.clone(), str::to_owned));
+        if appended.earlier {
+            return Ok(Delivery {
+                id,
+                delivered: 0,
+                duplicate: true,
+            });
+        }
         let receiver = {
             let mut pending = self.pending.lock();
             if let Some(Pending::Delivered(delivered)) = pending.remove(&log_id) {
-                return Ok(Delivery { id, delivered });
+                return Ok(Delivery {
+                    id,
+                    delivered,
+                    duplicate: false,
+                });
             }
             let (sender, receiver) = oneshot::channel();
             pending.insert(log_id.clone(), Pending::Waiting(sender));
@@ -70,7 +97,11 @@ impl Shared {
                 0
             }
         };
-        Ok(Delivery { id, delivered })
+        Ok(Delivery {
+            id,
+            delivered,
+            duplicate: false,
+        })
     }
 
     /// Delivers an entry of the backplane's log to this instance's

@@ -17,6 +17,7 @@ mod builder;
 mod delivery;
 mod distributed;
 mod hooks;
+mod idempotency;
 mod maintenance;
 mod presence;
 mod registry;
@@ -38,6 +39,7 @@ pub use self::builder::SseManagerBuilder;
 use self::distributed::Pending;
 use self::hooks::Hooks;
 pub use self::hooks::{ConnectContext, DisconnectContext};
+pub use self::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 use self::presence::Presence;
 pub use self::presence::PresenceMember;
 use self::registry::{Registered, Registry};
@@ -66,6 +68,11 @@ pub struct Delivery {
     pub id: Option<String>,
     /// Connections of this instance the event was queued for.
     pub delivered: usize,
+    /// Whether this was a repeat of an earlier
+    /// [idempotent send](SseManager::send_idempotent) with the same key:
+    /// nothing was sent, and `id` is the earlier send's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// The SSE connection manager.
@@ -193,7 +200,7 @@ impl SseManager {
             return Err(SendError::ShutDown);
         }
         match &self.shared.backplane {
-            Some(backplane) => self.shared.publish(backplane.as_ref(), audience, event).await,
+            Some(backplane) => self.shared.publish(backplane.as_ref(), audience, event, None).await,
             None => self.shared.send(audience, event),
         }
     }
@@ -447,7 +454,8 @@ impl SseManager {
 /// # Lock order
 ///
 /// This is the one place the lock order is stated; the code that takes
-/// several locks refers here. `history` is taken before `registry`, never
+/// several locks refers here. `keys` (idempotent sends without a backplane)
+/// is taken first, before any other, and held across the send. `history` is taken before `registry`, never
 /// after it: a publisher holds `history` while it records an event and
 /// fans it out under `registry`, and a client connecting with a
 /// `Last-Event-ID` holds `history` while it takes its replay and registers
@@ -479,6 +487,8 @@ pub(crate) struct Shared {
     budget: Arc<FrameBudget>,
     /// Tells this instance's entries in the backplane's log from others'.
     instance: u64,
+    /// The keys of recent idempotent sends, without a backplane.
+    keys: Mutex<idempotency::Keys>,
     /// Local delivery counts of this instance's backplane publications, by
     /// log id, until their publisher collects them.
     pending: Mutex<HashMap<String, Pending>>,

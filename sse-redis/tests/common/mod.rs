@@ -1,10 +1,11 @@
 //! What the Redis tests share: a fixture with a key prefix of its own
-//! (its stream deleted when dropped), a skip that fails under
+//! (its keys deleted when dropped), a `redis-server` of a test's own, a skip that fails under
 //! `SSE_CI_STRICT=1`, and a connection that records what it received.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -73,10 +74,12 @@ impl Drop for Fixture {
         let deleted = redis::Client::open(self.url.as_str())
             .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
             .and_then(|mut connection| {
-                let mut keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}:presence:*", self.prefix))
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}:*", self.prefix))
                     .query(&mut connection)?;
-                keys.push(self.key());
+                if keys.is_empty() {
+                    return Ok(0);
+                }
                 redis::cmd("DEL").arg(keys).query::<usize>(&mut connection)
             });
         if let Err(error) = deleted {
@@ -190,4 +193,59 @@ pub(crate) async fn connect(manager: &SseManager, options: ConnectOptions) -> Wa
 
 pub(crate) async fn send(manager: &SseManager, target: Target, data: &str) -> Delivery {
     manager.send(target, Event::message(data)).await.expect("published")
+}
+
+/// A `redis-server` of a test's own, killed when dropped.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+}
+
+impl Server {
+    pub(crate) fn start(port: u16, dir: &std::path::Path) -> std::io::Result<Server> {
+        let port = port.to_string();
+        let dir = dir.to_str().unwrap_or(".");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--dir", dir, "--logfile", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Server { child })
+    }
+
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until a Redis answers at `url`.
+pub(crate) async fn wait_for_redis(url: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ping = async {
+            let mut connection = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut connection).await
+        };
+        if ping.await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "redis-server at {url} never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
                 publish::exact_event_bytes,
                 publish::published_event_fields,
                 publish::exclusions_and_replay_are_validated,
+                publish::idempotency_key_publishes_once,
                 replay::replay_after_last_event_id_header,
                 replay::replay_after_last_event_id_query,
                 replay::header_wins_over_query,
@@ -75,6 +76,7 @@ macro_rules! conformance_tests {
                 redis::redis_targets_across_instances,
                 redis::redis_resume_on_another_instance,
                 redis::redis_presence_across_instances,
+                redis::redis_idempotency_key_spans_instances,
             );
         }
     };

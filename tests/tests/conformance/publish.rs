@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sse_examples::ServeFn;
 use sse_tests::TestServer;
 
-use crate::common::assert_error;
+use crate::common::{assert_error, names_until};
 
 pub(crate) async fn data_round_trip(serve: ServeFn) {
     let server = TestServer::start(serve, &[]).await;
@@ -117,4 +117,34 @@ pub(crate) async fn exclusions_and_replay_are_validated(serve: ServeFn) {
     assert_eq!(server.publish_ok(&at_limit).await.delivered, 1);
     let event = s.stream.next_event().await;
     assert_eq!(event.event, "at-limit", "nothing was sent on bad input");
+}
+
+pub(crate) async fn idempotency_key_publishes_once(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mut subscriber = server.subscribe("").await;
+    let body = json!({"event": "paid", "data": "order 17"});
+    let (status, first) = server.publish_with_key(&body, "order-17-paid").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["delivered"], 1, "{first}");
+    assert!(
+        first.get("duplicate").is_none(),
+        "a first publish is answered as ever: {first}"
+    );
+    let (status, again) = server.publish_with_key(&body, "order-17-paid").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again, json!({"id": first["id"], "delivered": 0, "duplicate": true}));
+    let (status, other) = server.publish_with_key(&body, "order-18-paid").await;
+    assert_eq!((status, &other["delivered"]), (StatusCode::OK, &json!(1)), "{other}");
+    for key in ["", &"k".repeat(257)] {
+        let (status, refused) = server.publish_with_key(&body, key).await;
+        assert_error(
+            status,
+            &refused,
+            StatusCode::BAD_REQUEST,
+            "idempotency key",
+            "a bad key",
+        );
+    }
+    server.publish_ok(&json!({"event": "end", "data": 1})).await;
+    assert_eq!(names_until(&mut subscriber.stream, "end").await, ["paid", "paid"]);
 }

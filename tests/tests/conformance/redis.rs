@@ -242,3 +242,20 @@ pub(crate) async fn redis_presence_across_instances(serve: ServeFn) {
     until_presence(&b, &json!([{"userId": "alice", "connections": 1}])).await;
     drop((bob_on_a, bob_on_b));
 }
+
+pub(crate) async fn redis_idempotency_key_spans_instances(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_idempotency_key_spans_instances").await else {
+        return;
+    };
+    let (a, b) = two_instances(serve, &prefix).await;
+    let mut on_b = b.subscribe("").await;
+    let body = json!({"event": "paid", "data": "order 17"});
+    let (status, first) = a.publish_with_key(&body, "order-17-paid").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    // The retry reaches the other instance: answered with the first id.
+    let (status, again) = b.publish_with_key(&body, "order-17-paid").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again, json!({"id": first["id"], "delivered": 0, "duplicate": true}));
+    a.publish_ok(&json!({"event": "end", "data": 1})).await;
+    assert_eq!(names_until(&mut on_b.stream, "end").await, ["paid"]);
+}
