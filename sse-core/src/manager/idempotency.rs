@@ -3,7 +3,7 @@
 //! and a send with a key it remembers sends nothing and answers with the
 //! first send's id. Without a backplane the keys are kept here (the most
 //! recent [`MAX_KEYS`]); with one, the backplane checks and appends in one
-//! step for every instance ([`Backplane::publish_once`]).
+//! step for every instance ([`Backplane::publish_once`](crate::Backplane::publish_once)).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ impl SseManager {
     /// same key, and the event is delivered once.
     ///
     /// With a backplane, the key is checked by the backplane for every
-    /// instance at once ([`Backplane::publish_once`]; `sse-redis` does);
+    /// instance at once ([`Backplane::publish_once`](crate::Backplane::publish_once); `sse-redis` does);
     /// one that cannot deduplicate fails the send, sending nothing.
     ///
     /// ```
