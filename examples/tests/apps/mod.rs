@@ -2,6 +2,8 @@
 //! process on a free port, killed when dropped, and an event stream read
 //! as parsed events within a bounded wait.
 
+#![allow(dead_code, reason = "each test binary uses a part of it")]
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -60,6 +62,13 @@ impl App {
         address.parse::<std::net::SocketAddr>().expect("a socket address");
         app.base = format!("http://{address}");
         app
+    }
+}
+
+impl App {
+    /// The process id of the running example.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
