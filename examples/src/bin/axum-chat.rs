@@ -62,7 +62,11 @@ async fn join(
     Path(room): Path<String>,
     SseConnect(options): SseConnect,
 ) -> SseResponse {
-    endpoints.manager().connect(options.channel(channel(&room))).await.into()
+    endpoints
+        .manager()
+        .connect(options.channel(channel(&room)))
+        .await
+        .into()
 }
 
 async fn say(State(endpoints): State<SseEndpoints>, Path(room): Path<String>, Json(message): Json<Message>) {
@@ -84,6 +88,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(SseEndpoints::new(manager, DevIdentity::enable()));
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

@@ -229,6 +229,7 @@ impl SseEndpoints {
         if !methods.contains(&request.method) {
             return method_not_allowed(methods);
         }
+        let group = route.group();
         let admin = match route {
             // Streams are opened by `handle` and `connect`, never here.
             Route::Stream => return method_not_allowed(methods),
@@ -237,7 +238,7 @@ impl SseEndpoints {
             Route::Admin(admin) => admin,
         };
         if let Some(publisher) = &self.publisher {
-            if let Err(error) = publisher.authorize(request).await {
+            if let Err(error) = publisher.authorize_group(request, group).await {
                 return auth_error(&error);
             }
         }
