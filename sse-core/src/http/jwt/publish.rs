@@ -35,8 +35,9 @@ pub const DEFAULT_ROLES_CLAIM: &str = "roles";
 ///
 /// The token is read from the `Authorization` header only, never from the
 /// query or a cookie, so that no page can make a browser publish with its
-/// user's cookie. No token, or a refused one, is a `401` saying why; a
-/// valid token without the role the route needs is a `403`.
+/// user's cookie. No token, or a refused one, is a `401` (saying why, for
+/// a JWT; as [`BearerToken`] says it, for anything else); a valid JWT
+/// without the role the route needs is a `403`.
 ///
 /// ```
 /// use sse_core::http::jwt::{JwtAuthenticator, JwtPublishAuthorizer};
@@ -104,11 +105,15 @@ impl PublishAuthorizer for JwtPublishAuthorizer {
     }
 
     async fn authorize_group(&self, request: &Parts, group: RouteGroup) -> Result<(), AuthError> {
-        let Some(given) = bearer_token(&request.headers).filter(|given| !given.is_empty()) else {
-            return Err(AuthError::Unauthorized("a valid bearer token is required".to_owned()));
-        };
+        let refused = || AuthError::Unauthorized("a valid bearer token is required".to_owned());
+        let given = bearer_token(&request.headers).unwrap_or_default();
         if self.token.as_ref().is_some_and(|token| token.matches(given)) {
             return Ok(());
+        }
+        // Anything but a JWT is a wrong static token, answered as
+        // `BearerToken` answers it.
+        if given.split('.').count() != 3 {
+            return Err(refused());
         }
         let verified = self.jwt.verified(given).await?;
         let roles = match verified.claims.get(&self.claim) {
