@@ -66,7 +66,10 @@ impl SseEndpoints {
         }
     }
 
-    /// Guards publish and every administration endpoint with `authorizer`.
+    /// Guards publish and every administration endpoint with `authorizer`,
+    /// asking its [`authorize_group`](PublishAuthorizer::authorize_group)
+    /// with the route's group ([`RouteGroup::Publish`] or
+    /// [`RouteGroup::Admin`]).
     #[must_use]
     pub fn publish_authorizer(mut self, authorizer: impl PublishAuthorizer) -> Self {
         self.publisher = Some(Arc::new(authorizer));

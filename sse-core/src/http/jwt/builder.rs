@@ -240,11 +240,12 @@ pub(super) struct JwksSettings {
 ///   token carrying an `aud` is refused when no audience is configured: it
 ///   was issued for somebody else.
 ///
-/// ```
+/// ```no_run
 /// use std::time::Duration;
 /// use sse_core::http::jwt::{JwtAlgorithm, JwtAuthenticator};
 ///
-/// let pem = include_str!("../../../tests/fixtures/jwt/rsa-public.pem");
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pem = std::fs::read("/etc/sse/issuer-public.pem")?;
 /// let auth = JwtAuthenticator::builder()
 ///     .rsa_pem(pem)
 ///     .algorithms([JwtAlgorithm::Rs256])
@@ -253,7 +254,8 @@ pub(super) struct JwksSettings {
 ///     .leeway(Duration::from_secs(10))
 ///     .build()?;
 /// # let _ = auth;
-/// # Ok::<(), sse_core::http::jwt::JwtConfigError>(())
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
