@@ -298,6 +298,27 @@ async fn an_unreachable_or_unusable_set_is_a_503_and_is_not_hammered() {
         }
         assert_eq!(jwks.requests() - before, 1, "one attempt per minimum interval");
     }
+    // A key given directly still verifies tokens while the set cannot be
+    // fetched.
+    let with_pem = jwks
+        .builder()
+        .ec_pem(fixture("ec-public.pem"))
+        .build()
+        .expect("a valid configuration");
+    let es256 = sign(JwtAlgorithm::Es256, "ec-private.pem", Some("ec-1"), &claims());
+    with_pem.verify(&es256).await.expect("the PEM key");
+    let expired = sign(
+        JwtAlgorithm::Es256,
+        "ec-private.pem",
+        None,
+        &json!({"sub": "a", "exp": now() - 5}),
+    );
+    assert_eq!(
+        refusal(&with_pem, &expired).await,
+        "unauthorized: the token has expired"
+    );
+    let refused = with_pem.verify(&token).await.expect_err("no RSA key");
+    assert_eq!(answer(&refused).0, 503);
     // Symmetric keys in a set are never used.
     let secret = URL_SAFE_NO_PAD.encode(b"published secret");
     jwks.answer(

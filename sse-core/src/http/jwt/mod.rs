@@ -177,9 +177,23 @@ impl JwtAuthenticator {
         #[cfg(feature = "jwks")]
         if let Some(jwks) = &self.inner.jwks {
             let header = verify::Header::of(token, &self.inner.algorithms)?;
-            if header.algorithm.family() != Family::Hmac {
-                let keys = jwks.keys(header.algorithm, header.kid.as_deref()).await?;
-                return self.check(token, Some(keys));
+            let family = header.algorithm.family();
+            if family != Family::Hmac {
+                return match jwks.keys(header.algorithm, header.kid.as_deref()).await {
+                    Ok(keys) => self.check(token, Some(keys)),
+                    // A key given directly may still verify it.
+                    Err(refused) if self.inner.keys.iter().any(|key| key.family == family) => {
+                        match self.check(token, Some(Vec::new())) {
+                            Err(AuthError::Unauthorized(reason))
+                                if reason == verify::refusal::SIGNATURE || reason == verify::refusal::UNKNOWN_KEY =>
+                            {
+                                Err(refused)
+                            }
+                            checked => checked,
+                        }
+                    }
+                    Err(refused) => Err(refused),
+                };
             }
         }
         self.check(token, None)
