@@ -1,12 +1,15 @@
 //! The demos' deployment configuration: [`EnvConfig`], read from the
 //! `SSE_*` environment variables of the HTTP contract (listen address,
-//! engine settings, JWT secret, publish token, CORS origins, Redis), and
-//! [`EnvError`], naming the first variable that holds an unusable value.
+//! engine settings, JWT keys and claims, publish token, CORS origins,
+//! Redis), and [`EnvError`], naming the first variable that holds an
+//! unusable value.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sse_core::SseConfig;
+use sse_core::http::jwt::{JwtAlgorithm, JwtAuthenticator, JwtConfigError};
 
 /// The demo servers' configuration, read from the environment variables of
 /// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), among them
@@ -28,6 +31,18 @@ pub struct EnvConfig {
     /// `SSE_AUTH_SECRET`: the HS256 secret subscribers' tokens are signed
     /// with.
     pub auth_secret: Option<String>,
+    /// `SSE_JWT_PUBLIC_KEY`: the path of a PEM file holding the public key
+    /// (RSA, EC or Ed25519) subscribers' tokens are signed for.
+    pub jwt_public_key: Option<PathBuf>,
+    /// `SSE_JWKS_URL`: the identity provider's JWKS, the keys of its tokens.
+    pub jwks_url: Option<String>,
+    /// `SSE_JWT_ISSUER`: the `iss` every token must carry.
+    pub jwt_issuer: Option<String>,
+    /// `SSE_JWT_AUDIENCE`: the `aud` every token must name.
+    pub jwt_audience: Option<String>,
+    /// `SSE_JWT_ALGORITHMS`: the accepted algorithms (comma-separated JOSE
+    /// names); unset, those the keys imply.
+    pub jwt_algorithms: Option<Vec<JwtAlgorithm>>,
     /// `SSE_PUBLISH_TOKEN`: the bearer token publishers must present.
     pub publish_token: Option<String>,
     /// `SSE_CORS_ORIGINS`: origins allowed cross-origin, each a serialized
@@ -220,14 +235,116 @@ impl EnvConfig {
                 origins
             }
         };
-        Ok(EnvConfig {
+        let jwt_algorithms = match non_empty("SSE_JWT_ALGORITHMS")? {
+            None => None,
+            Some(value) => Some(
+                value
+                    .split(',')
+                    .map(|name| name.trim().parse::<JwtAlgorithm>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|unknown| EnvError {
+                        variable: "SSE_JWT_ALGORITHMS",
+                        value: value.clone(),
+                        reason: unknown.to_string(),
+                    })?,
+            ),
+        };
+        let config = EnvConfig {
             addr,
             sse,
             auth_secret: non_empty("SSE_AUTH_SECRET")?,
+            jwt_public_key: non_empty("SSE_JWT_PUBLIC_KEY")?.map(PathBuf::from),
+            jwks_url: non_empty("SSE_JWKS_URL")?,
+            jwt_issuer: non_empty("SSE_JWT_ISSUER")?,
+            jwt_audience: non_empty("SSE_JWT_AUDIENCE")?,
+            jwt_algorithms,
             publish_token: non_empty("SSE_PUBLISH_TOKEN")?,
             cors_origins,
             redis_url: non_empty("SSE_REDIS_URL")?,
             redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
+        };
+        // Reads the key and checks the JWT settings together, now.
+        config.jwt()?;
+        Ok(config)
+    }
+
+    /// The authenticator of subscribers' (and publishers') tokens, when
+    /// any of `SSE_AUTH_SECRET`, `SSE_JWT_PUBLIC_KEY` and `SSE_JWKS_URL` is
+    /// set: reads the key file, and applies `SSE_JWT_ALGORITHMS`,
+    /// `SSE_JWT_ISSUER` and `SSE_JWT_AUDIENCE`.
+    ///
+    /// # Errors
+    /// An [`EnvError`] naming the variable at fault: an unreadable key file
+    /// or one that holds no public key, a malformed JWKS URL, algorithms
+    /// without a key of their kind, or claims settings without any key.
+    pub fn jwt(&self) -> Result<Option<JwtAuthenticator>, EnvError> {
+        let error = |variable: &'static str, value: &str, reason: String| EnvError {
+            variable,
+            value: value.to_owned(),
+            reason,
+        };
+        if self.auth_secret.is_none() && self.jwt_public_key.is_none() && self.jwks_url.is_none() {
+            let stray = [
+                ("SSE_JWT_ISSUER", self.jwt_issuer.clone()),
+                ("SSE_JWT_AUDIENCE", self.jwt_audience.clone()),
+                (
+                    "SSE_JWT_ALGORITHMS",
+                    self.jwt_algorithms
+                        .as_ref()
+                        .map(|list| list.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+                ),
+            ];
+            if let Some((variable, Some(value))) = stray.into_iter().find(|(_, value)| value.is_some()) {
+                return Err(error(
+                    variable,
+                    &value,
+                    "needs a key: SSE_AUTH_SECRET, SSE_JWT_PUBLIC_KEY or SSE_JWKS_URL".to_owned(),
+                ));
+            }
+            return Ok(None);
+        }
+        let mut builder = JwtAuthenticator::builder();
+        if let Some(secret) = &self.auth_secret {
+            builder = builder.hs256(secret);
+        }
+        let key_path = self
+            .jwt_public_key
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default();
+        if let Some(path) = &self.jwt_public_key {
+            let pem = std::fs::read(path)
+                .map_err(|e| error("SSE_JWT_PUBLIC_KEY", &key_path, format!("cannot read the file: {e}")))?;
+            builder = builder.public_key_pem(pem);
+        }
+        if let Some(url) = &self.jwks_url {
+            builder = builder.jwks(url);
+        }
+        if let Some(algorithms) = &self.jwt_algorithms {
+            builder = builder.algorithms(algorithms.iter().copied());
+        }
+        if let Some(issuer) = &self.jwt_issuer {
+            builder = builder.issuer(issuer);
+        }
+        if let Some(audience) = &self.jwt_audience {
+            builder = builder.audience(audience);
+        }
+        builder.build().map(Some).map_err(|failure| {
+            let (variable, value) = match &failure {
+                JwtConfigError::EmptySecret => ("SSE_AUTH_SECRET", String::new()),
+                JwtConfigError::InvalidKey { .. } => ("SSE_JWT_PUBLIC_KEY", key_path.clone()),
+                JwtConfigError::InvalidJwksUrl(_) | JwtConfigError::JwksSettings(_) | JwtConfigError::HttpClient(_) => {
+                    ("SSE_JWKS_URL", self.jwks_url.clone().unwrap_or_default())
+                }
+                _ => (
+                    "SSE_JWT_ALGORITHMS",
+                    self.jwt_algorithms
+                        .as_ref()
+                        .map(|list| list.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default(),
+                ),
+            };
+            error(variable, &value, failure.to_string())
         })
     }
 }
@@ -364,6 +481,84 @@ mod tests {
         ] {
             let error = env(&[("SSE_CORS_ORIGINS", bad)]).expect_err(bad);
             assert_eq!(error.variable, "SSE_CORS_ORIGINS", "{bad}");
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        format!("{}/../sse-core/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn jwt_settings() {
+        assert!(env(&[]).expect("defaults").jwt().expect("no JWT").is_none());
+        let rsa = fixture("rsa-public.pem");
+        let config = env(&[
+            ("SSE_JWT_PUBLIC_KEY", &rsa),
+            ("SSE_JWT_ISSUER", "https://login.example.com/"),
+            ("SSE_JWT_AUDIENCE", "sse"),
+        ])
+        .expect("valid");
+        let jwt = config.jwt().expect("valid").expect("configured");
+        assert_eq!(jwt.algorithms(), [JwtAlgorithm::Rs256], "inferred from the key");
+        let config = env(&[("SSE_JWT_PUBLIC_KEY", &fixture("ed-public.pem"))]).expect("valid");
+        assert_eq!(
+            config.jwt().expect("valid").expect("configured").algorithms(),
+            [JwtAlgorithm::EdDsa]
+        );
+        let config = env(&[
+            ("SSE_AUTH_SECRET", "secret"),
+            ("SSE_JWT_PUBLIC_KEY", &rsa),
+            ("SSE_JWT_ALGORITHMS", "HS256, RS256,PS256"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.jwt_algorithms.as_deref(),
+            Some(&[JwtAlgorithm::Hs256, JwtAlgorithm::Rs256, JwtAlgorithm::Ps256][..])
+        );
+        let config = env(&[("SSE_JWKS_URL", "https://login.example.com/.well-known/jwks.json")]).expect("valid");
+        assert_eq!(
+            config.jwt().expect("valid").expect("configured").algorithms(),
+            [JwtAlgorithm::Rs256]
+        );
+        let text = fixture("jwks.json");
+        let missing = fixture("no-such-key.pem");
+        for (vars, variable) in [
+            (vec![("SSE_JWT_PUBLIC_KEY", missing.as_str())], "SSE_JWT_PUBLIC_KEY"),
+            (vec![("SSE_JWT_PUBLIC_KEY", text.as_str())], "SSE_JWT_PUBLIC_KEY"),
+            (vec![("SSE_JWT_PUBLIC_KEY", "")], "SSE_JWT_PUBLIC_KEY"),
+            (vec![("SSE_JWKS_URL", "login.example.com/jwks")], "SSE_JWKS_URL"),
+            (vec![("SSE_JWKS_URL", "ftp://login.example.com/jwks")], "SSE_JWKS_URL"),
+            (
+                vec![("SSE_AUTH_SECRET", "s"), ("SSE_JWT_ALGORITHMS", "none")],
+                "SSE_JWT_ALGORITHMS",
+            ),
+            (
+                vec![("SSE_AUTH_SECRET", "s"), ("SSE_JWT_ALGORITHMS", "HS256,,")],
+                "SSE_JWT_ALGORITHMS",
+            ),
+            (
+                vec![("SSE_AUTH_SECRET", "s"), ("SSE_JWT_ALGORITHMS", "rs256")],
+                "SSE_JWT_ALGORITHMS",
+            ),
+            (
+                vec![("SSE_AUTH_SECRET", "s"), ("SSE_JWT_ALGORITHMS", "RS256")],
+                "SSE_JWT_ALGORITHMS",
+            ),
+            (
+                vec![("SSE_JWT_PUBLIC_KEY", rsa.as_str()), ("SSE_JWT_ALGORITHMS", "ES256")],
+                "SSE_JWT_ALGORITHMS",
+            ),
+            (vec![("SSE_JWT_ISSUER", "https://login.example.com/")], "SSE_JWT_ISSUER"),
+            (vec![("SSE_JWT_AUDIENCE", "sse")], "SSE_JWT_AUDIENCE"),
+            (vec![("SSE_JWT_ALGORITHMS", "RS256")], "SSE_JWT_ALGORITHMS"),
+            (
+                vec![("SSE_AUTH_SECRET", "s"), ("SSE_JWT_ISSUER", " ")],
+                "SSE_JWT_ISSUER",
+            ),
+        ] {
+            let error = env(&vars).expect_err(variable);
+            assert_eq!(error.variable, variable, "{vars:?}: {error}");
+            assert!(error.to_string().starts_with(variable));
         }
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
-use sse_core::http::jwt::JwtAuthenticator;
+use sse_core::http::jwt::JwtPublishAuthorizer;
 use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
 use sse_redis::{RedisBackplane, RedisBackplaneError};
@@ -114,10 +114,16 @@ impl Demo {
     /// Builds the manager and endpoints for `config`. Must run inside a Tokio
     /// runtime.
     ///
-    /// Subscribers are authenticated with an HS256 JWT signed with
-    /// `SSE_AUTH_SECRET` ([`JwtAuthenticator`]) when it is set, and take
-    /// their identity from the query ([`DevIdentity`], which logs a warning)
-    /// when it is not. With `SSE_REDIS_URL`, the manager shares events and
+    /// Subscribers are authenticated with a JWT ([`JwtAuthenticator`](sse_core::http::jwt::JwtAuthenticator),
+    /// [`EnvConfig::jwt`]) when `SSE_AUTH_SECRET` (HS256),
+    /// `SSE_JWT_PUBLIC_KEY` or `SSE_JWKS_URL` is set, and take their
+    /// identity from the query ([`DevIdentity`], which logs a warning) when
+    /// none is. With `SSE_PUBLISH_TOKEN`, publishing and administration
+    /// need that token ([`BearerToken`]) or, with a JWT configured, also a
+    /// JWT whose `roles` hold `sse:publish` (publish) or `sse:admin`
+    /// (everything) ([`JwtPublishAuthorizer`]); without it they are open,
+    /// and a warning says so when subscribers are authenticated. With
+    /// `SSE_REDIS_URL`, the manager shares events and
     /// replay history with every instance on the same Redis stream
     /// (`SSE_REDIS_PREFIX`, or `sse`), keeping `SSE_HISTORY` entries there
     /// too; Redis must answer now.
@@ -125,7 +131,8 @@ impl Demo {
     /// # Errors
     /// [`DemoError::Redis`] if the backplane cannot be built (Redis did not
     /// answer within its timeout); [`DemoError::Config`] if the engine
-    /// refuses the settings.
+    /// refuses the settings; [`DemoError::Env`] if the JWT settings are
+    /// unusable (the key file is unreadable, ...).
     pub async fn new(config: EnvConfig) -> Result<Self, DemoError> {
         let mut manager = SseManager::builder().config(config.sse.clone());
         if let Some(url) = &config.redis_url {
@@ -138,14 +145,26 @@ impl Demo {
             tracing::info!(stream = backplane.stream_key(), "sharing events through Redis");
             manager = manager.backplane(backplane);
         }
+        let jwt = config.jwt()?;
         let manager = manager.build()?;
-        let mut endpoints = match &config.auth_secret {
-            Some(secret) => SseEndpoints::new(manager, JwtAuthenticator::hs256(secret.as_bytes())),
+        let mut endpoints = match &jwt {
+            Some(jwt) => SseEndpoints::new(manager, jwt.clone()),
             None => SseEndpoints::new(manager, DevIdentity::enable()),
         };
-        if let Some(token) = &config.publish_token {
-            endpoints = endpoints.publish_authorizer(BearerToken::new(token.clone()));
-        }
+        endpoints = match (&config.publish_token, jwt) {
+            (Some(token), Some(jwt)) => {
+                endpoints.publish_authorizer(JwtPublishAuthorizer::new(jwt).token(token.clone()))
+            }
+            (Some(token), None) => endpoints.publish_authorizer(BearerToken::new(token.clone())),
+            (None, Some(_)) => {
+                tracing::warn!(
+                    "subscribers are authenticated, but publishing and administration are open to anyone: \
+                     set SSE_PUBLISH_TOKEN to require it (or a JWT with the role sse:publish or sse:admin)"
+                );
+                endpoints
+            }
+            (None, None) => endpoints,
+        };
         Ok(Demo { config, endpoints })
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap};
 use http::request::Parts;
 
-use super::query_pairs;
+use super::{RouteGroup, query_pairs};
 use crate::connection::channel_allowed;
 use async_trait::async_trait;
 
@@ -107,6 +107,14 @@ pub enum AuthError {
         /// The refused channel.
         channel: String,
     },
+    /// Valid credentials that do not allow this request (a publisher's
+    /// token without the role an administration route needs): `403`.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The credentials could not be checked now (the keys to check them
+    /// with could not be fetched): `503`.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Establishes who a subscriber is, from the request's headers, query and
@@ -262,11 +270,26 @@ pub struct RemoteAddr(pub SocketAddr);
 /// [`auth_error`](super::auth_error).
 ///
 /// Implementations write an `async fn` under [`#[async_trait]`](async_trait::async_trait),
-/// as for [`Authenticator`]; [`BearerToken`] is the ready-made one.
+/// as for [`Authenticator`]; [`BearerToken`] is the ready-made one (and,
+/// with feature `jwt`, `jwt::JwtPublishAuthorizer`, by a token's roles).
+///
+/// [`SseEndpoints`](super::SseEndpoints) asks
+/// [`authorize_group`](PublishAuthorizer::authorize_group), naming the
+/// group of the route: an implementation that treats publishing and
+/// administration alike writes only [`authorize`](PublishAuthorizer::authorize),
+/// which the default `authorize_group` asks.
 #[async_trait]
 pub trait PublishAuthorizer: Send + Sync + 'static {
     /// `Ok` if the request may use the publish and administration endpoints.
     async fn authorize(&self, request: &Parts) -> Result<(), AuthError>;
+
+    /// `Ok` if the request may use the endpoints of `group`
+    /// ([`RouteGroup::Publish`] or [`RouteGroup::Admin`]). By default,
+    /// [`authorize`](PublishAuthorizer::authorize), whatever the group.
+    async fn authorize_group(&self, request: &Parts, group: RouteGroup) -> Result<(), AuthError> {
+        let _ = group;
+        self.authorize(request).await
+    }
 }
 
 const _: Option<&dyn PublishAuthorizer> = None;
@@ -281,6 +304,12 @@ impl BearerToken {
     pub fn new(token: impl Into<String>) -> Self {
         BearerToken(token.into())
     }
+
+    /// Whether `given` is the token (compared in constant time).
+    pub(crate) fn matches(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        bool::from(given.as_bytes().ct_eq(self.0.as_bytes()))
+    }
 }
 
 impl fmt::Debug for BearerToken {
@@ -292,10 +321,8 @@ impl fmt::Debug for BearerToken {
 #[async_trait]
 impl PublishAuthorizer for BearerToken {
     async fn authorize(&self, request: &Parts) -> Result<(), AuthError> {
-        use subtle::ConstantTimeEq as _;
         let given = bearer_token(&request.headers).unwrap_or_default();
-        let ok = bool::from(given.as_bytes().ct_eq(self.0.as_bytes()));
-        if ok {
+        if self.matches(given) {
             Ok(())
         } else {
             Err(AuthError::Unauthorized("a valid bearer token is required".to_owned()))

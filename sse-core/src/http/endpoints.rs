@@ -66,7 +66,10 @@ impl SseEndpoints {
         }
     }
 
-    /// Guards publish and every administration endpoint with `authorizer`.
+    /// Guards publish and every administration endpoint with `authorizer`,
+    /// asking its [`authorize_group`](PublishAuthorizer::authorize_group)
+    /// with the route's group ([`RouteGroup::Publish`] or
+    /// [`RouteGroup::Admin`]).
     #[must_use]
     pub fn publish_authorizer(mut self, authorizer: impl PublishAuthorizer) -> Self {
         self.publisher = Some(Arc::new(authorizer));
@@ -244,6 +247,7 @@ impl SseEndpoints {
         if !methods.contains(&request.method) {
             return method_not_allowed(methods);
         }
+        let group = route.group();
         let admin = match route {
             // Streams are opened by `handle` and `connect`, never here.
             Route::Stream => return method_not_allowed(methods),
@@ -252,7 +256,7 @@ impl SseEndpoints {
             Route::Admin(admin) => admin,
         };
         if let Some(publisher) = &self.publisher {
-            if let Err(error) = publisher.authorize(request).await {
+            if let Err(error) = publisher.authorize_group(request, group).await {
                 return auth_error(&error);
             }
         }

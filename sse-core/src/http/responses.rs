@@ -80,6 +80,8 @@ pub fn auth_error(error: &AuthError) -> Response<Bytes> {
             StatusCode::FORBIDDEN,
             &serde_json::json!({ "error": error.to_string(), "channel": channel }),
         ),
+        AuthError::Forbidden(_) => self::error(StatusCode::FORBIDDEN, &error.to_string()),
+        AuthError::Unavailable(_) => self::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
     }
 }
 

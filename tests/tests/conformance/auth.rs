@@ -1,6 +1,8 @@
 //! Authentication with `SSE_AUTH_SECRET` (`docs/http-api.md`, "Identity"):
 //! missing or invalid tokens, the token from header, query or cookie, the
-//! `channels` claim, and the end of a stream at the token's expiry.
+//! `channels` claim, and the end of a stream at the token's expiry; with
+//! `SSE_JWT_PUBLIC_KEY`: RS256 tokens, their issuer and audience, and the
+//! roles that may publish and administer besides `SSE_PUBLISH_TOKEN`.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -228,4 +230,165 @@ pub(crate) async fn jwt_expiry_ends_the_stream(serve: ServeFn) {
     // The client comes back with a fresh token.
     let fresh = jwt(&json!({"sub": "alice", "exp": unix_now() + 600}));
     let _again = server.subscribe(&format!("access_token={fresh}")).await;
+}
+
+/// The path of a key fixture of `sse-core`'s tests.
+fn key_fixture(name: &str) -> String {
+    format!("{}/../sse-core/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An RS256 token with `claims`, signed with the fixture `rsa-private.pem`.
+fn rs256(claims: &Value) -> String {
+    let pem = std::fs::read(key_fixture("rsa-private.pem")).expect("the private key fixture");
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        claims,
+        &EncodingKey::from_rsa_pem(&pem).expect("an RSA private key"),
+    )
+    .expect("encodable claims")
+}
+
+pub(crate) async fn jwt_rs256_public_key(serve: ServeFn) {
+    let public = key_fixture("rsa-public.pem");
+    let server = TestServer::start(
+        serve,
+        &[
+            ("SSE_JWT_PUBLIC_KEY", &public),
+            ("SSE_JWT_ISSUER", "https://login.example.com/"),
+            ("SSE_JWT_AUDIENCE", "sse"),
+        ],
+    )
+    .await;
+    let exp = unix_now() + 600;
+    let claims = |extra: Value| {
+        let mut claims = json!({"sub": "alice", "iss": "https://login.example.com/", "aud": "sse", "exp": exp});
+        for (key, value) in extra.as_object().expect("an object") {
+            claims[key] = value.clone();
+        }
+        claims
+    };
+    // Key confusion: HS256 with the public key as the HMAC secret.
+    let public_pem = std::fs::read_to_string(&public).expect("the public key fixture");
+    let confused = jwt_signed(&claims(json!({})), &public_pem);
+    for (what, token, message) in [
+        (
+            "HS256 signed with the public key",
+            confused,
+            "the token's algorithm is not accepted",
+        ),
+        (
+            "another issuer",
+            rs256(&claims(json!({"iss": "https://evil.example.com/"}))),
+            "the token's issuer is not accepted",
+        ),
+        (
+            "another audience",
+            rs256(&claims(json!({"aud": "billing"}))),
+            "the token's audience is not accepted",
+        ),
+        (
+            "expired",
+            rs256(&claims(json!({"exp": unix_now() - 10}))),
+            "the token has expired",
+        ),
+        (
+            "not valid yet",
+            rs256(&claims(json!({"nbf": unix_now() + 3600}))),
+            "the token is not valid yet",
+        ),
+    ] {
+        let (status, body) = refused(&server, &format!("access_token={token}"), &[]).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, message, what);
+    }
+    assert_eq!(server.stats().await["connections"], 0, "nothing was registered");
+    let alice = server
+        .subscribe(&format!("access_token={}", rs256(&claims(json!({"sid": "s1"})))))
+        .await;
+    let listed = listed_by_client(&server).await;
+    assert_eq!(listed[&alice.client_id]["userId"], "alice");
+    assert_eq!(listed[&alice.client_id]["sessionId"], "s1");
+}
+
+pub(crate) async fn jwt_roles_publish_and_administer(serve: ServeFn) {
+    const TOKEN: &str = "the-publish-token";
+    let public = key_fixture("rsa-public.pem");
+    let server = TestServer::start(serve, &[("SSE_JWT_PUBLIC_KEY", &public), ("SSE_PUBLISH_TOKEN", TOKEN)]).await;
+    let exp = unix_now() + 600;
+    let publisher = rs256(&json!({"sub": "backend", "roles": ["sse:publish"], "exp": exp}));
+    let admin = rs256(&json!({"sub": "ops", "roles": ["sse:admin"], "exp": exp}));
+    let subscriber = rs256(&json!({"sub": "alice", "exp": exp}));
+    let mut alice = server.subscribe(&format!("access_token={subscriber}")).await;
+    let membership = json!({"clientId": alice.client_id, "channel": "red"});
+    let request = |method: Method, path: &str, bearer: &str| {
+        server
+            .client()
+            .request(method, server.url(path))
+            .header("authorization", format!("Bearer {bearer}"))
+    };
+    let publish = json!({"event": "hello", "target": "user", "targetId": "alice", "data": 1});
+    // A subscriber's token, without roles, may neither publish nor administer.
+    for (method, path, body) in [
+        (Method::POST, "/api/sse/publish", Some(&publish)),
+        (Method::GET, "/api/sse/stats", None),
+    ] {
+        let mut call = request(method.clone(), path, &subscriber);
+        if let Some(body) = body {
+            call = call.json(body);
+        }
+        let (status, body) = TestServer::send(call).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::FORBIDDEN,
+            "roles",
+            &format!("{method} {path} as a subscriber"),
+        );
+    }
+    // sse:publish publishes, and administers nothing.
+    let (status, body) = TestServer::send(request(Method::POST, "/api/sse/publish", &publisher).json(&publish)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["delivered"], 1);
+    alice.stream.expect_event("hello").await;
+    for (method, path) in [
+        (Method::GET, "/api/sse/stats"),
+        (Method::GET, "/api/sse/connections"),
+        (Method::POST, "/api/sse/subscribe"),
+        (Method::GET, "/api/sse/presence/red"),
+    ] {
+        let (status, body) = TestServer::send(request(method.clone(), path, &publisher).json(&membership)).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::FORBIDDEN,
+            "sse:admin",
+            &format!("{method} {path} as a publisher"),
+        );
+    }
+    // sse:admin does everything.
+    let (status, body) = TestServer::send(request(Method::POST, "/api/sse/publish", &admin).json(&publish)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (method, path) in [
+        (Method::GET, "/api/sse/stats"),
+        (Method::GET, "/api/sse/connections"),
+        (Method::POST, "/api/sse/subscribe"),
+        (Method::GET, "/api/sse/presence/red"),
+        (Method::POST, "/api/sse/unsubscribe"),
+    ] {
+        let (status, body) = TestServer::send(request(method.clone(), path, &admin).json(&membership)).await;
+        assert_eq!(status, StatusCode::OK, "{method} {path} as an admin: {body}");
+    }
+    let disconnect = format!("/api/sse/connections/{}", alice.client_id);
+    let (status, _) = TestServer::send(request(Method::DELETE, &disconnect, &admin)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The static token still does everything; an expired admin, nothing.
+    assert_eq!(server.stats().await["connections"], 0);
+    let expired = rs256(&json!({"sub": "ops", "roles": ["sse:admin"], "exp": unix_now() - 10}));
+    let (status, body) = TestServer::send(request(Method::GET, "/api/sse/stats", &expired)).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "the token has expired",
+        "an expired admin",
+    );
 }

@@ -66,6 +66,8 @@ macro_rules! conformance_tests {
                 auth::jwt_token_from_header_query_or_cookie,
                 auth::jwt_channels_claim_limits_channels,
                 auth::jwt_expiry_ends_the_stream,
+                auth::jwt_rs256_public_key,
+                auth::jwt_roles_publish_and_administer,
                 cors::cors_listed_origins_with_credentials,
                 cors::cors_unset_sends_no_cors_headers,
                 limits::per_address_limit,
