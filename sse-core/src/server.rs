@@ -9,9 +9,10 @@
 //! * **Request head** ([`ServerLimits::header_timeout`]): a connection whose
 //!   request head has not arrived in full within the time, from the moment
 //!   the server starts waiting for it (HTTP/1.1; hyper's header read
-//!   timeout). This covers a connection that sends nothing, a head sent a
-//!   byte at a time, and the wait for the next request on a kept-alive
-//!   connection.
+//!   timeout; for the first request of an HTTP/1.1 or HTTP/2 connection,
+//!   from its accept). This covers a connection that sends nothing, a head
+//!   sent a byte at a time, and the wait for the next request on a
+//!   kept-alive connection.
 //! * **Request body** ([`ServerLimits::body_timeout`]): a request body not
 //!   complete within the time after its head ([`TimedBody`]). The handler
 //!   reading it gets an error (the adapters answer `400`), and the
@@ -261,14 +262,21 @@ where
             })
         };
         let (builder, mut stopped) = (Arc::clone(&builder), stop.subscribe());
-        let keep_alive = limits.keep_alive_timeout;
+        let (keep_alive, header_timeout) = (limits.keep_alive_timeout, limits.header_timeout);
         tokio::spawn(async move {
             let _permit = permit;
             let mut connection = std::pin::pin!(builder.serve_connection_with_upgrades(io, service));
+            // Until its first request, the protocol is not known yet and
+            // hyper's header timeout does not run: bound that wait here.
+            let mut first_request = std::pin::pin!(tokio::time::sleep(header_timeout));
             let mut closing = false;
             let result = loop {
                 tokio::select! {
                     result = connection.as_mut() => break result,
+                    () = first_request.as_mut(), if !activity.began() => {
+                        tracing::debug!(%peer, "closing a connection without a request head");
+                        return;
+                    }
                     _ = stopped.changed(), if !closing => {
                         closing = true;
                         connection.as_mut().graceful_shutdown();
@@ -353,6 +361,7 @@ impl Throttle {
 #[derive(Debug, Default)]
 struct Activity {
     active: AtomicUsize,
+    began: std::sync::atomic::AtomicBool,
     changed: Notify,
 }
 
@@ -362,9 +371,15 @@ struct ActiveGuard(Arc<Activity>);
 
 impl Activity {
     fn begin(self: &Arc<Self>) -> ActiveGuard {
+        self.began.store(true, Ordering::Release);
         self.active.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
         ActiveGuard(Arc::clone(self))
+    }
+
+    /// Whether a request has begun on the connection.
+    fn began(&self) -> bool {
+        self.began.load(Ordering::Acquire)
     }
 
     /// Completes once no request has been in progress for `idle`.
