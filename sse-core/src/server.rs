@@ -434,8 +434,10 @@ mod tests {
         assert_eq!(limits.validate(), Ok(()));
         let config = SseConfig::builder().max_connections(50_000).build().expect("valid");
         assert_eq!(ServerLimits::for_config(&config).max_sockets, 55_000);
-        let mut short = ServerLimits::default();
-        short.write_timeout = Duration::from_millis(9);
+        let short = ServerLimits {
+            write_timeout: Duration::from_millis(9),
+            ..ServerLimits::default()
+        };
         assert!(matches!(
             short.validate(),
             Err(ServerLimitsError::TimeoutTooShort {
@@ -443,8 +445,10 @@ mod tests {
                 ..
             })
         ));
-        let mut none = ServerLimits::default();
-        none.max_sockets = 0;
+        let none = ServerLimits {
+            max_sockets: 0,
+            ..ServerLimits::default()
+        };
         assert_eq!(none.validate(), Err(ServerLimitsError::NoSockets));
     }
 
