@@ -38,7 +38,7 @@
 //! `debug` level only.
 //!
 //! Each request carries the client's socket address as a
-//! [`RemoteAddr`](crate::http::RemoteAddr) extension, which the per-address
+//! [`RemoteAddr`] extension, which the per-address
 //! limit reads.
 
 mod body;
