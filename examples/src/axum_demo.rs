@@ -1,11 +1,11 @@
 //! The axum demo server: [`sse_axum::router`] nested at `/api/sse`, the demo
 //! page, tower-http's [`CorsLayer`] for `SSE_CORS_ORIGINS`, the client's
-//! address from [`ConnectInfo`](axum::extract::ConnectInfo), and axum's
-//! graceful shutdown.
+//! address from [`ConnectInfo`](axum::extract::ConnectInfo), served by
+//! [`sse_axum::serve`] with the limits of `SSE_*` (timeouts, socket cap)
+//! until the graceful shutdown.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 
 use axum::Router;
@@ -29,10 +29,9 @@ pub fn serve(
     if !demo.config.cors_origins.is_empty() {
         app = app.layer(cors(&demo.config.cors_origins));
     }
-    // With the connect info, the router passes each client's address on for
-    // the per-address limit.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    Box::pin(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await })
+    // `sse_axum::serve` passes each client's address on for the per-address
+    // limit.
+    Box::pin(sse_axum::serve(listener, app, demo.config.server, shutdown))
 }
 
 /// Exactly `origins`, with credentials; a request from another origin gets

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sse_core::SseConfig;
 use sse_core::http::jwt::{JwtAlgorithm, JwtAuthenticator, JwtConfigError};
+use sse_core::server::ServerLimits;
 
 /// The demo servers' configuration, read from the environment variables of
 /// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), among them
@@ -18,9 +19,10 @@ use sse_core::http::jwt::{JwtAlgorithm, JwtAuthenticator, JwtConfigError};
 /// `SSE_IDLE_TIMEOUT_MS` (close connections without an event for that long),
 /// `SSE_PRESENCE_CHANNELS` (comma-separated channel patterns that get
 /// `presence` events) and `SSE_PRESENCE_TIMEOUT_MS` (with Redis, how long an
-/// instance's presence outlives its last renewal), and the memory bounds
+/// instance's presence outlives its last renewal), the memory bounds
 /// `SSE_HISTORY_BYTES`, `SSE_CLIENT_QUEUE_BYTES` and
-/// `SSE_FRAME_BUDGET_BYTES`, and `SSE_IDEMPOTENCY_WINDOW_MS`.
+/// `SSE_FRAME_BUDGET_BYTES`, `SSE_IDEMPOTENCY_WINDOW_MS`, and the server's
+/// own limits ([`EnvConfig::server`]).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -54,6 +56,11 @@ pub struct EnvConfig {
     /// `SSE_REDIS_PREFIX`: the key prefix of the Redis backplane (its
     /// default when unset); instances with the same prefix share events.
     pub redis_prefix: Option<String>,
+    /// The server's timeouts and socket cap: `SSE_HEADER_TIMEOUT_MS`,
+    /// `SSE_BODY_TIMEOUT_MS`, `SSE_KEEP_ALIVE_TIMEOUT_MS`,
+    /// `SSE_WRITE_TIMEOUT_MS` (each at least 10) and `SSE_MAX_SOCKETS` (at
+    /// least 1); [`ServerLimits::for_config`] for those unset.
+    pub server: ServerLimits,
 }
 
 /// An environment variable holds a value that cannot be used.
@@ -206,6 +213,20 @@ impl EnvConfig {
             value: String::new(),
             reason: error.to_string(),
         })?;
+        let mut server = ServerLimits::for_config(&sse);
+        for (name, field) in [
+            ("SSE_HEADER_TIMEOUT_MS", &mut server.header_timeout),
+            ("SSE_BODY_TIMEOUT_MS", &mut server.body_timeout),
+            ("SSE_KEEP_ALIVE_TIMEOUT_MS", &mut server.keep_alive_timeout),
+            ("SSE_WRITE_TIMEOUT_MS", &mut server.write_timeout),
+        ] {
+            if let Some(ms) = parse_with(name, &at_least_10)? {
+                *field = Duration::from_millis(ms);
+            }
+        }
+        if let Some(n) = parse_with("SSE_MAX_SOCKETS", &positive)? {
+            server.max_sockets = size(n);
+        }
         let non_empty = |name: &'static str| -> Result<Option<String>, EnvError> {
             match get(name) {
                 None => Ok(None),
@@ -262,6 +283,7 @@ impl EnvConfig {
             cors_origins,
             redis_url: non_empty("SSE_REDIS_URL")?,
             redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
+            server,
         };
         // Reads the key and checks the JWT settings together, now.
         config.jwt()?;
@@ -451,6 +473,39 @@ mod tests {
             ("SSE_PRESENCE_CHANNELS", "a\u{7}b"),
             ("SSE_PRESENCE_TIMEOUT_MS", "99"),
             ("SSE_PRESENCE_TIMEOUT_MS", "later"),
+        ] {
+            let error = env(&[(name, value)]).expect_err(value);
+            assert_eq!(error.variable, name);
+        }
+    }
+
+    #[test]
+    fn server_limits() {
+        let config = env(&[]).expect("defaults");
+        assert_eq!(config.server, ServerLimits::default());
+        assert_eq!(config.server.max_sockets, 11_024, "10,000 connections and headroom");
+        let config = env(&[("SSE_MAX_CONNECTIONS", "100")]).expect("valid");
+        assert_eq!(config.server.max_sockets, 1_124, "derived from SSE_MAX_CONNECTIONS");
+        let config = env(&[
+            ("SSE_HEADER_TIMEOUT_MS", "300"),
+            ("SSE_BODY_TIMEOUT_MS", "400"),
+            ("SSE_KEEP_ALIVE_TIMEOUT_MS", "500"),
+            ("SSE_WRITE_TIMEOUT_MS", "600"),
+            ("SSE_MAX_SOCKETS", "50"),
+        ])
+        .expect("valid");
+        assert_eq!(config.server.header_timeout, Duration::from_millis(300));
+        assert_eq!(config.server.body_timeout, Duration::from_millis(400));
+        assert_eq!(config.server.keep_alive_timeout, Duration::from_millis(500));
+        assert_eq!(config.server.write_timeout, Duration::from_millis(600));
+        assert_eq!(config.server.max_sockets, 50);
+        for (name, value) in [
+            ("SSE_HEADER_TIMEOUT_MS", "9"),
+            ("SSE_BODY_TIMEOUT_MS", "0"),
+            ("SSE_KEEP_ALIVE_TIMEOUT_MS", "soon"),
+            ("SSE_WRITE_TIMEOUT_MS", "-1"),
+            ("SSE_MAX_SOCKETS", "0"),
+            ("SSE_MAX_SOCKETS", "lots"),
         ] {
             let error = env(&[(name, value)]).expect_err(value);
             assert_eq!(error.variable, name);

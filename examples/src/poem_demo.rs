@@ -1,6 +1,7 @@
 //! The poem demo server: [`sse_poem::SseEndpoint`] nested at `/api/sse`, the
-//! demo page, poem's [`Cors`] middleware for `SSE_CORS_ORIGINS`, and poem's
-//! graceful shutdown.
+//! demo page, poem's [`Cors`] middleware for `SSE_CORS_ORIGINS`, served by
+//! [`sse_poem::serve`] with the limits of `SSE_*` (timeouts, socket cap)
+//! until the graceful shutdown.
 
 use std::future::Future;
 use std::io;
@@ -9,13 +10,12 @@ use std::sync::Arc;
 
 use poem::error::NotFoundError;
 use poem::http::header;
-use poem::listener::TcpAcceptor;
 use poem::middleware::Cors;
-use poem::{Endpoint, EndpointExt as _, Request, Route, Server, handler};
+use poem::{Endpoint, EndpointExt as _, Request, Route, handler};
 use sse_poem::{SseEndpoint, SseResponse};
 use tokio::net::TcpListener;
 
-use crate::{CORS_HEADERS, CORS_METHODS, Demo, SHUTDOWN_GRACE, Shutdown};
+use crate::{CORS_HEADERS, CORS_METHODS, Demo, Shutdown};
 
 /// Serves the demo contract with poem on `listener` until `shutdown`
 /// completes and every connection has closed.
@@ -57,12 +57,7 @@ pub fn serve(
         })
         .boxed()
     };
-    Box::pin(async move {
-        let acceptor = TcpAcceptor::from_tokio(listener)?;
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
-            .await
-    })
+    Box::pin(sse_poem::serve(listener, app, demo.config.server, shutdown))
 }
 
 #[handler]

@@ -1,13 +1,13 @@
 //! The warp demo server: [`sse_warp::filter`] behind `/api/sse`, the demo
-//! page, [`warp::cors()`] for `SSE_CORS_ORIGINS`, and warp's graceful
-//! shutdown.
+//! page, [`warp::cors()`] for `SSE_CORS_ORIGINS`, served by
+//! [`sse_warp::serve`] with the limits of `SSE_*` (timeouts, socket cap)
+//! until the graceful shutdown.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 use warp::Filter;
 use warp::http::{HeaderMap, Method};
@@ -28,11 +28,9 @@ pub fn serve(
         .and(warp::path::full())
         .map(|method: Method, path: FullPath| crate::page(&method, path.as_str()));
     let routes = sse.or(page);
-    // Boxed as they are: awaited inside an `async` block, warp 0.4's server
-    // future fails the compiler's `Send` check (warp issue #1130).
+    let limits = demo.config.server;
     if origins.is_empty() {
-        let server = warp::serve(routes).incoming(listener).graceful(shutdown).run();
-        return Box::pin(server.map(Ok));
+        return Box::pin(sse_warp::serve(listener, warp::service(routes), limits, shutdown));
     }
     let cors = warp::cors()
         .allow_origins(origins.iter().map(String::as_str))
@@ -49,6 +47,5 @@ pub fn serve(
         })
         .untuple_one();
     let routes = from_listed_origin.and(routes.clone().with(cors)).or(routes);
-    let server = warp::serve(routes).incoming(listener).graceful(shutdown).run();
-    Box::pin(server.map(Ok))
+    Box::pin(sse_warp::serve(listener, warp::service(routes), limits, shutdown))
 }

@@ -23,8 +23,12 @@
 //! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection), any
 //!   stream of frames ([`SseResponse::from_stream`]) or any
 //!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
+//! * [`serve`]: serves a [`Router`] on a Tokio listener with the timeouts
+//!   and the open socket cap of [`ServerLimits`], which a server facing the
+//!   internet needs (axum's own `serve` has none), passing each client's
+//!   address on.
 //!
-//! Served with
+//! Served with [`serve`], or with
 //! [`into_make_service_with_connect_info::<SocketAddr>()`](Router::into_make_service_with_connect_info),
 //! the router and [`SseConnect`] pass each client's address on as a
 //! [`RemoteAddr`], so that
@@ -41,7 +45,7 @@
 //!     let endpoints = SseEndpoints::new(manager, DevIdentity::enable());
 //!     let app = axum::Router::new().nest("/api/sse", sse_axum::router(endpoints));
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     axum::serve(listener, app).await?;
+//!     sse_axum::serve(listener, app, sse_axum::ServerLimits::default(), std::future::pending()).await?;
 //!     Ok(())
 //! }
 //! ```
@@ -117,6 +121,8 @@ use sse_core::ConnectOptions;
 use sse_core::http::{
     MAX_BODY_BYTES, RemoteAddr, RouteGroup, RoutePath, SseEndpoints, payload_too_large, unreadable_body,
 };
+pub use sse_core::server::ServerLimits;
+use sse_core::server::{Incoming, TimedBody};
 
 pub use sse_core;
 
@@ -233,4 +239,48 @@ async fn handle(State(mounted): State<Mounted>, mut request: Parts, body: Result
         None => mounted.endpoints.handle(&request, path, body).await,
     };
     SseResponse(reply).into_response()
+}
+
+/// Serves `app` on `listener` under `limits` until `shutdown` completes
+/// (pass [`std::future::pending()`] to serve until the process ends), then
+/// stops accepting, lets requests in progress finish and returns once every
+/// connection has closed: axum's `serve` with the request head, body,
+/// idle keep-alive and write timeouts and the open socket cap of
+/// [`ServerLimits`] (see [`sse_core::server`]).
+///
+/// Each request carries the client's address as
+/// [`ConnectInfo<SocketAddr>`](ConnectInfo) (and as a [`RemoteAddr`]), so
+/// that the per-address limit applies. A request body that does not arrive
+/// within [`ServerLimits::body_timeout`] cannot be read: the built-in routes
+/// answer `400`.
+///
+/// Stop the SSE connections first (with
+/// [`SseManager::shutdown`](sse_core::SseManager::shutdown)) in the future
+/// you pass as `shutdown`: streams are requests in progress, which a
+/// graceful shutdown waits for.
+///
+/// # Errors
+/// [`std::io::ErrorKind::InvalidInput`] when `limits` do not
+/// [`validate`](ServerLimits::validate).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let body_timeout = limits.body_timeout;
+    let handler = move |mut request: http::Request<Incoming>| {
+        if let Some(RemoteAddr(addr)) = request.extensions().get::<RemoteAddr>().copied() {
+            request.extensions_mut().insert(ConnectInfo(addr));
+        }
+        let request = request.map(|body| Body::new(TimedBody::new(body, body_timeout)));
+        let mut app = app.clone();
+        async move {
+            match tower_service::Service::call(&mut app, request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    };
+    sse_core::server::serve(listener, limits, handler, shutdown).await
 }

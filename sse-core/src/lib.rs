@@ -48,6 +48,8 @@ pub mod http;
 mod manager;
 mod queue;
 pub mod runtime;
+#[cfg(feature = "server")]
+pub mod server;
 mod stats;
 mod target;
 #[cfg(feature = "test-util")]

@@ -29,10 +29,13 @@
 //! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection), any
 //!   stream of frames ([`SseResponse::from_stream`]) or any
 //!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
+//! * [`serve`]: serves an [`Endpoint`] on a Tokio listener with the timeouts
+//!   and the open socket cap of [`ServerLimits`], which a server facing the
+//!   internet needs, and notices a client that closed its socket at once
+//!   (see [Clients that go away](#clients-that-go-away)).
 //!
 //! ```no_run
-//! use poem::listener::TcpListener;
-//! use poem::{Route, Server};
+//! use poem::Route;
 //! use sse_poem::SseEndpoint;
 //! use sse_poem::sse_core::SseManager;
 //! use sse_poem::sse_core::http::{DevIdentity, SseEndpoints};
@@ -42,7 +45,8 @@
 //!     let manager = SseManager::builder().build()?;
 //!     let endpoints = SseEndpoints::new(manager, DevIdentity::enable());
 //!     let app = Route::new().nest("/api/sse", SseEndpoint::new(endpoints));
-//!     Server::new(TcpListener::bind("127.0.0.1:3000")).run(app).await?;
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     sse_poem::serve(listener, app, sse_poem::ServerLimits::default(), std::future::pending()).await?;
 //!     Ok(())
 //! }
 //! ```
@@ -97,12 +101,14 @@
 //!
 //! # Clients that go away
 //!
-//! poem 3.1's server keeps polling a connection's response body after its
-//! client has closed the socket, until a write to it fails. A client that
-//! goes away is therefore unregistered when the next frame is written to it,
-//! at the latest after one heartbeat interval
+//! Served by [`serve`], a stream whose client closes its socket is dropped,
+//! and so unregistered, at once, as with axum and warp. poem 3.1's own
+//! `Server` keeps polling a connection's response body after its client has
+//! closed the socket, until a write to it fails: there, a client that goes
+//! away is unregistered when the next frame is written to it, at the latest
+//! after one heartbeat interval
 //! ([`SseConfig::heartbeat_interval`](sse_core::SseConfig::heartbeat_interval)),
-//! where axum and warp notice it at once.
+//! and its place counts against the connection limits until then.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -110,12 +116,17 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use http::request::Parts;
+use http::uri::Scheme;
+use poem::Addr;
 use poem::error::{GetDataError, NotFoundError, ReadBodyError};
+use poem::web::{LocalAddr, RemoteAddr as PoemRemoteAddr};
 use poem::{Body, Endpoint, EndpointExt as _, FromRequest, IntoResponse, Request, RequestBody, Response, Route};
 use sse_core::ConnectOptions;
 use sse_core::http::{
     MAX_BODY_BYTES, RemoteAddr, RouteGroup, RoutePath, SseEndpoints, payload_too_large, unreadable_body,
 };
+pub use sse_core::server::ServerLimits;
+use sse_core::server::{Incoming, TimedBody};
 
 pub use sse_core;
 
@@ -258,3 +269,57 @@ pub fn mount(route: Route, group: RouteGroup, endpoint: impl Endpoint + 'static)
     }
     route
 }
+
+/// Serves `endpoint` on `listener` under `limits` until `shutdown` completes
+/// (pass [`std::future::pending()`] to serve until the process ends), then
+/// stops accepting, lets requests in progress finish and returns once every
+/// connection has closed: poem's `Server` replaced by the server loop of
+/// [`sse_core::server`], with its request head, body, idle keep-alive and
+/// write timeouts and open socket cap ([`ServerLimits`]).
+///
+/// Served this way, a stream whose client closes its socket is dropped, and
+/// unregistered, at once, as with axum and warp (poem's own server notices
+/// it only when a write to the socket fails). Each request carries the
+/// client's address ([`Request::remote_addr`], and a [`RemoteAddr`]
+/// extension), the listener's address ([`Request::local_addr`]) and the
+/// `http` scheme. A request body that does not arrive within
+/// [`ServerLimits::body_timeout`] cannot be read: the built-in endpoint
+/// answers `400`.
+///
+/// Stop the SSE connections first (with
+/// [`SseManager::shutdown`](sse_core::SseManager::shutdown)) in the future
+/// you pass as `shutdown`: streams are requests in progress, which a
+/// graceful shutdown waits for.
+///
+/// # Errors
+/// The listener's local address cannot be read;
+/// [`io::ErrorKind::InvalidInput`] when `limits` do not
+/// [`validate`](ServerLimits::validate).
+pub async fn serve<E>(
+    listener: tokio::net::TcpListener,
+    endpoint: E,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()>
+where
+    E: Endpoint + 'static,
+{
+    let local = LocalAddr(Addr::SocketAddr(listener.local_addr()?));
+    let endpoint = Arc::new(endpoint);
+    let body_timeout = limits.body_timeout;
+    let handler = move |request: http::Request<Incoming>| {
+        let remote = match request.extensions().get::<RemoteAddr>() {
+            Some(RemoteAddr(addr)) => PoemRemoteAddr(Addr::SocketAddr(*addr)),
+            None => PoemRemoteAddr(Addr::default()),
+        };
+        let mut request = Request::from((request, local.clone(), remote, Scheme::HTTP));
+        let body = TimedBody::new(BoxBody::from(request.take_body()), body_timeout);
+        request.set_body(Body::from(BoxBody::new(body)));
+        let endpoint = Arc::clone(&endpoint);
+        async move { http::Response::<BoxBody>::from(endpoint.get_response(request).await) }
+    };
+    sse_core::server::serve(listener, limits, handler, shutdown).await
+}
+
+/// The body type of poem's requests and responses.
+type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, io::Error>;

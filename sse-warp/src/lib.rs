@@ -30,6 +30,10 @@
 //! * [`SseResponse`]: a [`Reply`] for a [`Connection`](sse_core::Connection), any stream of
 //!   frames ([`SseResponse::from_stream`]) or any
 //!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
+//! * [`serve`]: serves a [`Filter`] (as [`warp::service`]) on a Tokio listener with the timeouts
+//!   and the open socket cap of [`ServerLimits`], which a server facing the
+//!   internet needs (warp's own server has none), passing each client's
+//!   address on.
 //!
 //! ```no_run
 //! use sse_warp::sse_core::SseManager;
@@ -42,7 +46,8 @@
 //!     let endpoints = SseEndpoints::new(manager, DevIdentity::enable());
 //!     let routes = warp::path!("api" / "sse" / ..).and(sse_warp::filter(endpoints));
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     warp::serve(routes).incoming(listener).run().await;
+//!     let service = warp::service(routes);
+//!     sse_warp::serve(listener, service, sse_warp::ServerLimits::default(), std::future::pending()).await?;
 //!     Ok(())
 //! }
 //! ```
@@ -102,6 +107,8 @@ use sse_core::ConnectOptions;
 use sse_core::http::{
     AuthError, MAX_BODY_BYTES, RemoteAddr, RouteGroup, SseEndpoints, payload_too_large, unreadable_body,
 };
+pub use sse_core::server::ServerLimits;
+use sse_core::server::{Incoming, TimedBody};
 use warp::path::{FullPath, Tail};
 use warp::reject::Reject;
 use warp::{Filter, Rejection, Reply};
@@ -132,8 +139,8 @@ impl Reply for SseResponse {
 
 /// Extracts the request's method, URI (path and query) and headers as
 /// [`Parts`], the request type of [`SseEndpoints`], with the client's address
-/// ([`warp::addr::remote`]) as a [`RemoteAddr`] extension when the server
-/// knows it.
+/// ([`warp::addr::remote`], or the [`RemoteAddr`] extension [`serve`]
+/// sets) as a [`RemoteAddr`] extension when the server knows it.
 pub fn request_parts() -> impl Filter<Extract = (Parts,), Error = Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
@@ -141,8 +148,14 @@ pub fn request_parts() -> impl Filter<Extract = (Parts,), Error = Infallible> + 
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::addr::remote())
+        .and(warp::ext::optional::<RemoteAddr>())
         .map(
-            |method: Method, path: FullPath, query: String, headers: HeaderMap, remote: Option<SocketAddr>| {
+            |method: Method,
+             path: FullPath,
+             query: String,
+             headers: HeaderMap,
+             remote: Option<SocketAddr>,
+             served: Option<RemoteAddr>| {
                 let (mut parts, ()) = http::Request::new(()).into_parts();
                 let uri = if query.is_empty() {
                     path.as_str().parse::<Uri>()
@@ -153,8 +166,8 @@ pub fn request_parts() -> impl Filter<Extract = (Parts,), Error = Infallible> + 
                 parts.uri = uri.unwrap_or_default();
                 parts.method = method;
                 parts.headers = headers;
-                if let Some(addr) = remote {
-                    parts.extensions.insert(RemoteAddr(addr));
+                if let Some(addr) = remote.map(RemoteAddr).or(served) {
+                    parts.extensions.insert(addr);
                 }
                 parts
             },
@@ -202,7 +215,7 @@ pub async fn recover(rejection: Rejection) -> Result<SseResponse, Rejection> {
 /// the filter rejects it as not found, leaving it to your other routes, as
 /// the axum and poem adapters do.
 pub fn filter(endpoints: SseEndpoints) -> impl Filter<Extract = (SseResponse,), Error = Rejection> + Clone {
-    serve(endpoints, None)
+    answer(endpoints, None)
 }
 
 /// The endpoints of `group` alone as a [`Filter`], to mount behind a path
@@ -215,11 +228,11 @@ pub fn routes(
     endpoints: SseEndpoints,
     group: RouteGroup,
 ) -> impl Filter<Extract = (SseResponse,), Error = Rejection> + Clone {
-    serve(endpoints, Some(group))
+    answer(endpoints, Some(group))
 }
 
 /// Answers the requests below the prefix, of `group` if there is one.
-fn serve(
+fn answer(
     endpoints: SseEndpoints,
     group: Option<RouteGroup>,
 ) -> impl Filter<Extract = (SseResponse,), Error = Rejection> + Clone {
@@ -267,4 +280,63 @@ async fn read_body<B: Buf>(body: impl Stream<Item = Result<B, warp::Error>>) -> 
         bytes.put(chunk);
     }
     Ok(bytes.freeze())
+}
+
+/// Serves `service`, a filter made a service by [`warp::service`], on
+/// `listener` under `limits` until `shutdown` completes (pass
+/// [`std::future::pending()`] to serve until the process ends), then stops
+/// accepting, lets requests in progress finish and returns once every
+/// connection has closed: `warp::serve` with the request head, body, idle
+/// keep-alive and write timeouts and the open socket cap of
+/// [`ServerLimits`] (see [`sse_core::server`]). A connection that fails (a
+/// client that went away, a timeout) is logged at `debug` level only.
+///
+/// ```no_run
+/// # async fn run(routes: impl warp::Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// sse_warp::serve(listener, warp::service(routes), sse_warp::ServerLimits::default(), std::future::pending()).await
+/// # }
+/// ```
+///
+/// Each request carries the client's address as a [`RemoteAddr`]
+/// extension, which [`request_parts`] reads, so that the per-address limit
+/// applies. (`warp::addr::remote` knows only the addresses of warp's own
+/// server and yields `None` here.) A request body that does not arrive
+/// within [`ServerLimits::body_timeout`] cannot be read: the built-in
+/// filters answer `400`.
+///
+/// Stop the SSE connections first (with
+/// [`SseManager::shutdown`](sse_core::SseManager::shutdown)) in the future
+/// you pass as `shutdown`: streams are requests in progress, which a
+/// graceful shutdown waits for.
+///
+/// # Errors
+/// [`std::io::ErrorKind::InvalidInput`] when `limits` do not
+/// [`validate`](ServerLimits::validate).
+pub async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    S: tower_service::Service<http::Request<TimedBody<Incoming>>, Response = warp::reply::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let body_timeout = limits.body_timeout;
+    let handler = move |request: http::Request<Incoming>| {
+        let request = request.map(|body| TimedBody::new(body, body_timeout));
+        let mut service = service.clone();
+        async move {
+            match service.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    };
+    sse_core::server::serve(listener, limits, handler, shutdown).await
 }
