@@ -644,7 +644,10 @@ impl World {
         prop_assert_eq!(info.session_id, spec.session.map(|s| session(spec.user, s)));
         let names: BTreeSet<String> = spec.channels.iter().map(|&c| CHANNELS[c].to_owned()).collect();
         prop_assert_eq!(&info.channels, &names);
-        let keys: Vec<&str> = info.metadata.keys().map(String::as_str).collect();
+        // The query's other parameters are the client's word, never the
+        // server's metadata.
+        prop_assert!(info.metadata.is_empty());
+        let keys: Vec<&str> = info.client_metadata.keys().map(String::as_str).collect();
         prop_assert_eq!(keys, if spec.device { vec!["device"] } else { vec![] });
 
         let n = self.events.len();
