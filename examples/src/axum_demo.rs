@@ -23,9 +23,13 @@ pub fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
+    let manager = demo.endpoints.manager().clone();
     let mut app = Router::new()
         .nest("/api/sse", sse_axum::router(demo.endpoints))
-        .fallback(|method: Method, uri: Uri| async move { SseResponse::new(crate::page(&method, uri.path())) });
+        .fallback(move |method: Method, uri: Uri| async move {
+            let probed = crate::probe(&manager, &method, uri.path()).await;
+            SseResponse::new(probed.unwrap_or_else(|| crate::page(&method, uri.path())))
+        });
     if !demo.config.cors_origins.is_empty() {
         app = app.layer(cors(&demo.config.cors_origins));
     }

@@ -61,6 +61,10 @@ pub struct EnvConfig {
     /// `SSE_WRITE_TIMEOUT_MS` (each at least 10) and `SSE_MAX_SOCKETS` (at
     /// least 1); [`ServerLimits::for_config`] for those unset.
     pub server: ServerLimits,
+    /// `SSE_DRAIN_MS`: how long a demo stays up, not ready
+    /// (`GET /readyz` answers `503`) but still streaming, between a shutdown
+    /// signal and the end of its streams (default 0).
+    pub drain: Duration,
 }
 
 /// An environment variable holds a value that cannot be used.
@@ -227,6 +231,7 @@ impl EnvConfig {
         if let Some(n) = parse_with("SSE_MAX_SOCKETS", &positive)? {
             server.max_sockets = size(n);
         }
+        let drain = Duration::from_millis(parse_with("SSE_DRAIN_MS", &count)?.unwrap_or(0));
         let non_empty = |name: &'static str| -> Result<Option<String>, EnvError> {
             match get(name) {
                 None => Ok(None),
@@ -284,6 +289,7 @@ impl EnvConfig {
             redis_url: non_empty("SSE_REDIS_URL")?,
             redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
             server,
+            drain,
         };
         // Reads the key and checks the JWT settings together, now.
         config.jwt()?;
@@ -461,6 +467,11 @@ mod tests {
         assert_eq!(config.sse.client_queue_bytes(), 64 << 10);
         assert_eq!(config.sse.frame_memory_budget(), 4 << 20);
         assert_eq!(config.sse.idempotency_window(), Duration::from_secs(60));
+        assert_eq!(env(&[]).expect("defaults").drain, Duration::ZERO);
+        assert_eq!(
+            env(&[("SSE_DRAIN_MS", "2500")]).expect("valid").drain,
+            Duration::from_millis(2500)
+        );
         for (name, value) in [
             ("SSE_MAX_PER_ADDR", "0"),
             ("SSE_MAX_PER_ADDR", "many"),
@@ -473,6 +484,7 @@ mod tests {
             ("SSE_PRESENCE_CHANNELS", "a\u{7}b"),
             ("SSE_PRESENCE_TIMEOUT_MS", "99"),
             ("SSE_PRESENCE_TIMEOUT_MS", "later"),
+            ("SSE_DRAIN_MS", "-5"),
         ] {
             let error = env(&[(name, value)]).expect_err(value);
             assert_eq!(error.variable, name);

@@ -54,6 +54,18 @@ pub fn page(method: &Method, path: &str) -> Response<Bytes> {
     }
 }
 
+/// The probes every demo serves: `GET /healthz` (liveness) and
+/// `GET /readyz` (readiness, [`sse_core::http::readyz`]); `None` for any
+/// other request.
+pub async fn probe(manager: &SseManager, method: &Method, path: &str) -> Option<Response<Bytes>> {
+    match (path, method) {
+        ("/healthz", &Method::GET | &Method::HEAD) => Some(sse_core::http::healthz()),
+        ("/readyz", &Method::GET | &Method::HEAD) => Some(sse_core::http::readyz(manager).await),
+        ("/healthz" | "/readyz", _) => Some(sse_core::http::method_not_allowed(&[Method::GET, Method::HEAD])),
+        _ => None,
+    }
+}
+
 /// The JSON `404` of every demo for a path it does not serve.
 pub fn not_found() -> Response<Bytes> {
     sse_core::http::error(StatusCode::NOT_FOUND, "no such endpoint")
@@ -222,11 +234,18 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 }
 
 /// The shutdown future handed to a framework: completes when `signal` does,
-/// after closing every SSE connection (with a final `system` event) so that
-/// the framework's graceful shutdown does not wait on endless streams.
-pub fn graceful(manager: SseManager, signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+/// after draining for `drain` (not ready, still streaming: a load balancer
+/// stops sending clients) and then closing every SSE connection (with a
+/// final `system` event) so that the framework's graceful shutdown does not
+/// wait on endless streams.
+pub fn graceful(manager: SseManager, drain: Duration, signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
     Box::pin(async move {
         signal.await;
+        manager.drain();
+        if !drain.is_zero() {
+            tracing::info!(?drain, "shutting down: draining, not ready");
+            tokio::time::sleep(drain).await;
+        }
         tracing::info!("shutting down: closing every SSE connection");
         let goodbye = Event::system("shutdown", &serde_json::json!({ "reason": "server shutting down" })).ok();
         manager.shutdown(goodbye).await;
@@ -260,6 +279,7 @@ pub fn run(serve: ServeFn) -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let config = EnvConfig::from_env()?;
         let addr: SocketAddr = config.addr;
+        let drain = config.drain;
         let demo = Demo::new(config).await?;
         let listener = TcpListener::bind(addr).await?;
         let stop = shutdown_signal();
@@ -269,7 +289,7 @@ pub fn run(serve: ServeFn) -> std::process::ExitCode {
             stop.await;
             let _ = signalled_tx.send(());
         };
-        let shutdown = graceful(demo.manager().clone(), signal);
+        let shutdown = graceful(demo.manager().clone(), drain, signal);
         let server = serve(demo, listener, shutdown);
         tokio::pin!(server);
         tokio::select! {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use poem::error::NotFoundError;
 use poem::http::header;
 use poem::middleware::Cors;
+use poem::web::Data;
 use poem::{Endpoint, EndpointExt as _, Request, Route, handler};
+use sse_core::SseManager;
 use sse_poem::{SseEndpoint, SseResponse};
 use tokio::net::TcpListener;
 
@@ -25,10 +27,12 @@ pub fn serve(
     shutdown: Shutdown,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
     let origins = demo.config.cors_origins.clone();
+    let manager = demo.endpoints.manager().clone();
     let app = Route::new()
         .nest("/api/sse", SseEndpoint::new(demo.endpoints))
         .at("/", page)
         .at("/*path", page)
+        .data(manager)
         // `/api/sse/` is no endpoint: the same JSON 404 as in the other demos.
         .catch_error(|_: NotFoundError| async { SseResponse::new(crate::not_found()) })
         .map_to_response();
@@ -61,6 +65,8 @@ pub fn serve(
 }
 
 #[handler]
-fn page(request: &Request) -> SseResponse {
-    SseResponse::new(crate::page(request.method(), request.uri().path()))
+async fn page(request: &Request, Data(manager): Data<&SseManager>) -> SseResponse {
+    let (method, path) = (request.method(), request.uri().path());
+    let probed = crate::probe(manager, method, path).await;
+    SseResponse::new(probed.unwrap_or_else(|| crate::page(method, path)))
 }

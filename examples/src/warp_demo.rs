@@ -23,10 +23,17 @@ pub fn serve(
     shutdown: Shutdown,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
     let origins = demo.config.cors_origins.clone();
+    let manager = demo.endpoints.manager().clone();
     let sse = warp::path!("api" / "sse" / ..).and(sse_warp::filter(demo.endpoints));
     let page = warp::method()
         .and(warp::path::full())
-        .map(|method: Method, path: FullPath| crate::page(&method, path.as_str()));
+        .then(move |method: Method, path: FullPath| {
+            let manager = manager.clone();
+            async move {
+                let probed = crate::probe(&manager, &method, path.as_str()).await;
+                probed.unwrap_or_else(|| crate::page(&method, path.as_str()))
+            }
+        });
     let routes = sse.or(page);
     let limits = demo.config.server;
     if origins.is_empty() {

@@ -241,6 +241,15 @@ pub trait Backplane: Send + Sync + 'static {
     /// Delivers the log to `sink` until the manager goes away.
     async fn run(self: Arc<Self>, sink: BackplaneSink);
 
+    /// Checks that the log answers, for a readiness probe
+    /// ([`SseManager::ready`](crate::SseManager::ready)). Default: always.
+    ///
+    /// # Errors
+    /// When the log cannot be reached.
+    async fn check(&self) -> Result<(), BackplaneError> {
+        Ok(())
+    }
+
     /// Whether this backplane keeps presence across instances. Default
     /// `false`: each instance then counts and notifies its own connections.
     ///

@@ -144,6 +144,24 @@ impl SendError {
     }
 }
 
+/// Why [`SseManager::ready`](crate::SseManager::ready) says this instance
+/// should not take new clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotReady {
+    /// [`SseManager::drain`](crate::SseManager::drain) was called: the
+    /// instance is about to shut down.
+    #[error("draining before shutdown")]
+    Draining,
+    /// The manager is shut down.
+    #[error("shut down")]
+    ShutDown,
+    /// The backplane does not answer; its error is the
+    /// [source](std::error::Error::source).
+    #[error("the backplane does not answer: {0}")]
+    Backplane(#[source] BackplaneError),
+}
+
 /// [`SseManager::presence`](crate::SseManager::presence) could not answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

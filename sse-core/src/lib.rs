@@ -63,7 +63,9 @@ pub use async_trait::async_trait;
 pub use backplane::{Appended, Backplane, BackplaneError, BackplaneSink, PresenceCount, PresenceUpdate};
 pub use config::{ConnectedEvent, Heartbeat, SseConfig, SseConfigBuilder, UserLimitPolicy};
 pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
-pub use error::{ConfigError, ConnectError, EventError, PresenceError, SendError, SubscribeError, TransportError};
+pub use error::{
+    ConfigError, ConnectError, EventError, NotReady, PresenceError, SendError, SubscribeError, TransportError,
+};
 pub use event::{Event, EventBuilder, NotificationKind};
 pub use manager::{
     ConnectContext, Delivery, DisconnectContext, MAX_IDEMPOTENCY_KEY_LEN, PresenceMember, SseManager,

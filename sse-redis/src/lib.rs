@@ -349,6 +349,10 @@ impl Backplane for RedisBackplane {
         }
     }
 
+    async fn check(&self) -> Result<(), BackplaneError> {
+        self.ping().await.map_err(BackplaneError::new)
+    }
+
     fn shares_presence(&self) -> bool {
         true
     }

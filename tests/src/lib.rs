@@ -87,6 +87,7 @@ impl TestServer {
         variables.insert("SSE_ADDR".to_owned(), "127.0.0.1:0".to_owned());
         let config = EnvConfig::from_lookup(|name| variables.get(name).cloned()).expect("valid contract settings");
         let publish_token = config.publish_token.clone();
+        let drain = config.drain;
         let demo = bounded("the demo to start", Demo::new(config))
             .await
             .expect("the demo accepts the settings");
@@ -100,7 +101,7 @@ impl TestServer {
         let signal = async move {
             let _ = stopped.await;
         };
-        let shutdown = sse_examples::graceful(manager.clone(), signal);
+        let shutdown = sse_examples::graceful(manager.clone(), drain, signal);
         let mut task = tokio::spawn(serve(demo, listener, shutdown));
 
         let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
@@ -145,6 +146,15 @@ impl TestServer {
     /// The HTTP client the helpers use (no proxy, no timeout of its own).
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// Triggers the graceful shutdown without waiting for it: the server
+    /// drains (for `SSE_DRAIN_MS`), then ends its streams. [`TestServer::stop`]
+    /// waits for the end.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Triggers the graceful shutdown and waits for the server to finish.

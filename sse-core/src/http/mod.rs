@@ -46,6 +46,7 @@ mod connect;
 mod endpoints;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+mod probes;
 mod reply;
 mod requests;
 mod responses;
@@ -62,6 +63,7 @@ pub use auth::{
     RemoteAddr, Subscriber, bearer_token,
 };
 pub use endpoints::SseEndpoints;
+pub use probes::{healthz, readyz};
 pub use reply::{FrameStream, SseReply};
 pub use requests::{MAX_EXCLUSIONS, PublishError, PublishRequest};
 pub use responses::{auth_error, connect_error, error, json, method_not_allowed, payload_too_large, unreadable_body};

@@ -192,6 +192,7 @@ impl SseManagerBuilder {
             stats: Counters::default(),
             epoch: Instant::now(),
             shut_down: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             wake: wake_tx,
             retry_frame: retry_frame(config.retry),
             heartbeat_frame: maintenance::heartbeat_frame(&config),

@@ -20,6 +20,7 @@ mod hooks;
 mod idempotency;
 mod maintenance;
 mod presence;
+mod readiness;
 mod registry;
 mod shared_presence;
 
@@ -433,6 +434,7 @@ impl SseManager {
         }
         let closed = {
             let mut registry = shared.registry.write();
+            shared.draining.store(true, Ordering::Release);
             if shared.shut_down.swap(true, Ordering::AcqRel) {
                 return;
             }
@@ -477,6 +479,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Counters,
     epoch: Instant,
     shut_down: AtomicBool,
+    /// Set by `drain` (and `shutdown`): not ready any more.
+    draining: AtomicBool,
     /// Wakes the maintenance task early (a nearer deadline, or shutdown).
     wake: mpsc::Sender<()>,
     retry_frame: Bytes,

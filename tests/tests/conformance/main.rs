@@ -62,6 +62,7 @@ macro_rules! conformance_tests {
                 admin::publish_token_guards_publish_and_admin,
                 demo::shutdown_closes_open_streams,
                 demo::demo_page,
+                demo::probes_and_readiness_flip_while_draining,
                 auth::jwt_missing_or_invalid_token_is_unauthorized,
                 auth::jwt_token_from_header_query_or_cookie,
                 auth::jwt_channels_claim_limits_channels,
