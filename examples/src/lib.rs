@@ -75,8 +75,9 @@ pub fn not_found() -> Response<Bytes> {
 pub const CORS_METHODS: [Method; 4] = [Method::GET, Method::POST, Method::DELETE, Method::OPTIONS];
 
 /// The request headers a listed origin may send cross-origin: a bearer
-/// token, a JSON body, and `Last-Event-ID` for clients that resume by hand.
-pub const CORS_HEADERS: [&str; 3] = ["authorization", "content-type", "last-event-id"];
+/// token, a JSON body, `Last-Event-ID` for clients that resume by hand, and
+/// `Idempotency-Key` for publishers that retry.
+pub const CORS_HEADERS: [&str; 4] = ["authorization", "content-type", "last-event-id", "idempotency-key"];
 
 /// Whether a request with this `Origin` header comes from an origin listed in
 /// `SSE_CORS_ORIGINS` (compared byte for byte, as CORS does).

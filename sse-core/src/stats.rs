@@ -58,11 +58,32 @@ pub(crate) struct Counters {
     pub(crate) heartbeats: AtomicU64,
     pub(crate) idle_closed: AtomicU64,
     pub(crate) budget_refused: AtomicU64,
+    /// When the last warning about slow clients was logged (ms since the
+    /// manager's epoch, plus one; 0: never), and `slow_closed` then.
+    slow_warned_at_ms: AtomicU64,
+    slow_warned_count: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// After a slow client was closed (and counted): the number closed
+    /// since the last warning, when a warning is due (the first one, then
+    /// at most one a minute); `None` otherwise.
+    pub(crate) fn slow_warning_due(&self, now_ms: u64) -> Option<u64> {
+        const EVERY_MS: u64 = 60_000;
+        let last = self.slow_warned_at_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms + 1 < last.saturating_add(EVERY_MS) {
+            return None;
+        }
+        self.slow_warned_at_ms
+            .compare_exchange(last, now_ms + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        let total = self.slow_closed.load(Ordering::Relaxed);
+        let before = self.slow_warned_count.swap(total, Ordering::AcqRel);
+        Some(total.saturating_sub(before))
     }
 
     pub(crate) fn frames_delivered(&self, n: usize) {

@@ -31,6 +31,12 @@ impl App {
     /// fails: a short heartbeat makes that, and so the `presence` leave,
     /// prompt.
     pub(crate) fn start(binary: &str, vars: &[(&str, &str)]) -> App {
+        App::start_with_log(binary, vars, Stdio::null())
+    }
+
+    /// As [`App::start`], with the example's log (its standard error) sent
+    /// to `log`.
+    pub(crate) fn start_with_log(binary: &str, vars: &[(&str, &str)], log: impl Into<Stdio>) -> App {
         let mut child = Command::new(binary)
             .env_clear()
             .env("SSE_ADDR", "127.0.0.1:0")
@@ -38,7 +44,7 @@ impl App {
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start the example");
         let stdout = child.stdout.take().expect("stdout");

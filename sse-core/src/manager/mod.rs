@@ -561,12 +561,19 @@ impl Shared {
                 continue;
             };
             Counters::add(&self.stats.slow_closed, 1);
-            tracing::warn!(
+            tracing::debug!(
                 client_id = %id,
                 user_id = ?entry.info.user_id,
                 queue = self.config.client_queue,
                 "sse connection closed: too slow to keep up"
             );
+            if let Some(closed) = self.stats.slow_warning_due(self.now_ms()) {
+                // At most one line a minute, however many are closed.
+                tracing::warn!(
+                    closed,
+                    "sse connections closed as too slow to keep up since the last warning"
+                );
+            }
             let info = &entry.info;
             let channels = info.channels.iter().map(String::as_str);
             self.presence_changed(registry, info.user_id.as_deref(), channels, Presence::Leave, &mut slow);

@@ -58,7 +58,12 @@ pub(crate) async fn cors_listed_origins_with_credentials(serve: ServeFn) {
     let origins = format!("{ORIGIN},{OTHER_ORIGIN}");
     let server = TestServer::start(serve, &[("SSE_CORS_ORIGINS", &origins)]).await;
     for (path, method, headers, origin) in [
-        ("/api/sse/publish", "POST", "authorization, content-type", ORIGIN),
+        (
+            "/api/sse/publish",
+            "POST",
+            "authorization, content-type, idempotency-key",
+            ORIGIN,
+        ),
         ("/api/sse", "GET", "last-event-id", OTHER_ORIGIN),
         ("/api/sse/connections/someone", "DELETE", "authorization", ORIGIN),
     ] {
@@ -71,7 +76,7 @@ pub(crate) async fn cors_listed_origins_with_credentials(serve: ServeFn) {
             assert!(methods.contains(method), "{what}: {method} is allowed: {methods:?}");
         }
         let allowed = header_list(&response, "access-control-allow-headers");
-        for name in ["authorization", "content-type", "last-event-id"] {
+        for name in ["authorization", "content-type", "last-event-id", "idempotency-key"] {
             assert!(allowed.contains(name), "{what}: {name} is allowed: {allowed:?}");
         }
         assert!(!allowed.contains("*") && !methods.contains("*"), "{what}: no wildcard");
