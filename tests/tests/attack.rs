@@ -24,6 +24,7 @@ macro_rules! attack_tests {
                 stalled_request_head_is_closed,
                 stalled_request_body_is_closed,
                 idle_keep_alive_is_closed,
+                busy_keep_alive_outlives_the_head_timeout,
                 slow_reader_socket_is_closed,
                 normal_client_served_beside_half_open_sockets,
                 sockets_beyond_the_cap_are_closed,
@@ -140,6 +141,44 @@ async fn idle_keep_alive_is_closed(serve: ServeFn) {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "the request is answered: {answer}");
     println!("keep-alive timeout 300 ms: closed {took:?} after the request was sent");
+}
+
+/// A kept-alive connection busy with one request after another for many
+/// times the head timeout is never cut: the head timeout bounds each wait
+/// for a head, not the connection's life.
+async fn busy_keep_alive_outlives_the_head_timeout(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_HEADER_TIMEOUT_MS", "200")]).await;
+    let mut stream = open(&server).await;
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        stream
+            .write_all(b"GET /api/sse/stats HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("the connection is still open");
+        let mut answer = Vec::new();
+        let mut buffer = [0_u8; 4096];
+        // The stats answer is small JSON: read up to its closing brace.
+        while !answer.ends_with(b"}") {
+            let read = tokio::time::timeout(WAIT, stream.read(&mut buffer))
+                .await
+                .expect("an answer in time")
+                .expect("the connection is still open");
+            assert!(read > 0, "closed after {answered} answers, {:?} in", started.elapsed());
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "head timeout 200 ms: {answered} requests over one connection in {:?}",
+        started.elapsed()
+    );
 }
 
 async fn slow_reader_socket_is_closed(serve: ServeFn) {
