@@ -88,10 +88,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(SseEndpoints::new(manager, DevIdentity::enable()));
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await?;
+    sse_axum::serve(listener, app, sse_axum::ServerLimits::default(), std::future::pending()).await?;
     Ok(())
 }

@@ -126,9 +126,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(
+    sse_axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        sse_axum::ServerLimits::default(),
+        std::future::pending(),
     )
     .await?;
     Ok(())

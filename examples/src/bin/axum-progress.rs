@@ -67,6 +67,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(manager);
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    sse_axum::serve(listener, app, sse_axum::ServerLimits::default(), std::future::pending()).await?;
     Ok(())
 }

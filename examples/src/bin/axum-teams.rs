@@ -20,8 +20,6 @@
 //! applies. The ready-made administration routes sit under `/admin`,
 //! behind the application's own check of `x-admin-key`.
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -86,6 +84,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nest("/admin", admin);
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    sse_axum::serve(listener, app, sse_axum::ServerLimits::default(), std::future::pending()).await?;
     Ok(())
 }

@@ -20,15 +20,15 @@
 //! applies. The ready-made administration routes sit under `/admin`,
 //! behind the application's own check of `x-admin-key`.
 //!
-//! poem notices a client that went away when a frame written to it fails,
-//! at the latest one heartbeat later (`SSE_HEARTBEAT_MS`, 30 s by default):
-//! only then does the manager send the others its `presence` leave.
+//! Served by `sse_poem::serve`, which notices a client that went away as
+//! soon as its socket closes (poem's own server noticed only when a write
+//! to it failed, up to a heartbeat later), so its `presence` leave is
+//! prompt.
 
 use poem::error::ReadBodyError;
 use poem::http::HeaderMap;
-use poem::listener::TcpAcceptor;
 use poem::web::Data;
-use poem::{Body, EndpointExt as _, Request, Route, Server, get, handler, post};
+use poem::{Body, EndpointExt as _, Request, Route, get, handler, post};
 use sse_core::http::{RouteGroup, SseEndpoints, unreadable_body};
 use sse_examples::teams::{self, Teams};
 use sse_poem::{SseConnect, SseEndpoint, SseResponse};
@@ -87,8 +87,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .data(teams);
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
-        .run(app)
-        .await?;
+    sse_poem::serve(listener, app, sse_poem::ServerLimits::default(), std::future::pending()).await?;
     Ok(())
 }

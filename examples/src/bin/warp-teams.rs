@@ -101,6 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .recover(refused);
     let listener = tokio::net::TcpListener::bind(sse_examples::scenario_addr()?).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    warp::serve(app).incoming(listener).run().await;
+    let limits = sse_warp::ServerLimits::default();
+    sse_warp::serve(listener, warp::service(app), limits, std::future::pending()).await?;
     Ok(())
 }

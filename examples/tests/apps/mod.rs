@@ -25,11 +25,8 @@ pub(crate) struct App {
 
 impl App {
     /// Starts `binary` on a free port, with the environment `vars` only,
-    /// and waits for its `listening on` line.
-    ///
-    /// poem notices a client that went away only when a frame written to it
-    /// fails: a short heartbeat makes that, and so the `presence` leave,
-    /// prompt.
+    /// and waits for its `listening on` line. A short heartbeat (200 ms)
+    /// keeps the tests' waits short.
     pub(crate) fn start(binary: &str, vars: &[(&str, &str)]) -> App {
         App::start_with_log(binary, vars, Stdio::null())
     }
