@@ -545,6 +545,8 @@ impl Shared {
     /// the presence notices the connection's leaving causes (closing the
     /// connections they find too slow), and its disconnect hook.
     fn unregistered(&self, registry: &mut Registry, entry: &Registered, reason: CloseReason) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::connection_closed(reason);
         let info = &entry.info;
         let mut slow = Vec::new();
         let channels = info.channels.iter().map(String::as_str);
@@ -561,6 +563,11 @@ impl Shared {
                 continue;
             };
             Counters::add(&self.stats.slow_closed, 1);
+            #[cfg(feature = "metrics")]
+            {
+                crate::metrics::slow_client_closed();
+                crate::metrics::connection_closed(CloseReason::SlowConsumer);
+            }
             tracing::warn!(
                 client_id = %id,
                 user_id = ?entry.info.user_id,
