@@ -1,4 +1,4 @@
-//! The engine's metrics, recorded through the [`metrics`] facade
+//! The engine's metrics, recorded through the [`metrics`](https://docs.rs/metrics) facade
 //! when the `metrics` feature is on: the application installs the recorder
 //! (a Prometheus exporter, StatsD, ...) and calls [`describe`] once to give
 //! them their descriptions and units. Without a recorder installed the
