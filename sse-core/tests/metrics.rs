@@ -163,3 +163,34 @@ async fn replay_and_delivery_are_counted() {
     assert!(get(&values, "sse_frames_delivered_total{}") >= 3.0, "{values:?}");
     assert_eq!(get(&values, "sse_connections_closed_total{reason=disconnected}"), 1.0);
 }
+
+#[tokio::test]
+async fn backplane_publishes_and_their_errors_are_counted() {
+    use sse_core::test_util::MemoryLog;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let log = MemoryLog::new();
+    let manager = SseManager::builder()
+        .backplane(log.clone())
+        .configure(|c| c.heartbeat_interval(None))
+        .build()
+        .expect("valid configuration");
+    let event = || Event::named("message", "hello").expect("valid");
+    manager.send(Target::user("alice"), event()).await.expect("published");
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(get(&values, "sse_events_published_total{target=user}"), 1.0);
+    assert_eq!(get(&values, "sse_delivery_latency_seconds{}"), 1.0);
+
+    log.set_failing(Some(false));
+    assert!(manager.send(Target::All, event()).await.is_err());
+    log.set_failing(Some(true));
+    assert!(manager.send(Target::All, event()).await.is_err());
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(
+        get(&values, "sse_backplane_publish_errors_total{outcome=not_published}"),
+        1.0
+    );
+    assert_eq!(get(&values, "sse_backplane_publish_errors_total{outcome=unknown}"), 1.0);
+}
