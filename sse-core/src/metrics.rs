@@ -148,9 +148,10 @@ pub(crate) fn frames_delivered(n: usize) {
     counter!("sse_frames_delivered_total").increment(n as u64);
 }
 
-/// A connection was closed as too slow.
+/// A connection was closed (and unregistered) as too slow.
 pub(crate) fn slow_client_closed() {
     counter!("sse_slow_clients_closed_total").increment(1);
+    connection_closed(CloseReason::SlowConsumer);
 }
 
 /// `n` events were replayed to a resuming client.

@@ -194,3 +194,28 @@ async fn backplane_publishes_and_their_errors_are_counted() {
     );
     assert_eq!(get(&values, "sse_backplane_publish_errors_total{outcome=unknown}"), 1.0);
 }
+
+#[tokio::test]
+async fn slow_clients_are_counted_once() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let manager = SseManager::builder()
+        .configure(|c| c.client_queue(2).heartbeat_interval(None))
+        .build()
+        .expect("valid configuration");
+    let slow = manager
+        .connect(ConnectOptions::new().user("slow"))
+        .await
+        .expect("registered");
+    for i in 0..4 {
+        let event = Event::json("tick", &i).expect("serializable");
+        manager.send(Target::All, event).await.expect("sent");
+    }
+    drop(slow);
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(get(&values, "sse_slow_clients_closed_total{}"), 1.0);
+    assert_eq!(get(&values, "sse_connections_closed_total{reason=slow_consumer}"), 1.0);
+    assert_eq!(get(&values, "sse_connections_closed_total{reason=client_gone}"), 0.0);
+    assert_eq!(get(&values, "sse_connections{}"), 0.0);
+}

@@ -564,10 +564,7 @@ impl Shared {
             };
             Counters::add(&self.stats.slow_closed, 1);
             #[cfg(feature = "metrics")]
-            {
-                crate::metrics::slow_client_closed();
-                crate::metrics::connection_closed(CloseReason::SlowConsumer);
-            }
+            crate::metrics::slow_client_closed();
             tracing::warn!(
                 client_id = %id,
                 user_id = ?entry.info.user_id,
