@@ -1,6 +1,7 @@
 //! The axum demo server: [`sse_axum::router`] nested at `/api/sse`, the demo
 //! page, tower-http's [`CorsLayer`] for `SSE_CORS_ORIGINS`, the client's
-//! address from [`ConnectInfo`](axum::extract::ConnectInfo), served by
+//! address from [`ConnectInfo`](axum::extract::ConnectInfo), the probes and
+//! `/metrics`, served by
 //! [`sse_axum::serve`] with the limits of `SSE_*` (timeouts, socket cap)
 //! until the graceful shutdown.
 
@@ -9,7 +10,7 @@ use std::io;
 use std::pin::Pin;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use sse_axum::SseResponse;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
@@ -24,11 +25,15 @@ pub fn serve(
     shutdown: Shutdown,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
     let manager = demo.endpoints.manager().clone();
+    let metrics = demo.metrics;
     let mut app = Router::new()
         .nest("/api/sse", sse_axum::router(demo.endpoints))
-        .fallback(move |method: Method, uri: Uri| async move {
-            let probed = crate::probe(&manager, &method, uri.path()).await;
-            SseResponse::new(probed.unwrap_or_else(|| crate::page(&method, uri.path())))
+        .fallback(move |method: Method, uri: Uri, headers: HeaderMap| async move {
+            let mut answer = metrics.answer(&method, uri.path(), &headers).await;
+            if answer.is_none() {
+                answer = crate::probe(&manager, &method, uri.path()).await;
+            }
+            SseResponse::new(answer.unwrap_or_else(|| crate::page(&method, uri.path())))
         });
     if !demo.config.cors_origins.is_empty() {
         app = app.layer(cors(&demo.config.cors_origins));

@@ -14,23 +14,26 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use sse_core::http::jwt::JwtPublishAuthorizer;
-use sse_core::http::{BearerToken, DevIdentity, SseEndpoints};
+use sse_core::http::{BearerToken, DevIdentity, PublishAuthorizer, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
 use sse_redis::{RedisBackplane, RedisBackplaneError};
 use tokio::net::TcpListener;
 
 pub mod axum_demo;
 pub mod env;
+pub mod metrics;
 pub mod poem_demo;
 pub mod teams;
 pub mod warp_demo;
 
 pub use env::{EnvConfig, EnvError};
+pub use metrics::MetricsRoute;
 
 /// The demo page served at `/sse-demo` by every demo.
 pub const DEMO_PAGE: &str = include_str!("../static/sse-demo.html");
@@ -121,6 +124,8 @@ pub struct Demo {
     pub config: EnvConfig,
     /// The endpoints (and, through them, the manager).
     pub endpoints: SseEndpoints,
+    /// `GET /metrics`, guarded by the endpoints' publish authorizer.
+    pub metrics: MetricsRoute,
 }
 
 impl Demo {
@@ -164,11 +169,19 @@ impl Demo {
             Some(jwt) => SseEndpoints::new(manager, jwt.clone()),
             None => SseEndpoints::new(manager, DevIdentity::enable()),
         };
+        // `/metrics` is guarded by the same authorizer as administration.
+        let mut guard: Option<Arc<dyn PublishAuthorizer>> = None;
         endpoints = match (&config.publish_token, jwt) {
             (Some(token), Some(jwt)) => {
-                endpoints.publish_authorizer(JwtPublishAuthorizer::new(jwt).token(token.clone()))
+                let authorizer = JwtPublishAuthorizer::new(jwt).token(token.clone());
+                guard = Some(Arc::new(authorizer.clone()));
+                endpoints.publish_authorizer(authorizer)
             }
-            (Some(token), None) => endpoints.publish_authorizer(BearerToken::new(token.clone())),
+            (Some(token), None) => {
+                let authorizer = BearerToken::new(token.clone());
+                guard = Some(Arc::new(authorizer.clone()));
+                endpoints.publish_authorizer(authorizer)
+            }
             (None, Some(_)) => {
                 tracing::warn!(
                     "subscribers are authenticated, but publishing and administration are open to anyone: \
@@ -178,7 +191,11 @@ impl Demo {
             }
             (None, None) => endpoints,
         };
-        Ok(Demo { config, endpoints })
+        Ok(Demo {
+            config,
+            endpoints,
+            metrics: MetricsRoute::new(guard),
+        })
     }
 
     /// The manager behind the endpoints.

@@ -1,5 +1,5 @@
 //! The poem demo server: [`sse_poem::SseEndpoint`] nested at `/api/sse`, the
-//! demo page, poem's [`Cors`] middleware for `SSE_CORS_ORIGINS`, served by
+//! demo page, the probes and `/metrics`, poem's [`Cors`] middleware for `SSE_CORS_ORIGINS`, served by
 //! [`sse_poem::serve`] with the limits of `SSE_*` (timeouts, socket cap)
 //! until the graceful shutdown.
 
@@ -17,7 +17,7 @@ use sse_core::SseManager;
 use sse_poem::{SseEndpoint, SseResponse};
 use tokio::net::TcpListener;
 
-use crate::{CORS_HEADERS, CORS_METHODS, Demo, Shutdown};
+use crate::{CORS_HEADERS, CORS_METHODS, Demo, MetricsRoute, Shutdown};
 
 /// Serves the demo contract with poem on `listener` until `shutdown`
 /// completes and every connection has closed.
@@ -33,6 +33,7 @@ pub fn serve(
         .at("/", page)
         .at("/*path", page)
         .data(manager)
+        .data(demo.metrics)
         // `/api/sse/` is no endpoint: the same JSON 404 as in the other demos.
         .catch_error(|_: NotFoundError| async { SseResponse::new(crate::not_found()) })
         .map_to_response();
@@ -65,8 +66,11 @@ pub fn serve(
 }
 
 #[handler]
-async fn page(request: &Request, Data(manager): Data<&SseManager>) -> SseResponse {
+async fn page(request: &Request, Data(manager): Data<&SseManager>, Data(metrics): Data<&MetricsRoute>) -> SseResponse {
     let (method, path) = (request.method(), request.uri().path());
-    let probed = crate::probe(manager, method, path).await;
-    SseResponse::new(probed.unwrap_or_else(|| crate::page(method, path)))
+    let mut answer = metrics.answer(method, path, request.headers()).await;
+    if answer.is_none() {
+        answer = crate::probe(manager, method, path).await;
+    }
+    SseResponse::new(answer.unwrap_or_else(|| crate::page(method, path)))
 }

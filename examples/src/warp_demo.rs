@@ -1,5 +1,5 @@
 //! The warp demo server: [`sse_warp::filter`] behind `/api/sse`, the demo
-//! page, [`warp::cors()`] for `SSE_CORS_ORIGINS`, served by
+//! page, the probes and `/metrics`, [`warp::cors()`] for `SSE_CORS_ORIGINS`, served by
 //! [`sse_warp::serve`] with the limits of `SSE_*` (timeouts, socket cap)
 //! until the graceful shutdown.
 
@@ -24,14 +24,19 @@ pub fn serve(
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> {
     let origins = demo.config.cors_origins.clone();
     let manager = demo.endpoints.manager().clone();
+    let metrics = demo.metrics;
     let sse = warp::path!("api" / "sse" / ..).and(sse_warp::filter(demo.endpoints));
     let page = warp::method()
         .and(warp::path::full())
-        .then(move |method: Method, path: FullPath| {
-            let manager = manager.clone();
+        .and(warp::header::headers_cloned())
+        .then(move |method: Method, path: FullPath, headers: HeaderMap| {
+            let (manager, metrics) = (manager.clone(), metrics.clone());
             async move {
-                let probed = crate::probe(&manager, &method, path.as_str()).await;
-                probed.unwrap_or_else(|| crate::page(&method, path.as_str()))
+                let mut answer = metrics.answer(&method, path.as_str(), &headers).await;
+                if answer.is_none() {
+                    answer = crate::probe(&manager, &method, path.as_str()).await;
+                }
+                answer.unwrap_or_else(|| crate::page(&method, path.as_str()))
             }
         });
     let routes = sse.or(page);

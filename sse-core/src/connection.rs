@@ -364,6 +364,8 @@ impl Stream for Connection {
         match self.queue.poll_frames(cx) {
             Poll::Ready(Some((frames, count))) => {
                 self.shared.stats.frames_delivered(count);
+                #[cfg(feature = "metrics")]
+                crate::metrics::frames_delivered(count);
                 Poll::Ready(Some(frames))
             }
             Poll::Ready(None) => Poll::Ready(None),

@@ -46,6 +46,8 @@ mod history;
 #[cfg(feature = "http")]
 pub mod http;
 mod manager;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod queue;
 pub mod runtime;
 #[cfg(feature = "server")]

@@ -748,3 +748,24 @@ mod transport {
         assert_eq!(manager.connection_count(), 0);
     }
 }
+
+#[tokio::test]
+async fn extreme_durations_never_panic() {
+    let config = SseConfig::builder()
+        .retry(Duration::MAX)
+        .heartbeat_interval(Some(Duration::MAX))
+        .max_lifetime(Some(Duration::MAX))
+        .max_connections(1)
+        .build()
+        .expect("valid configuration");
+    let manager = SseManager::new(config).expect("valid configuration");
+    let first = manager
+        .connect(ConnectOptions::new().expires_after(Duration::MAX))
+        .await
+        .expect("registered");
+    let refused = manager.connect(ConnectOptions::new()).await;
+    assert!(matches!(refused, Err(ConnectError::Overloaded { retry }) if retry >= Duration::from_secs(1)));
+    assert!(!overloaded_body(Duration::MAX).is_empty());
+    drop(first);
+    assert_eq!(manager.connection_count(), 0);
+}

@@ -41,6 +41,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use eventsource_stream::Event;
+pub use metrics::prometheus_samples;
+
+mod metrics;
 
 /// How long any single wait may take before the test fails: generous, so a
 /// loaded machine slows the suite down instead of failing it.

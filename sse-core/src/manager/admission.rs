@@ -46,6 +46,8 @@ impl Shared {
     pub(super) fn connect(self: &Arc<Self>, options: ConnectOptions) -> Result<Connection, ConnectError> {
         if let Err(error) = self.validate(&options) {
             Counters::add(&self.stats.connections_rejected, 1);
+            #[cfg(feature = "metrics")]
+            crate::metrics::connection_refused(&error);
             return Err(error);
         }
         let client_id = ClientId::generate();
@@ -75,6 +77,8 @@ impl Shared {
             drop(registry);
             drop(history);
             Counters::add(&self.stats.connections_rejected, 1);
+            #[cfg(feature = "metrics")]
+            crate::metrics::connection_refused(&error);
             self.log_refusal(&error, info.user_id.as_deref(), options.remote_addr);
             return Err(error);
         }
@@ -106,6 +110,8 @@ impl Shared {
             self.connected_hook(&info, &queue);
         }
         Counters::add(&self.stats.connections_opened, 1);
+        #[cfg(feature = "metrics")]
+        crate::metrics::connection_opened();
         tracing::debug!(client_id = %client_id, user_id = ?user_id, "sse connection opened");
         Ok(Connection {
             client_id,
@@ -317,10 +323,14 @@ impl Shared {
                     }
                 }
                 Counters::add(&self.stats.events_replayed, replayed);
+                #[cfg(feature = "metrics")]
+                crate::metrics::events_replayed(replayed);
             }
             Resume::Unknown => {
                 queue.push_unbounded(reset_frame(&history.head_id()));
                 Counters::add(&self.stats.resets, 1);
+                #[cfg(feature = "metrics")]
+                crate::metrics::reset();
             }
         }
     }

@@ -43,6 +43,8 @@ impl Shared {
         event: &Event,
         key: Option<&str>,
     ) -> Result<Delivery, SendError> {
+        #[cfg(feature = "metrics")]
+        let start = std::time::Instant::now();
         let entry = Entry::new(self.instance, audience, event).ok_or(SendError::NotDistributable)?;
         // Checked before the log: once published, no instance can refuse it.
         self.check_budget(event.encode().len())?;
@@ -61,6 +63,8 @@ impl Shared {
                 "not published"
             };
             tracing::warn!(%error, outcome, "sse publish failed: backplane unavailable");
+            #[cfg(feature = "metrics")]
+            crate::metrics::backplane_publish_error(error.is_outcome_unknown());
             SendError::Backplane(error)
         })?;
         let log_id = appended.id;
@@ -77,6 +81,8 @@ impl Shared {
         let receiver = {
             let mut pending = self.pending.lock();
             if let Some(Pending::Delivered(delivered)) = pending.remove(&log_id) {
+                #[cfg(feature = "metrics")]
+                crate::metrics::delivered_since(start);
                 return Ok(Delivery {
                     id,
                     delivered,
@@ -97,6 +103,8 @@ impl Shared {
                 0
             }
         };
+        #[cfg(feature = "metrics")]
+        crate::metrics::delivered_since(start);
         Ok(Delivery {
             id,
             delivered,
@@ -109,8 +117,14 @@ impl Shared {
     /// through the same path as a local send.
     pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, fan_out: bool) {
         let origin = entry.origin;
+        #[cfg(feature = "metrics")]
+        let mut target = "all";
         let delivered = match entry.into_parts() {
             Ok((audience, event)) => {
+                #[cfg(feature = "metrics")]
+                {
+                    target = crate::metrics::target_label(audience.target());
+                }
                 // A log entry is never refused: it is counted over the budget.
                 self.deliver(&audience, &event, Source::Log { id: log_id, fan_out })
                     .map_or(0, |delivery| delivery.delivered)
@@ -123,6 +137,8 @@ impl Shared {
         };
         if fan_out && origin == self.instance {
             Counters::add(&self.stats.events_published, 1);
+            #[cfg(feature = "metrics")]
+            crate::metrics::event_published(target);
             let mut pending = self.pending.lock();
             match pending.remove(log_id) {
                 Some(Pending::Waiting(waiter)) => {

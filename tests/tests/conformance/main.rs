@@ -14,6 +14,7 @@ mod cors;
 mod demo;
 mod errors;
 mod limits;
+mod metrics;
 mod presence;
 mod publish;
 mod redis;
@@ -63,6 +64,7 @@ macro_rules! conformance_tests {
                 demo::shutdown_closes_open_streams,
                 demo::demo_page,
                 demo::probes_and_readiness_flip_while_draining,
+                metrics::metrics_route_is_guarded_prometheus_text,
                 auth::jwt_missing_or_invalid_token_is_unauthorized,
                 auth::jwt_token_from_header_query_or_cookie,
                 auth::jwt_channels_claim_limits_channels,

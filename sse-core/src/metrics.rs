@@ -1,0 +1,182 @@
+//! The engine's metrics, recorded through the [`metrics`](https://docs.rs/metrics) facade
+//! when the `metrics` feature is on: the application installs the recorder
+//! (a Prometheus exporter, StatsD, ...) and calls [`describe`] once to give
+//! them their descriptions and units. Without a recorder installed the
+//! facade drops them; without the feature nothing is recorded at all.
+//!
+//! Names and units follow Prometheus conventions. Labels take a handful of
+//! fixed values only, never user ids, client ids or channel names, so the
+//! number of series stays the same however many users and channels there
+//! are:
+//!
+//! | Metric | Kind | Labels |
+//! |---|---|---|
+//! | `sse_connections` | gauge: connections open now | |
+//! | `sse_connections_opened_total` | counter | |
+//! | `sse_connections_closed_total` | counter | `reason`: [`CloseReason::as_str`](crate::CloseReason::as_str) |
+//! | `sse_connections_refused_total` | counter | `reason`: `overloaded`, `user_limit`, `addr_limit`, `shutting_down`, `invalid` |
+//! | `sse_events_published_total` | counter | `target`: `all`, `client`, `user`, `users`, `session`, `channel`, `filter` |
+//! | `sse_frames_delivered_total` | counter: frames handed to connections' writers | |
+//! | `sse_slow_clients_closed_total` | counter | |
+//! | `sse_events_replayed_total` | counter | |
+//! | `sse_resets_total` | counter | |
+//! | `sse_heartbeats_total` | counter | |
+//! | `sse_delivery_latency_seconds` | histogram | |
+//! | `sse_backplane_publish_errors_total` | counter | `outcome`: `not_published`, `unknown` |
+//!
+//! `sse_delivery_latency_seconds` measures a send from its call until its
+//! frame is queued for every recipient on this instance (with a backplane:
+//! until the entry has come back from the log and been queued here). The
+//! time a frame then waits in a slow client's queue is not part of it: a
+//! client that falls behind is closed as too slow
+//! (`sse_slow_clients_closed_total`) instead.
+//!
+//! The counters count from the process's start, over every manager of the
+//! process; `sse_connections` is the sum of their open connections.
+
+use std::time::Instant;
+
+use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+use crate::connection::CloseReason;
+use crate::error::ConnectError;
+use crate::target::Target;
+
+/// Describes every metric of the engine to the installed recorder: its help
+/// text and unit. Call it once, after installing the recorder; calling it
+/// again does no harm.
+pub fn describe() {
+    describe_gauge!("sse_connections", Unit::Count, "Connections open now.");
+    describe_counter!("sse_connections_opened_total", Unit::Count, "Connections opened.");
+    describe_counter!(
+        "sse_connections_closed_total",
+        Unit::Count,
+        "Connections closed, by reason (client_gone, disconnected, slow_consumer, expired, evicted, shutdown, \
+         transport_failed, idle_timeout)."
+    );
+    describe_counter!(
+        "sse_connections_refused_total",
+        Unit::Count,
+        "Connections refused, by reason (overloaded, user_limit, addr_limit, shutting_down, invalid)."
+    );
+    describe_counter!(
+        "sse_events_published_total",
+        Unit::Count,
+        "Events published, each counted once whatever its audience, by target kind."
+    );
+    describe_counter!(
+        "sse_frames_delivered_total",
+        Unit::Count,
+        "Frames handed to connections' writers (events, heartbeats, replay)."
+    );
+    describe_counter!(
+        "sse_slow_clients_closed_total",
+        Unit::Count,
+        "Connections closed because they could not keep up."
+    );
+    describe_counter!(
+        "sse_events_replayed_total",
+        Unit::Count,
+        "Events sent again to resuming clients from the history."
+    );
+    describe_counter!(
+        "sse_resets_total",
+        Unit::Count,
+        "reset events sent for a Last-Event-ID the history does not hold."
+    );
+    describe_counter!("sse_heartbeats_total", Unit::Count, "Heartbeats queued.");
+    describe_histogram!(
+        "sse_delivery_latency_seconds",
+        Unit::Seconds,
+        "Time from a send call until its frame is queued for every recipient on this instance."
+    );
+    describe_counter!(
+        "sse_backplane_publish_errors_total",
+        Unit::Count,
+        "Publishes the backplane did not confirm, by outcome (not_published, unknown)."
+    );
+}
+
+/// A connection was registered.
+pub(crate) fn connection_opened() {
+    counter!("sse_connections_opened_total").increment(1);
+    gauge!("sse_connections").increment(1.0);
+}
+
+/// A registered connection was unregistered, for `reason`.
+pub(crate) fn connection_closed(reason: CloseReason) {
+    counter!("sse_connections_closed_total", "reason" => reason.as_str()).increment(1);
+    gauge!("sse_connections").decrement(1.0);
+}
+
+/// A connection was refused with `error`.
+pub(crate) fn connection_refused(error: &ConnectError) {
+    counter!("sse_connections_refused_total", "reason" => refusal_reason(error)).increment(1);
+}
+
+/// The `reason` label of a refusal.
+fn refusal_reason(error: &ConnectError) -> &'static str {
+    match error {
+        ConnectError::Overloaded { .. } => "overloaded",
+        ConnectError::UserLimit { .. } => "user_limit",
+        ConnectError::AddrLimit { .. } => "addr_limit",
+        ConnectError::ShuttingDown => "shutting_down",
+        _ => "invalid",
+    }
+}
+
+/// An event for `target` was published.
+pub(crate) fn event_published(target: &'static str) {
+    counter!("sse_events_published_total", "target" => target).increment(1);
+}
+
+/// The `target` label of an event for `target`.
+pub(crate) fn target_label(target: &Target) -> &'static str {
+    match target {
+        Target::All => "all",
+        Target::Client(_) => "client",
+        Target::User(_) => "user",
+        Target::Users(_) => "users",
+        Target::Session(_) => "session",
+        Target::Channel(_) => "channel",
+        Target::Filter(_) => "filter",
+    }
+}
+
+/// `n` frames were handed to a connection's writer.
+pub(crate) fn frames_delivered(n: usize) {
+    counter!("sse_frames_delivered_total").increment(n as u64);
+}
+
+/// A connection was closed (and unregistered) as too slow.
+pub(crate) fn slow_client_closed() {
+    counter!("sse_slow_clients_closed_total").increment(1);
+    connection_closed(CloseReason::SlowConsumer);
+}
+
+/// `n` events were replayed to a resuming client.
+pub(crate) fn events_replayed(n: u64) {
+    counter!("sse_events_replayed_total").increment(n);
+}
+
+/// A `reset` event was sent.
+pub(crate) fn reset() {
+    counter!("sse_resets_total").increment(1);
+}
+
+/// `n` heartbeats were queued.
+pub(crate) fn heartbeats(n: u64) {
+    counter!("sse_heartbeats_total").increment(n);
+}
+
+/// A send that started at `start` has queued its frame everywhere.
+pub(crate) fn delivered_since(start: Instant) {
+    histogram!("sse_delivery_latency_seconds").record(start.elapsed().as_secs_f64());
+}
+
+/// The backplane did not confirm a publish; `unknown` when it may still
+/// have stored it.
+pub(crate) fn backplane_publish_error(unknown: bool) {
+    let outcome = if unknown { "unknown" } else { "not_published" };
+    counter!("sse_backplane_publish_errors_total", "outcome" => outcome).increment(1);
+}

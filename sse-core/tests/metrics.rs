@@ -1,0 +1,221 @@
+//! The engine's metrics (feature `metrics`): the values a scripted run
+//! records, and a bounded number of series however many users and channels
+//! there are.
+//!
+//! Each test records into a recorder of its own, local to its thread; the
+//! manager runs on the test's current-thread Tokio runtime, so everything it
+//! records lands there.
+#![cfg(all(feature = "tokio", feature = "metrics"))]
+
+use std::collections::{BTreeSet, HashMap};
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::{CompositeKey, MetricKind};
+use sse_core::{ConnectError, ConnectOptions, Event, SseManager, Target};
+
+/// The values recorded since the last snapshot, by name and sorted labels
+/// (a histogram's value is its number of samples), and the keys.
+fn snapshot(snapshotter: &Snapshotter) -> (HashMap<String, f64>, BTreeSet<CompositeKey>) {
+    let mut values = HashMap::new();
+    let mut keys = BTreeSet::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let mut labels: Vec<String> = key
+            .key()
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        let name = format!("{}{{{}}}", key.key().name(), labels.join(","));
+        let value = match value {
+            DebugValue::Counter(n) => n as f64,
+            DebugValue::Gauge(g) => g.into_inner(),
+            DebugValue::Histogram(samples) => samples.len() as f64,
+        };
+        values.insert(name, value);
+        keys.insert(key);
+    }
+    (values, keys)
+}
+
+fn get(values: &HashMap<String, f64>, name: &str) -> f64 {
+    values.get(name).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn ten_thousand_channels_make_a_bounded_number_of_series() {
+    const N: usize = 10_000;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    sse_core::metrics::describe();
+
+    let manager = SseManager::builder()
+        .configure(|c| c.max_connections(N).heartbeat_interval(None))
+        .build()
+        .expect("valid configuration");
+    let mut connections = Vec::with_capacity(N);
+    for i in 0..N {
+        let options = ConnectOptions::new()
+            .user(format!("user-{i}"))
+            .channel(format!("channel-{i}"));
+        connections.push(manager.connect(options).await.expect("under the limit"));
+    }
+    let refused = manager.connect(ConnectOptions::new().user("one-too-many")).await;
+    assert!(matches!(refused, Err(ConnectError::Overloaded { .. })));
+    let invalid = manager.connect(ConnectOptions::new().channel("")).await;
+    assert!(invalid.is_err());
+    for i in 0..N {
+        let event = Event::json("tick", &i).expect("serializable");
+        manager
+            .send(Target::channel(format!("channel-{i}")), event)
+            .await
+            .expect("sent");
+    }
+    manager
+        .send(Target::user("user-0"), Event::named("message", "hello").expect("valid"))
+        .await
+        .expect("sent");
+    manager
+        .broadcast(Event::named("message", "everyone").expect("valid"))
+        .await
+        .expect("sent");
+    // A resuming client misses the two events after the first.
+    let resumed = manager
+        .connect(ConnectOptions::new().user("user-0").last_event_id(Some("0")))
+        .await;
+    assert!(resumed.is_err(), "over the limit: refused before any replay");
+    drop(connections.pop());
+    let resumed = manager
+        .connect(ConnectOptions::new().user("user-0").last_event_id(Some("unknown-id")))
+        .await
+        .expect("room for one");
+
+    let (values, keys) = snapshot(&snapshotter);
+    assert!(keys.len() < 50, "{} series: {keys:?}", keys.len());
+    assert_eq!(
+        keys.iter().filter(|k| k.kind() == MetricKind::Histogram).count(),
+        1,
+        "one latency histogram"
+    );
+    assert_eq!(get(&values, "sse_connections_opened_total{}"), (N + 1) as f64);
+    assert_eq!(get(&values, "sse_connections{}"), N as f64);
+    assert_eq!(get(&values, "sse_connections_closed_total{reason=client_gone}"), 1.0);
+    assert_eq!(get(&values, "sse_connections_refused_total{reason=overloaded}"), 2.0);
+    assert_eq!(get(&values, "sse_connections_refused_total{reason=invalid}"), 1.0);
+    assert_eq!(get(&values, "sse_events_published_total{target=channel}"), N as f64);
+    assert_eq!(get(&values, "sse_events_published_total{target=user}"), 1.0);
+    assert_eq!(get(&values, "sse_events_published_total{target=all}"), 1.0);
+    assert_eq!(get(&values, "sse_resets_total{}"), 1.0);
+    assert_eq!(
+        get(&values, "sse_delivery_latency_seconds{}"),
+        (N + 2) as f64,
+        "one sample per send"
+    );
+
+    drop(resumed);
+    drop(connections);
+    // A snapshot takes the values recorded since the last one.
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(
+        get(&values, "sse_connections{}"),
+        -(N as f64),
+        "every open connection closed"
+    );
+    assert_eq!(
+        get(&values, "sse_connections_closed_total{reason=client_gone}"),
+        N as f64
+    );
+}
+
+#[tokio::test]
+async fn replay_and_delivery_are_counted() {
+    use futures::StreamExt as _;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let manager = SseManager::builder()
+        .configure(|c| c.heartbeat_interval(None))
+        .build()
+        .expect("valid configuration");
+    let first = manager
+        .send(Target::All, Event::named("message", "one").expect("valid"))
+        .await
+        .expect("sent")
+        .id
+        .expect("an id");
+    for data in ["two", "three"] {
+        manager
+            .send(Target::All, Event::named("message", data).expect("valid"))
+            .await
+            .expect("sent");
+    }
+    let mut resumed = manager
+        .connect(ConnectOptions::new().last_event_id(Some(first)))
+        .await
+        .expect("registered");
+    let frames = resumed.next().await.expect("the opening and the replay");
+    assert!(!frames.is_empty());
+    manager.disconnect(resumed.client_id().as_str());
+
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(get(&values, "sse_events_replayed_total{}"), 2.0);
+    assert!(get(&values, "sse_frames_delivered_total{}") >= 3.0, "{values:?}");
+    assert_eq!(get(&values, "sse_connections_closed_total{reason=disconnected}"), 1.0);
+}
+
+#[tokio::test]
+async fn backplane_publishes_and_their_errors_are_counted() {
+    use sse_core::test_util::MemoryLog;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let log = MemoryLog::new();
+    let manager = SseManager::builder()
+        .backplane(log.clone())
+        .configure(|c| c.heartbeat_interval(None))
+        .build()
+        .expect("valid configuration");
+    let event = || Event::named("message", "hello").expect("valid");
+    manager.send(Target::user("alice"), event()).await.expect("published");
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(get(&values, "sse_events_published_total{target=user}"), 1.0);
+    assert_eq!(get(&values, "sse_delivery_latency_seconds{}"), 1.0);
+
+    log.set_failing(Some(false));
+    assert!(manager.send(Target::All, event()).await.is_err());
+    log.set_failing(Some(true));
+    assert!(manager.send(Target::All, event()).await.is_err());
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(
+        get(&values, "sse_backplane_publish_errors_total{outcome=not_published}"),
+        1.0
+    );
+    assert_eq!(get(&values, "sse_backplane_publish_errors_total{outcome=unknown}"), 1.0);
+}
+
+#[tokio::test]
+async fn slow_clients_are_counted_once() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let manager = SseManager::builder()
+        .configure(|c| c.client_queue(2).heartbeat_interval(None))
+        .build()
+        .expect("valid configuration");
+    let slow = manager
+        .connect(ConnectOptions::new().user("slow"))
+        .await
+        .expect("registered");
+    for i in 0..4 {
+        let event = Event::json("tick", &i).expect("serializable");
+        manager.send(Target::All, event).await.expect("sent");
+    }
+    drop(slow);
+    let (values, _) = snapshot(&snapshotter);
+    assert_eq!(get(&values, "sse_slow_clients_closed_total{}"), 1.0);
+    assert_eq!(get(&values, "sse_connections_closed_total{reason=slow_consumer}"), 1.0);
+    assert_eq!(get(&values, "sse_connections_closed_total{reason=client_gone}"), 0.0);
+    assert_eq!(get(&values, "sse_connections{}"), 0.0);
+}

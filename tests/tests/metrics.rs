@@ -1,0 +1,119 @@
+//! The values of `GET /metrics` after a scripted scenario, on every
+//! framework's demo: connections opened, refused and closed, events
+//! published by target kind, a replay and a reset, the delivery latency
+//! samples.
+//!
+//! The Prometheus recorder is global to the process, so the scenarios run
+//! one at a time (this binary holds no other test) and compare a scrape
+//! after each with one before.
+
+use std::collections::BTreeMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sse_examples::ServeFn;
+use sse_tests::{End, TestServer};
+use tokio::sync::Mutex;
+
+/// One scenario at a time: the figures are process-wide.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const TOKEN: &str = "metrics-token";
+
+/// How much `series` grew from `before` to `after`.
+fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, series: &str) -> f64 {
+    let get = |samples: &BTreeMap<String, f64>| samples.get(series).copied().unwrap_or(0.0);
+    get(after) - get(before)
+}
+
+async fn scenario(serve: ServeFn) {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(serve, &[("SSE_PUBLISH_TOKEN", TOKEN), ("SSE_MAX_CONNECTIONS", "2")]).await;
+    let before = server.metrics().await;
+
+    let mut alice = server.subscribe("userId=alice").await;
+    let first = server.publish_ok(&json!({"event": "one", "data": 1})).await;
+    server
+        .publish_ok(&json!({"event": "for-alice", "target": "user", "targetId": "alice", "data": 2}))
+        .await;
+    server.publish_ok(&json!({"event": "two", "data": 3})).await;
+    for name in ["one", "for-alice", "two"] {
+        alice.stream.expect_event(name).await;
+    }
+
+    // The second connection fills the server; a third is refused.
+    let bob = server.subscribe("userId=bob").await;
+    let (_, events, end) = server.connect("userId=carol").await.read_to_end().await;
+    assert_eq!(end, End::Clean);
+    assert_eq!(events.len(), 1, "one overloaded event: {events:?}");
+
+    // Bob is disconnected; dave resumes after the first event and misses
+    // only the second broadcast (the other was for alice).
+    disconnect(&server, &bob.client_id).await;
+    let mut dave = server
+        .subscribe_with("userId=dave", &[("last-event-id", first.id.as_str())])
+        .await;
+    dave.stream.expect_event("two").await;
+    disconnect(&server, &dave.client_id).await;
+    // Erin resumes from an id the history never held: a reset.
+    let mut erin = server
+        .subscribe_with("userId=erin", &[("last-event-id", "no-such-id")])
+        .await;
+    erin.stream.expect_event("reset").await;
+
+    let after = server.metrics().await;
+    let expected = [
+        ("sse_connections", 2.0),
+        ("sse_connections_opened_total", 4.0),
+        ("sse_connections_refused_total{reason=\"overloaded\"}", 1.0),
+        ("sse_connections_closed_total{reason=\"disconnected\"}", 2.0),
+        ("sse_events_published_total{target=\"all\"}", 2.0),
+        ("sse_events_published_total{target=\"user\"}", 1.0),
+        ("sse_events_replayed_total", 1.0),
+        ("sse_resets_total", 1.0),
+        ("sse_delivery_latency_seconds_count", 3.0),
+    ];
+    for (series, change) in expected {
+        assert_eq!(
+            delta(&before, &after, series),
+            change,
+            "{series}: before {before:?}, after {after:?}"
+        );
+    }
+    // Each of alice's three events, dave's replay and erin's reset were
+    // handed to a writer, with the opening frames of every stream.
+    assert!(delta(&before, &after, "sse_frames_delivered_total") >= 5.0, "{after:?}");
+    // No series names a user, a client or a channel.
+    for series in after.keys() {
+        for name in ["alice", "bob", "carol", "dave", "erin", &bob.client_id] {
+            assert!(!series.contains(name), "{series} names {name}");
+        }
+    }
+    server.stop().await.expect("the server stops cleanly");
+}
+
+async fn disconnect(server: &TestServer, client_id: &str) {
+    let path = format!("/api/sse/connections/{client_id}");
+    let (status, _) = TestServer::send(server.api(Method::DELETE, &path)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    server
+        .wait_for_stats("the disconnected connection to go", |s| {
+            s["connections"].as_u64().is_some_and(|n| n < 2)
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn axum_metrics_after_a_scenario() {
+    scenario(sse_examples::axum_demo::serve).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warp_metrics_after_a_scenario() {
+    scenario(sse_examples::warp_demo::serve).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poem_metrics_after_a_scenario() {
+    scenario(sse_examples::poem_demo::serve).await;
+}
