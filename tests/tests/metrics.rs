@@ -4,8 +4,9 @@
 //! samples.
 //!
 //! The Prometheus recorder is global to the process, so the scenarios run
-//! one at a time (this binary holds no other test) and compare a scrape
-//! after each with one before.
+//! one at a time (this binary holds no other scenario) and compare a scrape
+//! after each with one before. Also: the Grafana dashboard of `docs/`
+//! queries exactly the documented metrics.
 
 use std::collections::BTreeMap;
 
@@ -116,4 +117,51 @@ async fn warp_metrics_after_a_scenario() {
 #[tokio::test(flavor = "multi_thread")]
 async fn poem_metrics_after_a_scenario() {
     scenario(sse_examples::poem_demo::serve).await;
+}
+
+/// The metric names `docs/grafana-dashboard.json` queries: every `sse_...`
+/// token of its expressions, without a histogram's `_bucket`, `_count` or
+/// `_sum`.
+fn dashboard_metrics() -> std::collections::BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    let mut names = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if token.starts_with("sse_") {
+                    let name = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|suffix| token.strip_suffix(suffix))
+                        .unwrap_or(token);
+                    names.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_documented_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../sse-core/src/metrics.rs");
+    let source = std::fs::read_to_string(path).expect("the metrics module");
+    // The module's table: "//! | `name` | kind | labels |".
+    let documented: std::collections::BTreeSet<String> = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("//! | `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    assert!(documented.len() >= 12, "{documented:?}");
+    let queried = dashboard_metrics();
+    let unknown: Vec<&String> = queried.difference(&documented).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries undocumented metrics: {unknown:?}"
+    );
+    let unused: Vec<&String> = documented.difference(&queried).collect();
+    assert!(unused.is_empty(), "the dashboard shows no panel for {unused:?}");
 }
