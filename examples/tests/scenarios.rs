@@ -8,29 +8,13 @@
 
 mod apps;
 
-use apps::{App, PATIENCE, Stream};
-use eventsource_stream::Eventsource as _;
-use futures_util::StreamExt as _;
+use apps::{App, PATIENCE, Stream, open_stream};
 use serde_json::{Value, json};
 
 /// Opens `path` on `app` with `headers`; checks the `connected` event and
 /// returns it with the stream.
 async fn open(app: &App, path: &str, headers: &[(&str, &str)]) -> (Value, Stream) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", app.base));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = tokio::time::timeout(PATIENCE, request.send())
-        .await
-        .expect("an answer in time")
-        .expect("an answer");
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut stream = Stream {
-        events: response.bytes_stream().eventsource().boxed(),
-    };
-    let (connected, _) = stream.expect("connected").await;
-    (connected, stream)
+    open_stream(&reqwest::Client::new(), &format!("{}{path}", app.base), headers).await
 }
 
 /// POSTs `body` as JSON to `path`: the status and the answer's body.

@@ -7,9 +7,7 @@
 
 mod apps;
 
-use apps::{App, PATIENCE, Stream};
-use eventsource_stream::Eventsource as _;
-use futures_util::StreamExt as _;
+use apps::{App, PATIENCE, Stream, open_stream};
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "test-admin-key";
@@ -73,21 +71,9 @@ impl Client {
     /// Opens `/events` with `query` and `headers`; checks the `connected`
     /// event.
     async fn connect(&self, query: &str, headers: &[(&str, &str)]) -> Stream {
-        let mut request = self.http.get(format!("{}/events{query}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = tokio::time::timeout(PATIENCE, request.send())
+        open_stream(&self.http, &format!("{}/events{query}", self.base), headers)
             .await
-            .expect("an answer in time")
-            .expect("an answer");
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        let mut stream = Stream {
-            events: response.bytes_stream().eventsource().boxed(),
-        };
-        stream.expect("connected").await;
-        stream
+            .1
     }
 
     /// Follows the team's stream from `last_event_id`, as `EventSource`

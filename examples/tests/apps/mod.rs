@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use eventsource_stream::{Event, EventStreamError};
+use eventsource_stream::{Event, EventStreamError, Eventsource as _};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use serde_json::Value;
@@ -104,4 +104,25 @@ impl Stream {
         let data = serde_json::from_str(&event.data).expect("JSON data");
         (data, event)
     }
+}
+
+/// Opens the event stream at `url` with `headers`, with `http`; checks the
+/// answer's status and content type and the `connected` event, and returns
+/// that event's data with the stream.
+pub(crate) async fn open_stream(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (Value, Stream) {
+    let mut request = http.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(PATIENCE, request.send())
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = Stream {
+        events: response.bytes_stream().eventsource().boxed(),
+    };
+    let (connected, _) = stream.expect("connected").await;
+    (connected, stream)
 }
