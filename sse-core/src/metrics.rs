@@ -34,7 +34,7 @@
 //! The counters count from the process's start, over every manager of the
 //! process; `sse_connections` is the sum of their open connections.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
@@ -169,9 +169,9 @@ pub(crate) fn heartbeats(n: u64) {
     counter!("sse_heartbeats_total").increment(n);
 }
 
-/// A send that started at `start` has queued its frame everywhere.
-pub(crate) fn delivered_since(start: Instant) {
-    histogram!("sse_delivery_latency_seconds").record(start.elapsed().as_secs_f64());
+/// A send has queued its frame everywhere, `elapsed` after its call.
+pub(crate) fn delivered_after(elapsed: Duration) {
+    histogram!("sse_delivery_latency_seconds").record(elapsed.as_secs_f64());
 }
 
 /// The backplane did not confirm a publish; `unknown` when it may still

@@ -43,6 +43,15 @@ pub struct Stats {
     /// Sends refused because their frame would have exceeded
     /// [`SseConfig::frame_memory_budget`](crate::SseConfig::frame_memory_budget).
     pub budget_refused: u64,
+    /// Sends timed so far: every dispatching send, from its call until its
+    /// frame was queued for every recipient on this instance (with a
+    /// backplane: until the entry came back from the log and was queued
+    /// here).
+    pub sends_timed: u64,
+    /// The sum of those times, in microseconds: the mean latency over an
+    /// interval is the change of this figure divided by the change of
+    /// [`Stats::sends_timed`].
+    pub send_latency_micros: u64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +67,8 @@ pub(crate) struct Counters {
     pub(crate) heartbeats: AtomicU64,
     pub(crate) idle_closed: AtomicU64,
     pub(crate) budget_refused: AtomicU64,
+    pub(crate) sends_timed: AtomicU64,
+    pub(crate) send_latency_micros: AtomicU64,
     /// When the last warning about slow clients was logged (ms since the
     /// manager's epoch, plus one; 0: never), and `slow_closed` then.
     slow_warned_at_ms: AtomicU64,
@@ -86,6 +97,18 @@ impl Counters {
         Some(total.saturating_sub(before))
     }
 
+    /// A send that started at `start` has queued its frame everywhere.
+    pub(crate) fn sent_since(&self, start: std::time::Instant) {
+        let elapsed = start.elapsed();
+        Self::add(&self.sends_timed, 1);
+        Self::add(
+            &self.send_latency_micros,
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
+        #[cfg(feature = "metrics")]
+        crate::metrics::delivered_after(elapsed);
+    }
+
     pub(crate) fn frames_delivered(&self, n: usize) {
         Self::add(&self.frames_delivered, n as u64);
     }
@@ -103,5 +126,7 @@ impl Counters {
         stats.heartbeats = get(&self.heartbeats);
         stats.idle_closed = get(&self.idle_closed);
         stats.budget_refused = get(&self.budget_refused);
+        stats.sends_timed = get(&self.sends_timed);
+        stats.send_latency_micros = get(&self.send_latency_micros);
     }
 }

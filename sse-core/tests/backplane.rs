@@ -50,6 +50,8 @@ async fn targets_reach_connections_on_every_instance() {
     assert_eq!(news.delivered, 1);
     let all = a.broadcast(Event::message("everyone")).await.expect("published");
     assert_eq!(all.delivered, 1, "bob is a's only connection");
+    assert_eq!(a.stats().sends_timed, 2, "each publish is timed where it was sent");
+    assert_eq!(b.stats().sends_timed, 1);
 
     let seen = read_until(&mut alice_on_b, "everyone").await;
     let private_at = seen.find("for alice").expect("alice got her event");

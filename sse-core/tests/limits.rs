@@ -583,6 +583,7 @@ async fn stats_count_what_happens() {
 
     let stats = manager.stats();
     assert_eq!(stats.events_published, 3, "comments are not published events");
+    assert_eq!(stats.sends_timed, 3, "every published event is timed");
     assert_eq!(stats.frames_delivered, 0, "nothing was written yet");
     assert_eq!(stats.connections_opened, 1);
 

@@ -43,16 +43,13 @@ impl Shared {
     /// # Errors
     /// [`SendError::OverBudget`].
     pub(super) fn send(&self, audience: &Audience, event: &Event) -> Result<Delivery, SendError> {
-        #[cfg(feature = "metrics")]
         let start = Instant::now();
         let delivery = self.deliver(audience, event, Source::Local)?;
         if event.dispatches() {
             Counters::add(&self.stats.events_published, 1);
             #[cfg(feature = "metrics")]
-            {
-                crate::metrics::event_published(crate::metrics::target_label(audience.target()));
-                crate::metrics::delivered_since(start);
-            }
+            crate::metrics::event_published(crate::metrics::target_label(audience.target()));
+            self.stats.sent_since(start);
         }
         Ok(delivery)
     }

@@ -43,7 +43,6 @@ impl Shared {
         event: &Event,
         key: Option<&str>,
     ) -> Result<Delivery, SendError> {
-        #[cfg(feature = "metrics")]
         let start = std::time::Instant::now();
         let entry = Entry::new(self.instance, audience, event).ok_or(SendError::NotDistributable)?;
         // Checked before the log: once published, no instance can refuse it.
@@ -81,8 +80,7 @@ impl Shared {
         let receiver = {
             let mut pending = self.pending.lock();
             if let Some(Pending::Delivered(delivered)) = pending.remove(&log_id) {
-                #[cfg(feature = "metrics")]
-                crate::metrics::delivered_since(start);
+                self.stats.sent_since(start);
                 return Ok(Delivery {
                     id,
                     delivered,
@@ -103,8 +101,7 @@ impl Shared {
                 0
             }
         };
-        #[cfg(feature = "metrics")]
-        crate::metrics::delivered_since(start);
+        self.stats.sent_since(start);
         Ok(Delivery {
             id,
             delivered,
