@@ -23,6 +23,7 @@
 //! their instance dies.
 
 mod presence;
+mod stats;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use self::presence::{PresenceCount, PresenceUpdate};
+pub use self::stats::{ClusterReport, InstanceReport, StatsReport};
 use crate::event::Event;
 use crate::manager::{PresenceMember, Shared};
 use crate::target::{Audience, Target};
@@ -318,6 +320,51 @@ pub trait Backplane: Send + Sync + 'static {
     async fn presence(&self, channel: &str) -> Result<Vec<PresenceMember>, BackplaneError> {
         let _ = channel;
         Err(BackplaneError::new("this backplane does not share presence"))
+    }
+
+    /// Whether this backplane keeps every instance's statistics, for
+    /// [`SseManager::cluster_stats`](crate::SseManager::cluster_stats).
+    /// Default `false`: the cluster's statistics are then not available.
+    ///
+    /// With `true`, the manager reports its statistics with
+    /// [`Backplane::report_stats`] every
+    /// [`stats_interval`](crate::SseConfig::stats_interval), each report
+    /// standing for three intervals, and withdraws them with
+    /// [`Backplane::withdraw_stats`] when it shuts down.
+    /// [`Backplane::cluster_stats`] answers with the latest report of every
+    /// instance whose report still stands, so an instance that died without
+    /// shutting down drops out within three intervals.
+    fn shares_stats(&self) -> bool {
+        false
+    }
+
+    /// Records `report` as `instance`'s latest statistics (see
+    /// [`Backplane::shares_stats`]).
+    ///
+    /// # Errors
+    /// When the backplane cannot be reached; the manager reports again at
+    /// the next interval. The default, for a backplane that does not share
+    /// statistics, always fails.
+    async fn report_stats(&self, instance: u64, report: StatsReport) -> Result<(), BackplaneError> {
+        let _ = (instance, report);
+        Err(BackplaneError::new("this backplane does not share statistics"))
+    }
+
+    /// Removes `instance`'s report at once: the instance shuts down.
+    ///
+    /// # Errors
+    /// As [`Backplane::report_stats`].
+    async fn withdraw_stats(&self, instance: u64) -> Result<(), BackplaneError> {
+        let _ = instance;
+        Err(BackplaneError::new("this backplane does not share statistics"))
+    }
+
+    /// The latest report of every instance whose report still stands.
+    ///
+    /// # Errors
+    /// As [`Backplane::report_stats`].
+    async fn cluster_stats(&self) -> Result<ClusterReport, BackplaneError> {
+        Err(BackplaneError::new("this backplane does not share statistics"))
     }
 }
 

@@ -55,6 +55,7 @@ pub struct SseConfig {
     pub(crate) presence_channels: Vec<String>,
     pub(crate) presence_timeout: Duration,
     pub(crate) idempotency_window: Duration,
+    pub(crate) stats_interval: Duration,
 }
 
 /// Builds an [`SseConfig`]: every setting starts at its default, each setter
@@ -155,6 +156,7 @@ impl Default for SseConfig {
             presence_channels: Vec::new(),
             presence_timeout: Duration::from_secs(30),
             idempotency_window: Duration::from_secs(300),
+            stats_interval: Duration::from_secs(5),
         }
     }
 }
@@ -320,6 +322,15 @@ settings! {
     /// keys are remembered; the Redis backplane remembers every key for the
     /// window, across instances.
     idempotency_window: copy Duration;
+    /// With a backplane that
+    /// [shares statistics](crate::Backplane::shares_stats), how often this
+    /// instance reports its statistics for
+    /// [`SseManager::cluster_stats`](crate::SseManager::cluster_stats)
+    /// (default 5 s; at least 100 ms). Each report stands for three
+    /// intervals: an instance that died without shutting down drops out of
+    /// the cluster's statistics within that time. An instance that shuts
+    /// down withdraws its report at once.
+    stats_interval: copy Duration;
 }
 
 impl SseConfig {
@@ -367,6 +378,9 @@ impl SseConfig {
         }
         if self.idempotency_window < Duration::from_secs(1) {
             return invalid("idempotency_window", "must be at least 1 s");
+        }
+        if self.stats_interval < Duration::from_millis(100) {
+            return invalid("stats_interval", "must be at least 100 ms");
         }
         if self.presence_timeout < Duration::from_millis(100) {
             return invalid("presence_timeout", "must be at least 100 ms");

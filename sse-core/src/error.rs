@@ -172,6 +172,22 @@ pub enum PresenceError {
     Backplane(#[from] BackplaneError),
 }
 
+/// [`SseManager::cluster_stats`](crate::SseManager::cluster_stats) could
+/// not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterStatsError {
+    /// The manager has a backplane that does not
+    /// [share statistics](crate::Backplane::shares_stats): only this
+    /// instance's are known ([`SseManager::stats`](crate::SseManager::stats)).
+    #[error("the backplane does not share statistics across instances")]
+    NotShared,
+    /// The backplane could not be reached; its error is the
+    /// [source](std::error::Error::source).
+    #[error("cluster statistics are unavailable: {0}")]
+    Backplane(#[from] BackplaneError),
+}
+
 /// A runtime subscription change was refused by
 /// [`SseManager::subscribe`](crate::SseManager::subscribe) or
 /// [`SseManager::unsubscribe`](crate::SseManager::unsubscribe) (which can

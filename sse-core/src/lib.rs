@@ -62,16 +62,20 @@ mod transport;
 /// written with, so that they need no dependency of their own.
 #[doc(no_inline)]
 pub use async_trait::async_trait;
-pub use backplane::{Appended, Backplane, BackplaneError, BackplaneSink, PresenceCount, PresenceUpdate};
+pub use backplane::{
+    Appended, Backplane, BackplaneError, BackplaneSink, ClusterReport, InstanceReport, PresenceCount, PresenceUpdate,
+    StatsReport,
+};
 pub use config::{ConnectedEvent, Heartbeat, SseConfig, SseConfigBuilder, UserLimitPolicy};
 pub use connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 pub use error::{
-    ConfigError, ConnectError, EventError, NotReady, PresenceError, SendError, SubscribeError, TransportError,
+    ClusterStatsError, ConfigError, ConnectError, EventError, NotReady, PresenceError, SendError, SubscribeError,
+    TransportError,
 };
 pub use event::{Event, EventBuilder, NotificationKind};
 pub use manager::{
-    ConnectContext, Delivery, DisconnectContext, MAX_IDEMPOTENCY_KEY_LEN, PresenceMember, SseManager,
-    SseManagerBuilder, overloaded_body,
+    ClusterStats, ConnectContext, Delivery, DisconnectContext, InstanceStats, MAX_IDEMPOTENCY_KEY_LEN, PresenceMember,
+    SseManager, SseManagerBuilder, overloaded_body,
 };
 pub use runtime::Runtime;
 #[cfg(feature = "tokio")]

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A snapshot of the manager's statistics, as `getStats` gives them.
 /// Serializes in camelCase.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 #[non_exhaustive]
 pub struct Stats {
     /// Connections open now.
@@ -52,6 +52,33 @@ pub struct Stats {
     /// interval is the change of this figure divided by the change of
     /// [`Stats::sends_timed`].
     pub send_latency_micros: u64,
+}
+
+impl Stats {
+    /// Adds `other`'s figures to these: the connections, the counters and
+    /// each channel's count are summed. So are the unique users, which
+    /// counts a user with connections on two instances twice.
+    pub(crate) fn add(&mut self, other: &Stats) {
+        self.connections += other.connections;
+        self.unique_users += other.unique_users;
+        for (channel, n) in &other.channels {
+            *self.channels.entry(channel.clone()).or_default() += n;
+        }
+        self.connections_opened += other.connections_opened;
+        self.connections_rejected += other.connections_rejected;
+        self.slow_closed += other.slow_closed;
+        self.events_published += other.events_published;
+        self.frames_delivered += other.frames_delivered;
+        self.frames_dropped += other.frames_dropped;
+        self.events_replayed += other.events_replayed;
+        self.resets += other.resets;
+        self.heartbeats += other.heartbeats;
+        self.idle_closed += other.idle_closed;
+        self.frame_bytes += other.frame_bytes;
+        self.budget_refused += other.budget_refused;
+        self.sends_timed += other.sends_timed;
+        self.send_latency_micros += other.send_latency_micros;
+    }
 }
 
 #[derive(Debug, Default)]

@@ -199,3 +199,22 @@ async fn without_a_backplane_a_key_sends_once_within_the_window() {
     let seen = read_until(&mut connection, "data: end").await;
     assert_eq!(seen.matches("data: paid").count(), 2, "{seen}");
 }
+
+#[tokio::test]
+async fn cluster_stats_need_a_backplane_that_shares_them() {
+    let manager = instance(&MemoryLog::new());
+    assert!(matches!(
+        manager.cluster_stats().await,
+        Err(sse_core::ClusterStatsError::NotShared)
+    ));
+    let single = SseManager::builder().build().expect("manager");
+    let _frank = single
+        .connect(ConnectOptions::new().user("frank").channel("news"))
+        .await
+        .expect("frank");
+    let stats = single.cluster_stats().await.expect("a single instance is the cluster");
+    assert_eq!(stats.instances.len(), 1);
+    assert!(stats.instances[0].local);
+    assert_eq!(stats.totals, single.stats());
+    assert_eq!(stats.totals.unique_users, 1);
+}

@@ -134,6 +134,7 @@
 
 mod presence;
 mod reader;
+mod stats;
 mod writer;
 
 use std::fmt;
@@ -142,7 +143,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_core::{Appended, Backplane, BackplaneError, BackplaneSink, PresenceMember, PresenceUpdate, async_trait};
+use sse_core::{
+    Appended, Backplane, BackplaneError, BackplaneSink, ClusterReport, PresenceMember, PresenceUpdate, StatsReport,
+    async_trait,
+};
 
 use crate::writer::Writer;
 
@@ -213,6 +217,7 @@ pub(crate) struct Inner {
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) writer: Writer,
     pub(crate) presence: presence::Scripts,
+    pub(crate) stats: stats::Scripts,
     /// The last `history` entries when the backplane was built, oldest
     /// first: the first manager built with it preloads them before it is
     /// returned, and its reader delivers every later entry.
@@ -385,6 +390,31 @@ impl Backplane for RedisBackplane {
             .await
             .map_err(BackplaneError::new)
     }
+
+    fn shares_stats(&self) -> bool {
+        true
+    }
+
+    async fn report_stats(&self, instance: u64, report: StatsReport) -> Result<(), BackplaneError> {
+        let inner = self.inner.clone();
+        self.on_runtime(async move { stats::report(&inner, instance, report).await })
+            .await
+            .map_err(BackplaneError::new)
+    }
+
+    async fn withdraw_stats(&self, instance: u64) -> Result<(), BackplaneError> {
+        let inner = self.inner.clone();
+        self.on_runtime(async move { stats::withdraw(&inner, instance).await })
+            .await
+            .map_err(BackplaneError::new)
+    }
+
+    async fn cluster_stats(&self) -> Result<ClusterReport, BackplaneError> {
+        let inner = self.inner.clone();
+        self.on_runtime(async move { stats::query(&inner).await })
+            .await
+            .map_err(BackplaneError::new)
+    }
 }
 
 /// A failed append as the manager sees it: not published when it never
@@ -547,6 +577,7 @@ impl RedisBackplaneBuilder {
             handle,
             writer,
             presence: presence::Scripts::new(&self.prefix),
+            stats: stats::Scripts::new(&self.prefix),
             snapshot: Mutex::new(None),
         })))
     }

@@ -19,7 +19,7 @@ use super::{
     auth_error, error, json, method_not_allowed,
 };
 use crate::connection::{ConnectOptions, ConnectionInfo};
-use crate::error::{SendError, SubscribeError};
+use crate::error::{ClusterStatsError, SendError, SubscribeError};
 use crate::manager::SseManager;
 
 /// The SSE endpoints of the HTTP contract, independent of any framework.
@@ -263,6 +263,13 @@ impl SseEndpoints {
         match admin {
             Admin::Publish => self.publish(request, &body).await,
             Admin::Stats => json(StatusCode::OK, &self.manager.stats()),
+            Admin::ClusterStats => match self.manager.cluster_stats().await {
+                Ok(stats) => json(StatusCode::OK, &stats),
+                Err(ClusterStatsError::NotShared) => {
+                    error(StatusCode::NOT_IMPLEMENTED, &ClusterStatsError::NotShared.to_string())
+                }
+                Err(failure) => error(StatusCode::SERVICE_UNAVAILABLE, &failure.to_string()),
+            },
             Admin::Connections => json(StatusCode::OK, &self.manager.connections()),
             Admin::Subscribe(subscribe) => self.subscribe(&body, subscribe).await,
             Admin::Presence(channel) => self.presence(channel).await,

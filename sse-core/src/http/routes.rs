@@ -28,7 +28,7 @@ pub enum RouteGroup {
     /// `POST publish`, guarded by the publish authorizer.
     Publish,
     /// The administration endpoints, guarded by the publish authorizer:
-    /// `GET stats`, `GET connections`, `POST subscribe`, `POST unsubscribe`,
+    /// `GET stats`, `GET stats/cluster`, `GET connections`, `POST subscribe`, `POST unsubscribe`,
     /// `DELETE connections/{clientId}` and `GET presence/{channel}`.
     Admin,
     /// `GET client.js`, the browser client, open to all.
@@ -68,6 +68,7 @@ impl RouteGroup {
             RouteGroup::Publish => &[RoutePath::Exact("publish")],
             RouteGroup::Admin => &[
                 RoutePath::Exact("stats"),
+                RoutePath::Exact("stats/cluster"),
                 RoutePath::Exact("connections"),
                 RoutePath::Below("connections"),
                 RoutePath::Exact("subscribe"),
@@ -93,6 +94,8 @@ pub(super) enum Route<'a> {
 pub(super) enum Admin<'a> {
     Publish,
     Stats,
+    /// `stats/cluster`.
+    ClusterStats,
     Connections,
     /// `subscribe` (`true`) or `unsubscribe` (`false`).
     Subscribe(bool),
@@ -116,6 +119,7 @@ impl<'a> Route<'a> {
             "client.js" => return Some(Route::ClientJs),
             "publish" => Admin::Publish,
             "stats" => Admin::Stats,
+            "stats/cluster" => Admin::ClusterStats,
             "connections" => Admin::Connections,
             "subscribe" => Admin::Subscribe(true),
             "unsubscribe" => Admin::Subscribe(false),
@@ -141,7 +145,8 @@ impl<'a> Route<'a> {
     /// these in its `Allow` header.
     pub(super) fn methods(&self) -> &'static [Method] {
         match self {
-            Route::Stream | Route::Admin(Admin::Stats | Admin::Connections | Admin::Presence(_)) => GET,
+            Route::Stream
+            | Route::Admin(Admin::Stats | Admin::ClusterStats | Admin::Connections | Admin::Presence(_)) => GET,
             Route::ClientJs => GET_HEAD,
             Route::Admin(Admin::Publish | Admin::Subscribe(_)) => POST,
             Route::Admin(Admin::Disconnect(_)) => DELETE,

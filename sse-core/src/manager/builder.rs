@@ -13,6 +13,7 @@ use std::time::Instant;
 use futures_channel::mpsc;
 use parking_lot::{Mutex, RwLock};
 
+use super::cluster_stats::{self, StatsSync};
 use super::hooks::{ConnectContext, DisconnectContext, Hooks};
 use super::shared_presence::{self, PresenceSync};
 use super::{Shared, SseManager, maintenance};
@@ -182,6 +183,16 @@ impl SseManagerBuilder {
         } else {
             (None, None)
         };
+        let shares_stats = self
+            .backplane
+            .as_ref()
+            .is_some_and(|backplane| backplane.shares_stats());
+        let (stats_sync, stats_task) = if shares_stats {
+            let (sync, woken, withdrawn) = StatsSync::new();
+            (Some(sync), Some((woken, withdrawn)))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new_cyclic(|me| Shared {
             history: Mutex::new(History::new(
                 config.history_size,
@@ -206,6 +217,7 @@ impl SseManagerBuilder {
             keys: Mutex::new(super::idempotency::Keys::default()),
             hooks,
             presence_sync,
+            stats_sync,
             me: me.clone(),
         });
         runtime.spawn(Box::pin(maintenance::run(Arc::downgrade(&shared), wake_rx)));
@@ -216,6 +228,15 @@ impl SseManagerBuilder {
             backplane.preload(&sink);
             if let Some((woken, withdrawn)) = presence_task {
                 runtime.spawn(Box::pin(shared_presence::run(
+                    Arc::downgrade(&shared),
+                    backplane.clone(),
+                    shared.instance,
+                    woken,
+                    withdrawn,
+                )));
+            }
+            if let Some((woken, withdrawn)) = stats_task {
+                runtime.spawn(Box::pin(cluster_stats::run(
                     Arc::downgrade(&shared),
                     backplane.clone(),
                     shared.instance,

@@ -14,6 +14,7 @@
 
 mod admission;
 mod builder;
+mod cluster_stats;
 mod delivery;
 mod distributed;
 mod hooks;
@@ -37,6 +38,8 @@ use serde::Serialize;
 
 pub use self::admission::overloaded_body;
 pub use self::builder::SseManagerBuilder;
+use self::cluster_stats::StatsSync;
+pub use self::cluster_stats::{ClusterStats, InstanceStats};
 use self::distributed::Pending;
 use self::hooks::Hooks;
 pub use self::hooks::{ConnectContext, DisconnectContext};
@@ -399,11 +402,7 @@ impl SseManager {
 
     /// Current statistics (`getStats`).
     pub fn stats(&self) -> Stats {
-        let mut stats = Stats::default();
-        self.shared.registry.read().count_into(&mut stats);
-        self.shared.stats.fill(&mut stats);
-        stats.frame_bytes = self.shared.budget.used();
-        stats
+        self.shared.stats_now()
     }
 
     /// Whether [`SseManager::shutdown`] was called.
@@ -446,6 +445,7 @@ impl SseManager {
         };
         shared.wake_maintenance();
         shared.withdraw_presence().await;
+        shared.withdraw_stats().await;
         tracing::info!(closed, "sse manager shut down");
     }
 }
@@ -501,11 +501,22 @@ pub(crate) struct Shared {
     /// With a backplane that shares presence (and presence channels): the
     /// counts to report to it.
     presence_sync: Option<PresenceSync>,
+    /// With a backplane that shares statistics: the task that reports them.
+    stats_sync: Option<StatsSync>,
     /// This state itself, for the handle a disconnect hook is given.
     me: Weak<Shared>,
 }
 
 impl Shared {
+    /// This instance's statistics now.
+    fn stats_now(&self) -> Stats {
+        let mut stats = Stats::default();
+        self.registry.read().count_into(&mut stats);
+        self.stats.fill(&mut stats);
+        stats.frame_bytes = self.budget.used();
+        stats
+    }
+
     /// Milliseconds since the manager was built.
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)

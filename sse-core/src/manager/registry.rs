@@ -235,6 +235,11 @@ impl Registry {
             .collect();
     }
 
+    /// The users with at least one connection.
+    pub(super) fn users(&self) -> Vec<String> {
+        self.by_user.keys().cloned().collect()
+    }
+
     /// Calls `visit` for every connection `target` reaches, each once.
     pub(super) fn for_each_target(&self, target: &Target, mut visit: impl FnMut(&Registered)) {
         let mut by_ids = |ids: Option<&HashSet<ClientId>>| {
