@@ -19,7 +19,9 @@ use sse_core::server::ServerLimits;
 /// `SSE_IDLE_TIMEOUT_MS` (close connections without an event for that long),
 /// `SSE_PRESENCE_CHANNELS` (comma-separated channel patterns that get
 /// `presence` events) and `SSE_PRESENCE_TIMEOUT_MS` (with Redis, how long an
-/// instance's presence outlives its last renewal), the memory bounds
+/// instance's presence outlives its last renewal), `SSE_STATS_INTERVAL_MS`
+/// (with Redis, how often an instance reports its statistics for
+/// `GET /api/sse/stats/cluster`), the memory bounds
 /// `SSE_HISTORY_BYTES`, `SSE_CLIENT_QUEUE_BYTES` and
 /// `SSE_FRAME_BUDGET_BYTES`, `SSE_IDEMPOTENCY_WINDOW_MS`, and the server's
 /// own limits ([`EnvConfig::server`]).
@@ -197,6 +199,9 @@ impl EnvConfig {
         };
         if let Some(ms) = parse_with("SSE_PRESENCE_TIMEOUT_MS", &at_least_100)? {
             sse = sse.presence_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = parse_with("SSE_STATS_INTERVAL_MS", &at_least_100)? {
+            sse = sse.stats_interval(Duration::from_millis(ms));
         }
         let at_least_1000 = |text: &str| -> Result<u64, String> {
             positive(text).and_then(|n| {
@@ -452,6 +457,7 @@ mod tests {
             ("SSE_IDLE_TIMEOUT_MS", "60000"),
             ("SSE_PRESENCE_CHANNELS", "team/*, lobby"),
             ("SSE_PRESENCE_TIMEOUT_MS", "1500"),
+            ("SSE_STATS_INTERVAL_MS", "250"),
             ("SSE_HISTORY_BYTES", "1048576"),
             ("SSE_CLIENT_QUEUE_BYTES", "65536"),
             ("SSE_FRAME_BUDGET_BYTES", "4194304"),
@@ -463,6 +469,7 @@ mod tests {
         assert_eq!(config.sse.idle_timeout(), Some(Duration::from_secs(60)));
         assert_eq!(config.sse.presence_channels(), &["team/*", "lobby"]);
         assert_eq!(config.sse.presence_timeout(), Duration::from_millis(1500));
+        assert_eq!(config.sse.stats_interval(), Duration::from_millis(250));
         assert_eq!(config.sse.history_max_bytes(), 1 << 20);
         assert_eq!(config.sse.client_queue_bytes(), 64 << 10);
         assert_eq!(config.sse.frame_memory_budget(), 4 << 20);
@@ -484,6 +491,7 @@ mod tests {
             ("SSE_PRESENCE_CHANNELS", "a\u{7}b"),
             ("SSE_PRESENCE_TIMEOUT_MS", "99"),
             ("SSE_PRESENCE_TIMEOUT_MS", "later"),
+            ("SSE_STATS_INTERVAL_MS", "50"),
             ("SSE_DRAIN_MS", "-5"),
         ] {
             let error = env(&[(name, value)]).expect_err(value);

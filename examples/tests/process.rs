@@ -486,3 +486,98 @@ async fn a_killed_instances_users_leave_the_others_within_the_presence_bound() {
         }
     }
 }
+
+/// `GET /api/sse/stats/cluster` at `address`.
+async fn cluster_stats(address: &str) -> serde_json::Value {
+    let url = format!("http://{address}/api/sse/stats/cluster");
+    let response = reqwest::get(url).await.expect("cluster stats");
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(&response.bytes().await.expect("the answer")).expect("JSON")
+}
+
+/// Asks `address` for the cluster's statistics until `done` holds.
+async fn until_cluster(address: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = cluster_stats(address).await;
+        if done(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {stats:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn instances(stats: &serde_json::Value) -> usize {
+    stats["instances"].as_array().map_or(0, Vec::len)
+}
+
+/// The demos of the three frameworks report their statistics through Redis:
+/// each answers for the cluster, with a user on two instances counted once;
+/// one killed with SIGKILL drops out within three `SSE_STATS_INTERVAL_MS`,
+/// one that exits cleanly at once.
+#[tokio::test]
+async fn cluster_statistics_across_three_demos_survive_a_killed_instance() {
+    if !redis_or_skip().await {
+        return;
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let prefix = format!("sse-process-stats-{}-{nanos:x}", std::process::id());
+    let interval = Duration::from_millis(300);
+    let interval_ms = interval.as_millis().to_string();
+    let vars = [
+        ("SSE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("SSE_REDIS_PREFIX", prefix.as_str()),
+        ("SSE_STATS_INTERVAL_MS", interval_ms.as_str()),
+    ];
+    let mut axum = Demo::start(env!("CARGO_BIN_EXE_axum-demo"), &vars);
+    let mut warp = Demo::start(env!("CARGO_BIN_EXE_warp-demo"), &vars);
+    let poem = Demo::start(env!("CARGO_BIN_EXE_poem-demo"), &vars);
+    let (axum_address, warp_address, poem_address) = (axum.address(), warp.address(), poem.address());
+
+    let _alice = subscribe(&axum_address, "userId=alice&channel=news").await;
+    let _bob = subscribe(&warp_address, "userId=bob&channel=news").await;
+    let _alice_again = subscribe(&poem_address, "userId=alice&channel=sports").await;
+    let _carol = subscribe(&poem_address, "userId=carol&channel=news").await;
+    for address in [&axum_address, &warp_address, &poem_address] {
+        let stats = until_cluster(address, "three instances and four connections", |s| {
+            instances(s) == 3 && s["totals"]["connections"] == 4
+        })
+        .await;
+        assert_eq!(stats["totals"]["uniqueUsers"], 3, "{stats:#}");
+        assert_eq!(stats["totals"]["channels"], serde_json::json!({"news": 3, "sports": 1}));
+        assert_eq!(stats["instances"][0]["local"], true);
+        assert_eq!(stats["instances"][0]["ageMs"], 0);
+    }
+
+    poem.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let stats = until_cluster(&axum_address, "the killed instance gone", |s| instances(s) == 2).await;
+    let took = killed.elapsed();
+    println!(
+        "poem-demo dropped out of the cluster's statistics {took:?} after it was killed (SSE_STATS_INTERVAL_MS={interval_ms})"
+    );
+    // Three intervals, plus slack for a busy machine.
+    assert!(took < interval * 3 + Duration::from_secs(3), "{took:?}");
+    assert_eq!(stats["totals"]["connections"], 2, "{stats:#}");
+    assert_eq!(stats["totals"]["uniqueUsers"], 2, "{stats:#}");
+
+    // A clean exit withdraws the report.
+    warp.signal(Signal::SIGTERM);
+    let (status, _) = warp.exit().await;
+    assert!(status.success(), "{status:?}");
+    let stats = until_cluster(&axum_address, "warp gone", |s| instances(s) == 1).await;
+    assert_eq!(stats["totals"]["connections"], 1, "{stats:#}");
+    axum.signal(Signal::SIGTERM);
+    let (status, _) = axum.exit().await;
+    assert!(status.success(), "{status:?}");
+    for suffix in ["events", "stats:instances", "stats:reports", "stats:at"] {
+        let key = format!("{prefix}:{suffix}");
+        if let Err(error) = redis_command(&["DEL", &key]).await {
+            eprintln!("could not delete {key}: {error}");
+        }
+    }
+}

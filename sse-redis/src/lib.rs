@@ -101,6 +101,15 @@
 //!   The keys are listed in the `presence` module's source; its scripts
 //!   compute keys of the prefix themselves, which a Redis Cluster would
 //!   refuse.
+//! * **Statistics across instances.** The backplane
+//!   [shares statistics](sse_core::Backplane::shares_stats): each
+//!   instance's latest report lives in Redis hashes with the time Redis's
+//!   clock gave it, and its users in a HyperLogLog of its own, so that
+//!   [`SseManager::cluster_stats`](sse_core::SseManager::cluster_stats)
+//!   counts a user on several instances once (`PFCOUNT` over the live
+//!   instances': 0.81% standard error). A query first drops the reports
+//!   older than their lifetime. The keys are listed in the `stats` module's
+//!   source.
 //!
 //! Only this crate should write to the stream; an entry without a payload
 //! the manager wrote is logged and skipped. Redis 5 or later is needed

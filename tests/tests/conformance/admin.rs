@@ -159,6 +159,7 @@ pub(crate) async fn publish_token_guards_publish_and_admin(serve: ServeFn) {
             Some(json!({"event": "sneaky", "data": 1})),
         ),
         (Method::GET, "/api/sse/stats", None),
+        (Method::GET, "/api/sse/stats/cluster", None),
         (Method::GET, "/api/sse/connections", None),
         (Method::POST, "/api/sse/subscribe", Some(membership.clone())),
         (Method::POST, "/api/sse/unsubscribe", Some(membership.clone())),
@@ -205,4 +206,32 @@ pub(crate) async fn publish_token_guards_publish_and_admin(serve: ServeFn) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, end) = s.stream.events_until_end().await;
     assert_eq!(end, End::Clean);
+}
+
+pub(crate) async fn cluster_stats_of_a_single_instance(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let _a = server.subscribe("userId=alice&channel=red").await;
+    server.wait_for_connections(1).await;
+    let (status, cluster) = TestServer::send(server.api(Method::GET, "/api/sse/stats/cluster")).await;
+    assert_eq!(status, StatusCode::OK, "{cluster}");
+    let instances = cluster["instances"].as_array().expect("instances");
+    assert_eq!(
+        instances.len(),
+        1,
+        "without a backplane, the instance is the cluster: {cluster}"
+    );
+    assert_eq!(
+        (&instances[0]["local"], &instances[0]["ageMs"]),
+        (&json!(true), &json!(0))
+    );
+    assert!(
+        instances[0]["instance"].as_str().is_some_and(|id| id.len() == 16),
+        "{cluster}"
+    );
+    let totals = &cluster["totals"];
+    assert_eq!((&totals["connections"], &totals["uniqueUsers"]), (&json!(1), &json!(1)));
+    assert_eq!(totals["channels"], json!({"red": 1}));
+    assert_eq!(totals, &instances[0]["stats"]);
+    let (status, _) = TestServer::send(server.api(Method::POST, "/api/sse/stats/cluster")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }

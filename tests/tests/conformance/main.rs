@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
                 admin::dropped_client_is_cleaned_up,
                 admin::delete_connection,
                 admin::stats_fields,
+                admin::cluster_stats_of_a_single_instance,
                 admin::connection_listing,
                 admin::publish_token_guards_publish_and_admin,
                 demo::shutdown_closes_open_streams,
@@ -82,6 +83,7 @@ macro_rules! conformance_tests {
                 redis::redis_resume_on_another_instance,
                 redis::redis_presence_across_instances,
                 redis::redis_idempotency_key_spans_instances,
+                redis::redis_cluster_stats_across_instances,
             );
         }
     };

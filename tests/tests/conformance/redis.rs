@@ -1,7 +1,8 @@
 //! Two instances sharing Redis with `SSE_REDIS_URL` (`docs/http-api.md`,
 //! "Several instances"): targets across instances, `delivered` counting the
-//! publishing instance only, resuming on another instance, and presence
-//! spanning both ("Presence").
+//! publishing instance only, resuming on another instance, presence
+//! spanning both ("Presence"), and the statistics of both ("Cluster
+//! statistics").
 
 use std::time::{Duration, Instant};
 
@@ -258,4 +259,48 @@ pub(crate) async fn redis_idempotency_key_spans_instances(serve: ServeFn) {
     assert_eq!(again, json!({"id": first["id"], "delivered": 0, "duplicate": true}));
     a.publish_ok(&json!({"event": "end", "data": 1})).await;
     assert_eq!(names_until(&mut on_b.stream, "end").await, ["paid"]);
+}
+
+pub(crate) async fn redis_cluster_stats_across_instances(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_cluster_stats_across_instances").await else {
+        return;
+    };
+    let mut settings = prefix.settings().to_vec();
+    settings.push(("SSE_STATS_INTERVAL_MS", "200"));
+    let a = TestServer::start(serve, &settings).await;
+    let b = TestServer::start(serve, &settings).await;
+    let _p = a.subscribe("userId=alice&channel=red").await;
+    let _q = b.subscribe("userId=alice&channel=red").await;
+    let _r = b.subscribe("userId=bob&channel=blue").await;
+    a.publish_ok(&json!({"event": "one", "data": 1})).await;
+    for (name, server) in [("a", &a), ("b", &b)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stats = loop {
+            let (status, stats) = TestServer::send(server.api(Method::GET, "/api/sse/stats/cluster")).await;
+            assert_eq!(status, StatusCode::OK, "{stats}");
+            let complete = stats["instances"].as_array().is_some_and(|i| i.len() == 2)
+                && stats["totals"]["connections"] == 3
+                && stats["totals"]["eventsPublished"] == 1;
+            if complete {
+                break stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the cluster never showed both instances: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        assert_eq!(stats["totals"]["uniqueUsers"], 2, "{name}: alice counts once: {stats}");
+        assert_eq!(stats["totals"]["channels"], json!({"red": 2, "blue": 1}), "{name}");
+        let local = &stats["instances"][0];
+        assert_eq!((&local["local"], &local["ageMs"]), (&json!(true), &json!(0)), "{name}");
+        assert_eq!(
+            local["stats"]["connections"],
+            server.stats().await["connections"],
+            "{name}"
+        );
+        let other = &stats["instances"][1];
+        assert_eq!(other["local"], false, "{name}");
+        assert!(other["ageMs"].as_u64().is_some_and(|age| age <= 600), "{name}: {other}");
+    }
 }
