@@ -311,12 +311,25 @@ pub struct Connection {
     pub(crate) client_id: ClientId,
     pub(crate) queue: Arc<Queue>,
     pub(crate) shared: Arc<Shared>,
+    /// `sse_connection`, at debug level: the parent of this connection's
+    /// own log events.
+    pub(crate) span: tracing::Span,
 }
 
 impl Connection {
     /// This connection's id.
     pub fn client_id(&self) -> &ClientId {
         &self.client_id
+    }
+
+    /// The connection's span, `sse_connection` at debug level, with its
+    /// `client_id` and `user_id`: the parent of the connection's own log
+    /// events (opened, frames written at trace level, transport failed).
+    /// Instrument the task that writes the stream with it to put that
+    /// task's events in it too. Disabled, and free, unless `sse_core` logs
+    /// at debug level.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// Why the connection was closed, once it was.
@@ -337,7 +350,7 @@ impl Connection {
         while let Some(frames) = self.next().await {
             if let Err(error) = transport.send(frames).await {
                 self.queue.abort(CloseReason::TransportFailed);
-                tracing::debug!(client_id = %self.client_id, %error, "transport failed");
+                tracing::debug!(parent: &self.span, %error, "sse transport failed");
                 return Err(error);
             }
         }
@@ -363,6 +376,7 @@ impl Stream for Connection {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         match self.queue.poll_frames(cx) {
             Poll::Ready(Some((frames, count))) => {
+                tracing::trace!(parent: &self.span, frames = count, bytes = frames.len(), "sse frames written");
                 self.shared.stats.frames_delivered(count);
                 #[cfg(feature = "metrics")]
                 crate::metrics::frames_delivered(count);

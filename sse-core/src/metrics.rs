@@ -40,7 +40,6 @@ use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histog
 
 use crate::connection::CloseReason;
 use crate::error::ConnectError;
-use crate::target::Target;
 
 /// Describes every metric of the engine to the installed recorder: its help
 /// text and unit. Call it once, after installing the recorder; calling it
@@ -128,19 +127,6 @@ fn refusal_reason(error: &ConnectError) -> &'static str {
 /// An event for `target` was published.
 pub(crate) fn event_published(target: &'static str) {
     counter!("sse_events_published_total", "target" => target).increment(1);
-}
-
-/// The `target` label of an event for `target`.
-pub(crate) fn target_label(target: &Target) -> &'static str {
-    match target {
-        Target::All => "all",
-        Target::Client(_) => "client",
-        Target::User(_) => "user",
-        Target::Users(_) => "users",
-        Target::Session(_) => "session",
-        Target::Channel(_) => "channel",
-        Target::Filter(_) => "filter",
-    }
 }
 
 /// `n` frames were handed to a connection's writer.

@@ -244,6 +244,20 @@ impl Audience {
 }
 
 impl Target {
+    /// The kind of target, as logs and metrics name it: `all`, `client`,
+    /// `user`, `users`, `session`, `channel` or `filter`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Target::All => "all",
+            Target::Client(_) => "client",
+            Target::User(_) => "user",
+            Target::Users(_) => "users",
+            Target::Session(_) => "session",
+            Target::Channel(_) => "channel",
+            Target::Filter(_) => "filter",
+        }
+    }
+
     /// This target minus every connection of user `id`; chain more
     /// exclusions on the [`Audience`] it returns.
     pub fn except_user(self, id: impl Into<String>) -> Audience {

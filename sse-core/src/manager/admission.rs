@@ -112,11 +112,17 @@ impl Shared {
         Counters::add(&self.stats.connections_opened, 1);
         #[cfg(feature = "metrics")]
         crate::metrics::connection_opened();
-        tracing::debug!(client_id = %client_id, user_id = ?user_id, "sse connection opened");
+        let span = tracing::debug_span!(
+            "sse_connection",
+            client_id = %client_id,
+            user_id = user_id.as_deref().unwrap_or("")
+        );
+        tracing::debug!(parent: &span, "sse connection opened");
         Ok(Connection {
             client_id,
             queue,
             shared: Arc::clone(self),
+            span,
         })
     }
 

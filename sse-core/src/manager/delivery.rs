@@ -48,8 +48,14 @@ impl Shared {
         if event.dispatches() {
             Counters::add(&self.stats.events_published, 1);
             #[cfg(feature = "metrics")]
-            crate::metrics::event_published(crate::metrics::target_label(audience.target()));
+            crate::metrics::event_published(audience.target().kind());
             self.stats.sent_since(start);
+            tracing::debug!(
+                target_kind = audience.target().kind(),
+                id = delivery.id.as_deref().unwrap_or(""),
+                delivered = delivery.delivered,
+                "sse event sent"
+            );
         }
         Ok(delivery)
     }

@@ -67,6 +67,12 @@ impl Shared {
             SendError::Backplane(error)
         })?;
         let log_id = appended.id;
+        tracing::debug!(
+            target_kind = audience.target().kind(),
+            %log_id,
+            duplicate = appended.earlier,
+            "sse event published to the backplane"
+        );
         let id = event
             .carries_id()
             .then(|| event.id().map_or_else(|| log_id.clone(), str::to_owned));
@@ -114,14 +120,10 @@ impl Shared {
     /// through the same path as a local send.
     pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, fan_out: bool) {
         let origin = entry.origin;
-        #[cfg(feature = "metrics")]
         let mut target = "all";
         let delivered = match entry.into_parts() {
             Ok((audience, event)) => {
-                #[cfg(feature = "metrics")]
-                {
-                    target = crate::metrics::target_label(audience.target());
-                }
+                target = audience.target().kind();
                 // A log entry is never refused: it is counted over the budget.
                 self.deliver(&audience, &event, Source::Log { id: log_id, fan_out })
                     .map_or(0, |delivery| delivery.delivered)
@@ -132,6 +134,15 @@ impl Shared {
                 0
             }
         };
+        if fan_out {
+            tracing::debug!(
+                target_kind = target,
+                %log_id,
+                delivered,
+                published_here = origin == self.instance,
+                "sse event sent"
+            );
+        }
         if fan_out && origin == self.instance {
             Counters::add(&self.stats.events_published, 1);
             #[cfg(feature = "metrics")]
