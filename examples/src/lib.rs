@@ -152,6 +152,9 @@ impl Demo {
     /// refuses the settings; [`DemoError::Env`] if the JWT settings are
     /// unusable (the key file is unreadable, ...).
     pub async fn new(config: EnvConfig) -> Result<Self, DemoError> {
+        // Before the manager, which registers its metrics with the recorder
+        // installed when it is built.
+        metrics::recorder();
         let mut manager = SseManager::builder().config(config.sse.clone());
         if let Some(url) = &config.redis_url {
             // The stream keeps at least one entry, even with SSE_HISTORY=0.

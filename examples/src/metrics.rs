@@ -29,6 +29,16 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0,
 ];
 
+/// The backplane lag histogram's buckets, in seconds: from 1 ms to a
+/// minute behind.
+const LAG_BUCKETS: [f64; 12] = [
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0, 60.0,
+];
+
+/// The queue depth histogram's buckets, in frames: powers of two up to the
+/// default queue bound.
+const DEPTH_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
 /// How often histograms are drained between scrapes, bounding their memory.
 const UPKEEP: Duration = Duration::from_secs(5);
 
@@ -44,6 +54,10 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
                     Matcher::Full("sse_delivery_latency_seconds".to_owned()),
                     &LATENCY_BUCKETS,
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("sse_backplane_lag_seconds".to_owned()), &LAG_BUCKETS)
+                })
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("sse_queue_depth".to_owned()), &DEPTH_BUCKETS))
                 .and_then(PrometheusBuilder::install_recorder);
             match installed {
                 Ok(handle) => {

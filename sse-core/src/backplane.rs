@@ -419,6 +419,24 @@ impl BackplaneSink {
         }
     }
 
+    /// Tells the manager the backplane reads its log again after losing it
+    /// (metric `sse_backplane_reconnects_total`, feature `metrics`).
+    pub fn reconnected(&self) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::backplane_reconnected();
+    }
+
+    /// Tells the manager how old an entry was when the backplane read it,
+    /// by the log's clock: how far delivery lags behind publishing (metric
+    /// `sse_backplane_lag_seconds`, feature `metrics`). Once per batch read
+    /// is enough.
+    pub fn lag(&self, age: Duration) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::backplane_lag(age);
+        #[cfg(not(feature = "metrics"))]
+        let _ = age;
+    }
+
     /// Whether the manager is gone or shut down: [`Backplane::run`] returns.
     pub fn is_closed(&self) -> bool {
         self.shared.upgrade().is_none_or(|shared| shared.is_shut_down())

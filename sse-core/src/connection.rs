@@ -379,7 +379,7 @@ impl Stream for Connection {
                 tracing::trace!(parent: &self.span, frames = count, bytes = frames.len(), "sse frames written");
                 self.shared.stats.frames_delivered(count);
                 #[cfg(feature = "metrics")]
-                crate::metrics::frames_delivered(count);
+                self.shared.metrics.written(count, frames.len());
                 Poll::Ready(Some(frames))
             }
             Poll::Ready(None) => Poll::Ready(None),

@@ -17,12 +17,16 @@
 //! | `sse_connections_refused_total` | counter | `reason`: `overloaded`, `user_limit`, `addr_limit`, `shutting_down`, `invalid` |
 //! | `sse_events_published_total` | counter | `target`: `all`, `client`, `user`, `users`, `session`, `channel`, `filter` |
 //! | `sse_frames_delivered_total` | counter: frames handed to connections' writers | |
+//! | `sse_bytes_written_total` | counter: bytes of those frames | |
+//! | `sse_queue_depth` | histogram: frames a connection's writer found queued each time it took them | |
 //! | `sse_slow_clients_closed_total` | counter | |
 //! | `sse_events_replayed_total` | counter | |
 //! | `sse_resets_total` | counter | |
 //! | `sse_heartbeats_total` | counter | |
 //! | `sse_delivery_latency_seconds` | histogram | |
 //! | `sse_backplane_publish_errors_total` | counter | `outcome`: `not_published`, `unknown` |
+//! | `sse_backplane_reconnects_total` | counter: the backplane read its log again after losing it | |
+//! | `sse_backplane_lag_seconds` | histogram: the age of the entries the backplane reads, when it reads them | |
 //!
 //! `sse_delivery_latency_seconds` measures a send from its call until its
 //! frame is queued for every recipient on this instance (with a backplane:
@@ -33,10 +37,17 @@
 //!
 //! The counters count from the process's start, over every manager of the
 //! process; `sse_connections` is the sum of their open connections.
+//!
+//! A manager registers the metrics of its hot path (frames, bytes, queue
+//! depth, latency, events published, heartbeats) once, when it is built,
+//! and records through those handles from then on: install the recorder
+//! before building the manager.
 
 use std::time::Duration;
 
-use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use ::metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 
 use crate::connection::CloseReason;
 use crate::error::ConnectError;
@@ -84,6 +95,26 @@ pub fn describe() {
         "reset events sent for a Last-Event-ID the history does not hold."
     );
     describe_counter!("sse_heartbeats_total", Unit::Count, "Heartbeats queued.");
+    describe_counter!(
+        "sse_bytes_written_total",
+        Unit::Bytes,
+        "Bytes of the frames handed to connections' writers."
+    );
+    describe_histogram!(
+        "sse_queue_depth",
+        Unit::Count,
+        "Frames a connection's writer found queued each time it took them."
+    );
+    describe_counter!(
+        "sse_backplane_reconnects_total",
+        Unit::Count,
+        "Times the backplane read its log again after losing it."
+    );
+    describe_histogram!(
+        "sse_backplane_lag_seconds",
+        Unit::Seconds,
+        "Age of the entries the backplane reads, when it reads them (from the log's clock)."
+    );
     describe_histogram!(
         "sse_delivery_latency_seconds",
         Unit::Seconds,
@@ -124,16 +155,6 @@ fn refusal_reason(error: &ConnectError) -> &'static str {
     }
 }
 
-/// An event for `target` was published.
-pub(crate) fn event_published(target: &'static str) {
-    counter!("sse_events_published_total", "target" => target).increment(1);
-}
-
-/// `n` frames were handed to a connection's writer.
-pub(crate) fn frames_delivered(n: usize) {
-    counter!("sse_frames_delivered_total").increment(n as u64);
-}
-
 /// A connection was closed (and unregistered) as too slow.
 pub(crate) fn slow_client_closed() {
     counter!("sse_slow_clients_closed_total").increment(1);
@@ -150,14 +171,67 @@ pub(crate) fn reset() {
     counter!("sse_resets_total").increment(1);
 }
 
-/// `n` heartbeats were queued.
-pub(crate) fn heartbeats(n: u64) {
-    counter!("sse_heartbeats_total").increment(n);
+/// The backplane read its log again after losing it.
+pub(crate) fn backplane_reconnected() {
+    counter!("sse_backplane_reconnects_total").increment(1);
 }
 
-/// A send has queued its frame everywhere, `elapsed` after its call.
-pub(crate) fn delivered_after(elapsed: Duration) {
-    histogram!("sse_delivery_latency_seconds").record(elapsed.as_secs_f64());
+/// The backplane read an entry appended `age` ago.
+pub(crate) fn backplane_lag(age: Duration) {
+    histogram!("sse_backplane_lag_seconds").record(age.as_secs_f64());
+}
+
+/// The target kinds, in the order of [`Handles::published`].
+const TARGET_KINDS: [&str; 7] = ["all", "client", "user", "users", "session", "channel", "filter"];
+
+/// The metrics of the hot path, registered once when a manager is built:
+/// recording through a handle skips the recorder's lookup of the name.
+pub(crate) struct Handles {
+    frames: Counter,
+    bytes: Counter,
+    depth: Histogram,
+    latency: Histogram,
+    heartbeats: Counter,
+    published: [Counter; TARGET_KINDS.len()],
+}
+
+impl Handles {
+    /// Registers them with the recorder installed now.
+    pub(crate) fn register() -> Self {
+        Handles {
+            frames: counter!("sse_frames_delivered_total"),
+            bytes: counter!("sse_bytes_written_total"),
+            depth: histogram!("sse_queue_depth"),
+            latency: histogram!("sse_delivery_latency_seconds"),
+            heartbeats: counter!("sse_heartbeats_total"),
+            published: TARGET_KINDS.map(|kind| counter!("sse_events_published_total", "target" => kind)),
+        }
+    }
+
+    /// A connection's writer took `frames` frames of `bytes` bytes.
+    pub(crate) fn written(&self, frames: usize, bytes: usize) {
+        self.frames.increment(frames as u64);
+        self.bytes.increment(bytes as u64);
+        self.depth.record(frames as f64);
+    }
+
+    /// An event for a target of `kind` ([`Target::kind`](crate::Target)) was
+    /// published.
+    pub(crate) fn published(&self, kind: &str) {
+        if let Some(i) = TARGET_KINDS.iter().position(|k| *k == kind) {
+            self.published[i].increment(1);
+        }
+    }
+
+    /// A send has queued its frame everywhere, `elapsed` after its call.
+    pub(crate) fn delivered_after(&self, elapsed: Duration) {
+        self.latency.record(elapsed.as_secs_f64());
+    }
+
+    /// `n` heartbeats were queued.
+    pub(crate) fn heartbeats(&self, n: u64) {
+        self.heartbeats.increment(n);
+    }
 }
 
 /// The backplane did not confirm a publish; `unknown` when it may still

@@ -124,16 +124,13 @@ impl Counters {
         Some(total.saturating_sub(before))
     }
 
-    /// A send that started at `start` has queued its frame everywhere.
-    pub(crate) fn sent_since(&self, start: std::time::Instant) {
-        let elapsed = start.elapsed();
+    /// A send has queued its frame everywhere, `elapsed` after its call.
+    pub(crate) fn sent_after(&self, elapsed: std::time::Duration) {
         Self::add(&self.sends_timed, 1);
         Self::add(
             &self.send_latency_micros,
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
-        #[cfg(feature = "metrics")]
-        crate::metrics::delivered_after(elapsed);
     }
 
     pub(crate) fn frames_delivered(&self, n: usize) {

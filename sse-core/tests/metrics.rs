@@ -94,8 +94,8 @@ async fn ten_thousand_channels_make_a_bounded_number_of_series() {
     assert!(keys.len() < 50, "{} series: {keys:?}", keys.len());
     assert_eq!(
         keys.iter().filter(|k| k.kind() == MetricKind::Histogram).count(),
-        1,
-        "one latency histogram"
+        2,
+        "the latency and queue depth histograms"
     );
     assert_eq!(get(&values, "sse_connections_opened_total{}"), (N + 1) as f64);
     assert_eq!(get(&values, "sse_connections{}"), N as f64);
@@ -161,6 +161,12 @@ async fn replay_and_delivery_are_counted() {
     let (values, _) = snapshot(&snapshotter);
     assert_eq!(get(&values, "sse_events_replayed_total{}"), 2.0);
     assert!(get(&values, "sse_frames_delivered_total{}") >= 3.0, "{values:?}");
+    assert_eq!(get(&values, "sse_bytes_written_total{}"), frames.len() as f64);
+    assert_eq!(
+        get(&values, "sse_queue_depth{}"),
+        1.0,
+        "one sample: the writer took them at once"
+    );
     assert_eq!(get(&values, "sse_connections_closed_total{reason=disconnected}"), 1.0);
 }
 
@@ -193,6 +199,50 @@ async fn backplane_publishes_and_their_errors_are_counted() {
         1.0
     );
     assert_eq!(get(&values, "sse_backplane_publish_errors_total{outcome=unknown}"), 1.0);
+}
+
+/// A backplane that reports a reconnection and the age of an entry, as a
+/// log reader does.
+struct Reporting;
+
+#[sse_core::async_trait]
+impl sse_core::Backplane for Reporting {
+    async fn publish(&self, _: bytes::Bytes) -> Result<String, sse_core::BackplaneError> {
+        Err(sse_core::BackplaneError::new("read only"))
+    }
+
+    async fn run(self: std::sync::Arc<Self>, sink: sse_core::BackplaneSink) {
+        sink.reconnected();
+        sink.lag(std::time::Duration::from_millis(250));
+    }
+}
+
+#[tokio::test]
+async fn backplane_reconnects_and_lag_are_recorded() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let _manager = SseManager::builder()
+        .backplane(Reporting)
+        .build()
+        .expect("valid configuration");
+    // `run` is a task of the manager's: let it run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut lag = Vec::new();
+    while lag.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "run never reported");
+        tokio::task::yield_now().await;
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            match (key.key().name(), value) {
+                ("sse_backplane_lag_seconds", DebugValue::Histogram(samples)) => {
+                    lag.extend(samples.into_iter().map(|s| s.into_inner()));
+                }
+                ("sse_backplane_reconnects_total", DebugValue::Counter(n)) => assert_eq!(n, 1),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(lag, [0.25]);
 }
 
 #[tokio::test]

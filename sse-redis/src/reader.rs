@@ -69,6 +69,7 @@ pub(crate) async fn read_log(inner: Arc<Inner>, sink: BackplaneSink, preloaded: 
             Ok(()) => {
                 if failing {
                     tracing::info!(key = %reader.inner.key, "sse-redis: reading the event stream again");
+                    sink.reconnected();
                     failing = false;
                 }
                 backoff = BACKOFF_MIN;
@@ -222,6 +223,9 @@ impl Reader {
             self.check_position = true;
             return Ok(());
         }
+        if let Some(age) = entries.last().and_then(|entry| age(&entry.id)) {
+            sink.lag(age);
+        }
         for entry in entries {
             if let (Some(position), Some(prev)) = (self.position.as_deref(), text(&entry, "prev")) {
                 if prev != position {
@@ -294,4 +298,20 @@ mod tests {
         assert_eq!(compare_ids("5-1", "garbage"), None);
         assert_eq!(parse_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
     }
+}
+
+/// How long ago the entry `id` was appended, by Redis's clock: a stream id
+/// starts with its append time in milliseconds. `None` for an id from the
+/// future (clocks of different hosts disagree) or one that is not a stream
+/// id.
+fn age(id: &str) -> Option<Duration> {
+    let appended_ms: u64 = id.split_once('-')?.0.parse().ok()?;
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis(),
+    )
+    .ok()?;
+    now_ms.checked_sub(appended_ms).map(Duration::from_millis)
 }

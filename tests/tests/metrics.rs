@@ -83,7 +83,23 @@ async fn scenario(serve: ServeFn) {
     }
     // Each of alice's three events, dave's replay and erin's reset were
     // handed to a writer, with the opening frames of every stream.
-    assert!(delta(&before, &after, "sse_frames_delivered_total") >= 5.0, "{after:?}");
+    let frames = delta(&before, &after, "sse_frames_delivered_total");
+    assert!(frames >= 5.0, "{after:?}");
+    // Each frame is at least `data:` and a blank line; each take of frames
+    // by a writer is one sample of the queue depth, of at least one frame.
+    let bytes = delta(&before, &after, "sse_bytes_written_total");
+    assert!(bytes >= 8.0 * frames, "{bytes} bytes for {frames} frames");
+    let takes = delta(&before, &after, "sse_queue_depth_count");
+    assert!(takes >= 1.0 && takes <= frames, "{takes} takes of {frames} frames");
+    assert_eq!(
+        delta(&before, &after, "sse_queue_depth_sum"),
+        frames,
+        "the depths add up to the frames"
+    );
+    assert!(
+        after.contains_key("sse_queue_depth_bucket{le=\"1\"}"),
+        "a histogram with buckets: {after:?}"
+    );
     // No series names a user, a client or a channel.
     for series in after.keys() {
         for name in ["alice", "bob", "carol", "dave", "erin", &bob.client_id] {

@@ -218,6 +218,8 @@ impl SseManagerBuilder {
             hooks,
             presence_sync,
             stats_sync,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Handles::register(),
             me: me.clone(),
         });
         runtime.spawn(Box::pin(maintenance::run(Arc::downgrade(&shared), wake_rx)));

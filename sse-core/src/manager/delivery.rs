@@ -48,8 +48,8 @@ impl Shared {
         if event.dispatches() {
             Counters::add(&self.stats.events_published, 1);
             #[cfg(feature = "metrics")]
-            crate::metrics::event_published(audience.target().kind());
-            self.stats.sent_since(start);
+            self.metrics.published(audience.target().kind());
+            self.sent_since(start);
             tracing::debug!(
                 target_kind = audience.target().kind(),
                 id = delivery.id.as_deref().unwrap_or(""),
@@ -58,6 +58,14 @@ impl Shared {
             );
         }
         Ok(delivery)
+    }
+
+    /// A send that started at `start` has queued its frame everywhere.
+    pub(super) fn sent_since(&self, start: Instant) {
+        let elapsed = start.elapsed();
+        self.stats.sent_after(elapsed);
+        #[cfg(feature = "metrics")]
+        self.metrics.delivered_after(elapsed);
     }
 
     /// Refuses a frame of `len` bytes that would not fit in the budget.

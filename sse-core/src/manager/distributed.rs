@@ -86,7 +86,7 @@ impl Shared {
         let receiver = {
             let mut pending = self.pending.lock();
             if let Some(Pending::Delivered(delivered)) = pending.remove(&log_id) {
-                self.stats.sent_since(start);
+                self.sent_since(start);
                 return Ok(Delivery {
                     id,
                     delivered,
@@ -107,7 +107,7 @@ impl Shared {
                 0
             }
         };
-        self.stats.sent_since(start);
+        self.sent_since(start);
         Ok(Delivery {
             id,
             delivered,
@@ -146,7 +146,7 @@ impl Shared {
         if fan_out && origin == self.instance {
             Counters::add(&self.stats.events_published, 1);
             #[cfg(feature = "metrics")]
-            crate::metrics::event_published(target);
+            self.metrics.published(target);
             let mut pending = self.pending.lock();
             match pending.remove(log_id) {
                 Some(Pending::Waiting(waiter)) => {

@@ -123,7 +123,7 @@ impl Shared {
         }
         Counters::add(&self.stats.heartbeats, sent);
         #[cfg(feature = "metrics")]
-        crate::metrics::heartbeats(sent);
+        self.metrics.heartbeats(sent);
         self.remove_slow(slow);
     }
 

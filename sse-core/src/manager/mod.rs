@@ -501,6 +501,9 @@ pub(crate) struct Shared {
     /// With a backplane that shares presence (and presence channels): the
     /// counts to report to it.
     presence_sync: Option<PresenceSync>,
+    /// The metrics of the hot path.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Handles,
     /// With a backplane that shares statistics: the task that reports them.
     stats_sync: Option<StatsSync>,
     /// This state itself, for the handle a disconnect hook is given.
