@@ -286,20 +286,6 @@ fn parse_id(id: &str) -> Option<(u64, u64)> {
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids_order_numerically() {
-        assert_eq!(compare_ids("10-0", "9-5"), Some(std::cmp::Ordering::Greater));
-        assert_eq!(compare_ids("5-10", "5-9"), Some(std::cmp::Ordering::Greater));
-        assert_eq!(compare_ids("5-1", "5-1"), Some(std::cmp::Ordering::Equal));
-        assert_eq!(compare_ids("5-1", "garbage"), None);
-        assert_eq!(parse_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
-    }
-}
-
 /// How long ago the entry `id` was appended, by Redis's clock: a stream id
 /// starts with its append time in milliseconds. `None` for an id from the
 /// future (clocks of different hosts disagree) or one that is not a stream
@@ -314,4 +300,18 @@ fn age(id: &str) -> Option<Duration> {
     )
     .ok()?;
     now_ms.checked_sub(appended_ms).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_order_numerically() {
+        assert_eq!(compare_ids("10-0", "9-5"), Some(std::cmp::Ordering::Greater));
+        assert_eq!(compare_ids("5-10", "5-9"), Some(std::cmp::Ordering::Greater));
+        assert_eq!(compare_ids("5-1", "5-1"), Some(std::cmp::Ordering::Equal));
+        assert_eq!(compare_ids("5-1", "garbage"), None);
+        assert_eq!(parse_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
+    }
 }
