@@ -67,6 +67,10 @@ pub struct EnvConfig {
     /// (`GET /readyz` answers `503`) but still streaming, between a shutdown
     /// signal and the end of its streams (default 0).
     pub drain: Duration,
+    /// `SSE_METRICS`: `on` (the default) records the engine's metrics into
+    /// a Prometheus recorder served at `GET /metrics`; `off` installs none
+    /// (the route is then a `404`), to measure what metrics cost.
+    pub metrics: bool,
 }
 
 /// An environment variable holds a value that cannot be used.
@@ -237,6 +241,12 @@ impl EnvConfig {
             server.max_sockets = size(n);
         }
         let drain = Duration::from_millis(parse_with("SSE_DRAIN_MS", &count)?.unwrap_or(0));
+        let on_off = |text: &str| match text {
+            "on" => Ok(1),
+            "off" => Ok(0),
+            _ => Err("must be on or off".to_owned()),
+        };
+        let metrics = parse_with("SSE_METRICS", &on_off)?.is_none_or(|on| on == 1);
         let non_empty = |name: &'static str| -> Result<Option<String>, EnvError> {
             match get(name) {
                 None => Ok(None),
@@ -295,6 +305,7 @@ impl EnvConfig {
             redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
             server,
             drain,
+            metrics,
         };
         // Reads the key and checks the JWT settings together, now.
         config.jwt()?;
@@ -475,6 +486,8 @@ mod tests {
         assert_eq!(config.sse.frame_memory_budget(), 4 << 20);
         assert_eq!(config.sse.idempotency_window(), Duration::from_secs(60));
         assert_eq!(env(&[]).expect("defaults").drain, Duration::ZERO);
+        assert!(env(&[]).expect("defaults").metrics);
+        assert!(!env(&[("SSE_METRICS", "off")]).expect("valid").metrics);
         assert_eq!(
             env(&[("SSE_DRAIN_MS", "2500")]).expect("valid").drain,
             Duration::from_millis(2500)
@@ -493,6 +506,7 @@ mod tests {
             ("SSE_PRESENCE_TIMEOUT_MS", "later"),
             ("SSE_STATS_INTERVAL_MS", "50"),
             ("SSE_DRAIN_MS", "-5"),
+            ("SSE_METRICS", "yes"),
         ] {
             let error = env(&[(name, value)]).expect_err(value);
             assert_eq!(error.variable, name);

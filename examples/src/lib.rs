@@ -154,7 +154,9 @@ impl Demo {
     pub async fn new(config: EnvConfig) -> Result<Self, DemoError> {
         // Before the manager, which registers its metrics with the recorder
         // installed when it is built.
-        metrics::recorder();
+        if config.metrics {
+            metrics::recorder();
+        }
         let mut manager = SseManager::builder().config(config.sse.clone());
         if let Some(url) = &config.redis_url {
             // The stream keeps at least one entry, even with SSE_HISTORY=0.
@@ -194,10 +196,15 @@ impl Demo {
             }
             (None, None) => endpoints,
         };
+        let metrics = if config.metrics {
+            MetricsRoute::new(guard)
+        } else {
+            MetricsRoute::off()
+        };
         Ok(Demo {
             config,
             endpoints,
-            metrics: MetricsRoute::new(guard),
+            metrics,
         })
     }
 

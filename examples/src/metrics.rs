@@ -87,15 +87,18 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
 
 /// `GET /metrics` of one demo: its guard, the publish authorizer of its
 /// endpoints (none when publishing is open).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MetricsRoute {
     guard: Option<Arc<dyn PublishAuthorizer>>,
+    /// `false` with `SSE_METRICS=off`: the route is not served.
+    served: bool,
 }
 
 impl fmt::Debug for MetricsRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsRoute")
             .field("guarded", &self.guard.is_some())
+            .field("served", &self.served)
             .finish()
     }
 }
@@ -106,7 +109,16 @@ impl MetricsRoute {
     /// it is not yet.
     pub fn new(guard: Option<Arc<dyn PublishAuthorizer>>) -> Self {
         recorder();
-        MetricsRoute { guard }
+        MetricsRoute { guard, served: true }
+    }
+
+    /// No route: `SSE_METRICS=off`. Installs no recorder, so the engine's
+    /// metrics go nowhere.
+    pub fn off() -> Self {
+        MetricsRoute {
+            guard: None,
+            served: false,
+        }
     }
 
     /// Answers `GET` (or `HEAD`) `/metrics`: `200` with the metrics as
@@ -114,7 +126,7 @@ impl MetricsRoute {
     /// `405` for another method; `503` if the process has no Prometheus
     /// recorder. `None` for any other path.
     pub async fn answer(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response<Bytes>> {
-        if path != METRICS_PATH {
+        if path != METRICS_PATH || !self.served {
             return None;
         }
         if method != Method::GET && method != Method::HEAD {

@@ -181,3 +181,19 @@ fn the_grafana_dashboard_queries_only_documented_metrics() {
     let unused: Vec<&String> = documented.difference(&queried).collect();
     assert!(unused.is_empty(), "the dashboard shows no panel for {unused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_off_serves_no_metrics_route() {
+    // Its servers record into the process's recorder all the same.
+    let _serial = SERIAL.lock().await;
+    for serve in [
+        sse_examples::axum_demo::serve as ServeFn,
+        sse_examples::warp_demo::serve,
+        sse_examples::poem_demo::serve,
+    ] {
+        let server = TestServer::start(serve, &[("SSE_METRICS", "off")]).await;
+        let (status, body) = TestServer::send(server.api(Method::GET, "/metrics")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        server.stop().await.expect("the server stops cleanly");
+    }
+}

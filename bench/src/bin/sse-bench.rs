@@ -106,6 +106,10 @@ struct Load {
     /// Compare the library through a Redis backplane with the library in
     /// memory, instead of the library with the baseline.
     redis: bool,
+    /// Compare the library recording its metrics into a Prometheus recorder
+    /// with the library recording none (`SSE_METRICS=off`), instead of the
+    /// library with the baseline.
+    metrics: bool,
 }
 
 impl Load {
@@ -120,6 +124,7 @@ impl Load {
             heartbeat_ms: 30_000,
             seconds,
             redis: false,
+            metrics: false,
         }
     }
 }
@@ -435,7 +440,12 @@ struct Server {
 }
 
 impl Server {
-    async fn start(binary: &PathBuf, load: &Load, redis: Option<&str>, cpus: Option<&str>) -> Result<Server, String> {
+    async fn start(
+        binary: &PathBuf,
+        load: &Load,
+        env: &[(&str, String)],
+        cpus: Option<&str>,
+    ) -> Result<Server, String> {
         // `taskset` replaces itself with the server: the pid is the server's.
         let mut command = match cpus {
             Some(cpus) => {
@@ -445,10 +455,11 @@ impl Server {
             }
             None => Command::new(binary),
         };
-        if let Some(url) = redis {
-            command
-                .env("SSE_REDIS_URL", url)
-                .env("SSE_REDIS_PREFIX", format!("sse-bench-{}", now_micros()));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        if env.iter().any(|(name, _)| *name == "SSE_REDIS_URL") {
+            command.env("SSE_REDIS_PREFIX", format!("sse-bench-{}", now_micros()));
         }
         let mut child = command
             .env("SSE_ADDR", "127.0.0.1:0")
@@ -545,6 +556,21 @@ fn scenarios(args: &Args) -> Vec<(&'static str, Load)> {
             },
         ),
     ];
+    // The broadcasts with and without metrics: what observability costs.
+    list.push((
+        "metrics-broadcast-10k",
+        Load {
+            metrics: true,
+            ..Load::new(n, 10, s)
+        },
+    ));
+    list.push((
+        "metrics-broadcast-max",
+        Load {
+            metrics: true,
+            ..Load::new(1000.min(n), 400, s)
+        },
+    ));
     list.push((
         "redis-latency",
         Load {
@@ -631,26 +657,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let floor = bin_dir.join("floor-server");
     let transport = bin_dir.join("transport-server");
     for (name, load) in &list {
+        let redis = || vec![("SSE_REDIS_URL", args.redis_url.clone())];
+        let metrics_off = || vec![("SSE_METRICS", "off".to_owned())];
         let mut servers = if load.redis {
+            vec![("library+redis", &library, redis()), ("library", &library, vec![])]
+        } else if load.metrics {
             vec![
-                ("library+redis", &library, Some(args.redis_url.as_str())),
-                ("library", &library, None),
+                ("library+metrics", &library, vec![]),
+                ("library", &library, metrics_off()),
             ]
         } else {
-            vec![("library", &library, None), ("baseline", &baseline, None)]
+            vec![("library", &library, vec![]), ("baseline", &baseline, vec![])]
         };
         // The floor server broadcasts everything and has no queues: it
         // calibrates broadcasts only.
-        if args.floor && !load.redis && !load.targeted && load.rate > 0 && load.slow_fraction == 0.0 && load.churn == 0
-        {
-            servers.push(("floor", &floor, None));
+        let paired = load.redis || load.metrics;
+        if args.floor && !paired && !load.targeted && load.rate > 0 && load.slow_fraction == 0.0 && load.churn == 0 {
+            servers.push(("floor", &floor, vec![]));
         }
-        if args.transport && !load.redis {
-            servers.push(("transport", &transport, None));
+        if args.transport && !paired {
+            servers.push(("transport", &transport, vec![]));
         }
         let mut reports = Vec::new();
-        for (server_name, binary, redis) in servers {
-            let server = Server::start(binary, load, redis, args.server_cpus.as_deref()).await?;
+        for (server_name, binary, env) in servers {
+            let server = Server::start(binary, load, &env, args.server_cpus.as_deref()).await?;
             let report = run_load(&server.base, server.pid, load).await;
             print_row(name, server_name, &report);
             reports.push(report);
@@ -672,7 +702,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let [ours, theirs, ..] = &reports[..] {
             ratio_row("ratio", ours, theirs);
         }
-        if let (true, [_, baseline, .., transport]) = (args.transport && !load.redis, &reports[..]) {
+        if let (true, [_, baseline, .., transport]) = (args.transport && !paired, &reports[..]) {
             ratio_row("transport ratio", transport, baseline);
         }
     }
