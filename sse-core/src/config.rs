@@ -56,6 +56,7 @@ pub struct SseConfig {
     pub(crate) presence_timeout: Duration,
     pub(crate) idempotency_window: Duration,
     pub(crate) stats_interval: Duration,
+    pub(crate) metric_channels: Vec<String>,
 }
 
 /// Builds an [`SseConfig`]: every setting starts at its default, each setter
@@ -157,6 +158,7 @@ impl Default for SseConfig {
             presence_timeout: Duration::from_secs(30),
             idempotency_window: Duration::from_secs(300),
             stats_interval: Duration::from_secs(5),
+            metric_channels: Vec::new(),
         }
     }
 }
@@ -331,6 +333,14 @@ settings! {
     /// the cluster's statistics within that time. An instance that shuts
     /// down withdraws its report at once.
     stats_interval: copy Duration;
+    /// Channels, by exact name, whose events get a metric series of their
+    /// own, `sse_channel_events_published_total{channel="..."}` (feature
+    /// `metrics`; default: none). Every other metric's labels take fixed
+    /// values only, so the number of series stays bounded however many
+    /// channels clients use; this list is the one way to add series, one
+    /// per name given (at most 1,000 names, each not empty and without
+    /// control characters).
+    metric_channels: ref Vec<String>;
 }
 
 impl SseConfig {
@@ -378,6 +388,17 @@ impl SseConfig {
         }
         if self.idempotency_window < Duration::from_secs(1) {
             return invalid("idempotency_window", "must be at least 1 s");
+        }
+        if self.metric_channels.len() > 1000
+            || self
+                .metric_channels
+                .iter()
+                .any(|c| c.is_empty() || c.chars().any(char::is_control))
+        {
+            return invalid(
+                "metric_channels",
+                "at most 1,000 names, each not empty and without control characters",
+            );
         }
         if self.stats_interval < Duration::from_millis(100) {
             return invalid("stats_interval", "must be at least 100 ms");

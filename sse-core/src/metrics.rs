@@ -25,6 +25,7 @@
 //! | `sse_heartbeats_total` | counter | |
 //! | `sse_delivery_latency_seconds` | histogram | |
 //! | `sse_backplane_publish_errors_total` | counter | `outcome`: `not_published`, `unknown` |
+//! | `sse_channel_events_published_total` | counter: events published to one of the channels named in [`SseConfig::metric_channels`](crate::SseConfig::metric_channels), and only those | `channel`: one of those names |
 //! | `sse_backplane_reconnects_total` | counter: the backplane read its log again after losing it | |
 //! | `sse_backplane_lag_seconds` | histogram: the age of the entries the backplane reads, when it reads them | |
 //!
@@ -51,6 +52,7 @@ use ::metrics::{
 
 use crate::connection::CloseReason;
 use crate::error::ConnectError;
+use crate::target::Target;
 
 /// Describes every metric of the engine to the installed recorder: its help
 /// text and unit. Call it once, after installing the recorder; calling it
@@ -104,6 +106,11 @@ pub fn describe() {
         "sse_queue_depth",
         Unit::Count,
         "Frames a connection's writer found queued each time it took them."
+    );
+    describe_counter!(
+        "sse_channel_events_published_total",
+        Unit::Count,
+        "Events published to each channel named in the configuration's metric_channels."
     );
     describe_counter!(
         "sse_backplane_reconnects_total",
@@ -187,6 +194,8 @@ const TARGET_KINDS: [&str; 7] = ["all", "client", "user", "users", "session", "c
 /// The metrics of the hot path, registered once when a manager is built:
 /// recording through a handle skips the recorder's lookup of the name.
 pub(crate) struct Handles {
+    /// `sse_channel_events_published_total` of each configured channel.
+    channels: std::collections::HashMap<String, Counter>,
     frames: Counter,
     bytes: Counter,
     depth: Histogram,
@@ -196,9 +205,19 @@ pub(crate) struct Handles {
 }
 
 impl Handles {
-    /// Registers them with the recorder installed now.
-    pub(crate) fn register() -> Self {
+    /// Registers them with the recorder installed now, with a series for
+    /// each of `channels`.
+    pub(crate) fn register(channels: &[String]) -> Self {
         Handles {
+            channels: channels
+                .iter()
+                .map(|c| {
+                    (
+                        c.clone(),
+                        counter!("sse_channel_events_published_total", "channel" => c.clone()),
+                    )
+                })
+                .collect(),
             frames: counter!("sse_frames_delivered_total"),
             bytes: counter!("sse_bytes_written_total"),
             depth: histogram!("sse_queue_depth"),
@@ -217,9 +236,15 @@ impl Handles {
 
     /// An event for a target of `kind` ([`Target::kind`](crate::Target)) was
     /// published.
-    pub(crate) fn published(&self, kind: &str) {
+    pub(crate) fn published(&self, target: &Target) {
+        let kind = target.kind();
         if let Some(i) = TARGET_KINDS.iter().position(|k| *k == kind) {
             self.published[i].increment(1);
+        }
+        if let (Target::Channel(channel), false) = (target, self.channels.is_empty()) {
+            if let Some(counter) = self.channels.get(channel) {
+                counter.increment(1);
+            }
         }
     }
 

@@ -128,6 +128,51 @@ async fn ten_thousand_channels_make_a_bounded_number_of_series() {
 }
 
 #[tokio::test]
+async fn only_channels_named_in_the_configuration_get_series_of_their_own() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let log = sse_core::test_util::MemoryLog::new();
+    let manager = SseManager::builder()
+        .configure(|c| c.heartbeat_interval(None).metric_channels(vec!["news".to_owned()]))
+        .backplane(log.clone())
+        .build()
+        .expect("valid configuration");
+    let other = SseManager::builder()
+        .configure(|c| c.heartbeat_interval(None).metric_channels(vec!["news".to_owned()]))
+        .backplane(log)
+        .build()
+        .expect("valid configuration");
+    for channel in ["news", "news", "sports"].into_iter().chain((0..100).map(|_| "x")) {
+        let channel = if channel == "x" {
+            format!("c-{}", fastrand::u32(..))
+        } else {
+            channel.to_owned()
+        };
+        manager
+            .send(
+                Target::channel(channel),
+                Event::named("message", "hello").expect("valid"),
+            )
+            .await
+            .expect("published");
+    }
+    drop(other);
+    let (values, keys) = snapshot(&snapshotter);
+    let channel_series: Vec<_> = keys
+        .iter()
+        .filter(|k| k.key().name() == "sse_channel_events_published_total")
+        .collect();
+    assert_eq!(channel_series.len(), 1, "{channel_series:?}");
+    assert_eq!(
+        get(&values, "sse_channel_events_published_total{channel=news}"),
+        2.0,
+        "counted once, by the publishing instance"
+    );
+    assert_eq!(get(&values, "sse_events_published_total{target=channel}"), 103.0);
+}
+
+#[tokio::test]
 async fn replay_and_delivery_are_counted() {
     use futures::StreamExt as _;
 

@@ -193,6 +193,8 @@ impl SseManagerBuilder {
         } else {
             (None, None)
         };
+        #[cfg(feature = "metrics")]
+        let metrics = crate::metrics::Handles::register(&config.metric_channels);
         let shared = Arc::new_cyclic(|me| Shared {
             history: Mutex::new(History::new(
                 config.history_size,
@@ -219,7 +221,7 @@ impl SseManagerBuilder {
             presence_sync,
             stats_sync,
             #[cfg(feature = "metrics")]
-            metrics: crate::metrics::Handles::register(),
+            metrics,
             me: me.clone(),
         });
         runtime.spawn(Box::pin(maintenance::run(Arc::downgrade(&shared), wake_rx)));

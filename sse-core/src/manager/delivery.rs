@@ -48,7 +48,7 @@ impl Shared {
         if event.dispatches() {
             Counters::add(&self.stats.events_published, 1);
             #[cfg(feature = "metrics")]
-            self.metrics.published(audience.target().kind());
+            self.metrics.published(audience.target());
             self.sent_since(start);
             tracing::debug!(
                 target_kind = audience.target().kind(),

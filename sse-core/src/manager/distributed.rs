@@ -124,6 +124,10 @@ impl Shared {
         let delivered = match entry.into_parts() {
             Ok((audience, event)) => {
                 target = audience.target().kind();
+                #[cfg(feature = "metrics")]
+                if fan_out && origin == self.instance {
+                    self.metrics.published(audience.target());
+                }
                 // A log entry is never refused: it is counted over the budget.
                 self.deliver(&audience, &event, Source::Log { id: log_id, fan_out })
                     .map_or(0, |delivery| delivery.delivered)
@@ -145,8 +149,6 @@ impl Shared {
         }
         if fan_out && origin == self.instance {
             Counters::add(&self.stats.events_published, 1);
-            #[cfg(feature = "metrics")]
-            self.metrics.published(target);
             let mut pending = self.pending.lock();
             match pending.remove(log_id) {
                 Some(Pending::Waiting(waiter)) => {
