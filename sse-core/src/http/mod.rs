@@ -41,6 +41,7 @@
 //! event stream ([`sse_headers`], and [`stream_head`] for a server that
 //! writes HTTP/1.1 itself).
 
+pub mod admin;
 mod auth;
 mod connect;
 mod endpoints;

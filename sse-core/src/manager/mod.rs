@@ -140,6 +140,11 @@ impl SseManager {
         &self.shared.config
     }
 
+    #[cfg(feature = "http")]
+    pub(crate) fn runtime(&self) -> Arc<dyn Runtime> {
+        Arc::clone(&self.shared.runtime)
+    }
+
     /// Registers a connection and returns its stream.
     ///
     /// Its first frames are the `retry:` hint and an event named `connected`
