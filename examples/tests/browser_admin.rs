@@ -41,10 +41,7 @@ async fn admin_page_in_a_real_browser() {
 }
 
 async fn scenario(harness: &mut Harness, chromium: &Path, chromedriver: &Path) {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("HTTP client");
+    let http = reqwest::Client::builder().no_proxy().build().expect("HTTP client");
     let addr = harness
         .start_server_with("127.0.0.1:0", &[("SSE_PUBLISH_TOKEN", TOKEN)])
         .await
@@ -94,7 +91,11 @@ async fn scenario(harness: &mut Harness, chromium: &Path, chromedriver: &Path) {
 
     // Three clients connect; events are published over a few seconds.
     let mut streams = Vec::new();
-    for query in ["userId=alice&channel=news", "userId=bob&channel=news&channel=orders", "userId=carol"] {
+    for query in [
+        "userId=alice&channel=news",
+        "userId=bob&channel=news&channel=orders",
+        "userId=carol",
+    ] {
         let response = http
             .get(format!("{base}/api/sse?{query}"))
             .send()
@@ -105,28 +106,40 @@ async fn scenario(harness: &mut Harness, chromium: &Path, chromedriver: &Path) {
     }
     let listed = wait_for_listed(&http, &base, 3).await;
     for n in 0..12 {
-        publish(&http, &base, &json!({"event": "tick", "data": n, "target": "channel", "targetId": "news"})).await;
+        publish(
+            &http,
+            &base,
+            &json!({"event": "tick", "data": n, "target": "channel", "targetId": "news"}),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let page = wait_for(&client, "three connections, listed, and the events/s chart", |p| {
         p.connections == "3" && p.users == "3" && p.client_ids() == listed && p.rate_points >= 2 && p.published == "12"
     })
     .await;
-    let bob = page.rows.iter().find(|r| r.user == "bob").expect("bob is listed").clone();
+    let bob = page
+        .rows
+        .iter()
+        .find(|r| r.user == "bob")
+        .expect("bob is listed")
+        .clone();
     assert_eq!(bob.channels, "newsorders", "{page:#?}");
     assert_eq!(page.rows[0].user, "carol", "the newest first: {page:#?}");
 
     // Disconnect bob from the page.
     client
-        .find(Locator::Css(&format!(r#"tr[data-client-id="{}"] button.disconnect"#, bob.client_id)))
+        .find(Locator::Css(&format!(
+            r#"tr[data-client-id="{}"] button.disconnect"#,
+            bob.client_id
+        )))
         .await
         .expect("bob's disconnect button")
         .click()
         .await
         .expect("click Disconnect");
-    let gone = |p: &Page| {
-        p.connections == "2" && p.rows.len() == 2 && p.rows.iter().all(|r| r.client_id != bob.client_id)
-    };
+    let gone =
+        |p: &Page| p.connections == "2" && p.rows.len() == 2 && p.rows.iter().all(|r| r.client_id != bob.client_id);
     let page = wait_for(&client, "bob to leave the list", gone).await;
     assert!(page.notice.contains(&bob.client_id), "{page:#?}");
     let stats = admin_get(&http, &base, "/api/sse/stats").await;
@@ -218,7 +231,10 @@ async fn wait_for_listed(http: &reqwest::Client, base: &str, count: usize) -> BT
         if ids.len() == count {
             return ids;
         }
-        assert!(Instant::now() < deadline, "waited {TIMEOUT:?} for {count} connections: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "waited {TIMEOUT:?} for {count} connections: {list}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
