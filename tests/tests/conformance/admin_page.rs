@@ -4,6 +4,9 @@
 //! `GET /api/sse/connections`, and its viewers are no connections.
 
 use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -186,4 +189,39 @@ pub(crate) async fn admin_viewers_are_not_connections(serve: ServeFn) {
     assert_eq!(stats["connections"], 1, "viewers are not counted: {stats}");
     assert_eq!(stats["connectionsOpened"], 1, "{stats}");
     assert_eq!(server.connections().await.len(), 1);
+}
+
+pub(crate) async fn admin_feed_takes_the_admin_role(serve: ServeFn) {
+    const SECRET: &str = "admin-page-secret-that-is-long-enough";
+    let settings = [("SSE_AUTH_SECRET", SECRET), TOKEN[0]];
+    let server = TestServer::start(serve, &settings).await;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 600;
+    let token = |roles: &[&str]| {
+        let claims = json!({"sub": "ops", "roles": roles, "exp": exp});
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("encodable claims")
+    };
+    let feed = server.url("/sse-admin/stream");
+    let publisher = server.client().get(&feed).bearer_auth(token(&["sse:publish"]));
+    let (status, body) = TestServer::send(publisher).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "roles",
+        "the feed with sse:publish",
+    );
+    let admin = server.client().get(&feed).bearer_auth(token(&["sse:admin"]));
+    let response = server.open_stream(admin).await;
+    response.assert_event_stream();
+    let snapshot = snapshot_where(&mut response.into_stream(), |_| true).await;
+    assert_eq!(snapshot["stats"]["connections"], 0, "{snapshot}");
 }

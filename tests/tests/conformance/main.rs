@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
                 admin_page::admin_feed_is_guarded,
                 admin_page::admin_snapshot_matches_stats,
                 admin_page::admin_viewers_are_not_connections,
+                admin_page::admin_feed_takes_the_admin_role,
                 demo::shutdown_closes_open_streams,
                 demo::demo_page,
                 demo::probes_and_readiness_flip_while_draining,
