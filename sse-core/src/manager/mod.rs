@@ -12,6 +12,8 @@
 //! `shared_presence` reports it to a backplane that keeps it across
 //! instances.
 
+#[cfg(feature = "http")]
+mod admin_view;
 mod admission;
 mod builder;
 mod delivery;
@@ -138,11 +140,6 @@ impl SseManager {
     /// The configuration in force.
     pub fn config(&self) -> &SseConfig {
         &self.shared.config
-    }
-
-    #[cfg(feature = "http")]
-    pub(crate) fn runtime(&self) -> Arc<dyn Runtime> {
-        Arc::clone(&self.shared.runtime)
     }
 
     /// Registers a connection and returns its stream.

@@ -29,7 +29,9 @@
 //! **Nothing runs while nobody watches.** The ticker is spawned (on the
 //! watched manager's [`Runtime`](crate::Runtime)) by the first viewer and
 //! ends at the first tick that finds none left; with no viewer, the feed
-//! costs nothing, and the hot path of sends never sees it. Once the watched
+//! costs nothing, and the hot path of sends never sees it. While someone
+//! watches, a snapshot reads the statistics and finds the newest
+//! connections under the registry's read lock, cloning only those it lists. Once the watched
 //! manager is shut down, the ticker ends every feed, so that a graceful
 //! shutdown does not wait on them, and new viewers are answered `503`.
 //!
@@ -240,11 +242,7 @@ impl SseAdmin {
     /// A snapshot of the watched manager now.
     pub fn snapshot(&self) -> Snapshot {
         let stats = self.manager.stats();
-        let mut connections = self.manager.connections();
-        let not_listed = connections.len().saturating_sub(self.settings.max_listed);
-        // Oldest first: the most recent are at the end.
-        connections.drain(..not_listed);
-        connections.reverse();
+        let (connections, not_listed) = self.manager.newest_connections(self.settings.max_listed);
         let now = SystemTime::now();
         Snapshot {
             at: crate::event::timestamp(now),
