@@ -2,8 +2,9 @@
 //! through chromedriver, against the `axum-demo` binary with
 //! `SSE_PUBLISH_TOKEN` set. The page asks for the token, shows the live
 //! connection count and list and the events-per-second chart, and closes a
-//! connection from its list; a screenshot of it is saved as PNG, at the
-//! path the test prints (in `SSE_BROWSER_SCREENSHOTS` if set, else in the
+//! connection from its list; screenshots of it (`sse-admin.png`, and
+//! `sse-admin-login.png` of the token form) are saved as PNG, at the paths
+//! the test prints (in `SSE_BROWSER_SCREENSHOTS` if set, else in the
 //! target's temporary directory).
 //!
 //! Needs `chromium` and `chromedriver` (found on `PATH`, or named by
@@ -76,6 +77,10 @@ async fn scenario(harness: &mut Harness, chromium: &Path, chromedriver: &Path) {
     })
     .await;
     assert!(page.login_error.contains("unauthorized"), "{page:#?}");
+    let login = client.screenshot().await.expect("take a screenshot");
+    let login_path = screenshot_path("sse-admin-login.png");
+    std::fs::write(&login_path, &login).expect("write the screenshot");
+    eprintln!("screenshot: {}", login_path.display());
     client
         .find(Locator::Id("token"))
         .await
@@ -154,7 +159,7 @@ async fn scenario(harness: &mut Harness, chromium: &Path, chromedriver: &Path) {
     let before = read_page(&client).await.updated;
     wait_for(&client, "the next snapshot", |p| p.updated != before && gone(p)).await;
     let png = client.screenshot().await.expect("take a screenshot");
-    let path = screenshot_path();
+    let path = screenshot_path("sse-admin.png");
     std::fs::write(&path, &png).expect("write the screenshot");
     eprintln!("screenshot: {}", path.display());
     let (width, height) = png_size(&png);
@@ -175,13 +180,13 @@ async fn submit_token(client: &Client) {
         .expect("click Connect");
 }
 
-/// Where the screenshot goes: `SSE_BROWSER_SCREENSHOTS/sse-admin.png`, or
+/// Where the screenshot `name` goes: in `SSE_BROWSER_SCREENSHOTS`, or in
 /// the target's temporary directory.
-fn screenshot_path() -> PathBuf {
+fn screenshot_path(name: &str) -> PathBuf {
     let dir = std::env::var_os("SSE_BROWSER_SCREENSHOTS")
         .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
     std::fs::create_dir_all(&dir).expect("create the screenshot directory");
-    dir.join("sse-admin.png")
+    dir.join(name)
 }
 
 /// The width and height of a PNG, which must be one.
