@@ -1,5 +1,5 @@
 //! The axum demo server: [`sse_axum::router`] nested at `/api/sse`, the demo
-//! page, tower-http's [`CorsLayer`] for `SSE_CORS_ORIGINS`, the client's
+//! page, [`sse_axum::admin_router`] at `/sse-admin`, tower-http's [`CorsLayer`] for `SSE_CORS_ORIGINS`, the client's
 //! address from [`ConnectInfo`](axum::extract::ConnectInfo), the probes and
 //! `/metrics`, served by
 //! [`sse_axum::serve`] with the limits of `SSE_*` (timeouts, socket cap)
@@ -28,6 +28,7 @@ pub fn serve(
     let metrics = demo.metrics;
     let mut app = Router::new()
         .nest("/api/sse", sse_axum::router(demo.endpoints))
+        .nest(crate::ADMIN_PATH, sse_axum::admin_router(demo.admin))
         .fallback(move |method: Method, uri: Uri, headers: HeaderMap| async move {
             let mut answer = metrics.answer(&method, uri.path(), &headers).await;
             if answer.is_none() {

@@ -1,7 +1,7 @@
 //! What the demo servers share: configuration from the environment, the
 //! manager and endpoints built from it (JWT or development identity, the
 //! Redis backplane when configured), the CORS settings each framework's own
-//! middleware is given, the demo page, and a `main` that binds, announces
+//! middleware is given, the demo page, the administration page, and a `main` that binds, announces
 //! itself and shuts down gracefully on SIGINT or SIGTERM.
 //!
 //! Each framework's demo is a `serve` function in its own module, run by the
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
+use sse_core::http::admin::SseAdmin;
 use sse_core::http::jwt::JwtPublishAuthorizer;
 use sse_core::http::{BearerToken, DevIdentity, PublishAuthorizer, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
@@ -34,6 +35,10 @@ pub mod warp_demo;
 
 pub use env::{EnvConfig, EnvError};
 pub use metrics::MetricsRoute;
+
+/// Where every demo mounts the administration page; its feed is at
+/// `/sse-admin/stream`.
+pub const ADMIN_PATH: &str = "/sse-admin";
 
 /// The demo page served at `/sse-demo` by every demo.
 pub const DEMO_PAGE: &str = include_str!("../static/sse-demo.html");
@@ -126,6 +131,9 @@ pub struct Demo {
     pub endpoints: SseEndpoints,
     /// `GET /metrics`, guarded by the endpoints' publish authorizer.
     pub metrics: MetricsRoute,
+    /// The administration page (`GET /sse-admin`) and its feed
+    /// (`GET /sse-admin/stream`), guarded like `/metrics`.
+    pub admin: SseAdmin,
 }
 
 impl Demo {
@@ -203,6 +211,7 @@ impl Demo {
         };
         Ok(Demo {
             config,
+            admin: SseAdmin::new(&endpoints),
             endpoints,
             metrics,
         })

@@ -1,5 +1,5 @@
 //! The poem demo server: [`sse_poem::SseEndpoint`] nested at `/api/sse`, the
-//! demo page, the probes and `/metrics`, poem's [`Cors`] middleware for `SSE_CORS_ORIGINS`, served by
+//! demo page, [`sse_poem::SseAdminEndpoint`] at `/sse-admin`, the probes and `/metrics`, poem's [`Cors`] middleware for `SSE_CORS_ORIGINS`, served by
 //! [`sse_poem::serve`] with the limits of `SSE_*` (timeouts, socket cap)
 //! until the graceful shutdown.
 
@@ -14,7 +14,7 @@ use poem::middleware::Cors;
 use poem::web::Data;
 use poem::{Endpoint, EndpointExt as _, Request, Route, handler};
 use sse_core::SseManager;
-use sse_poem::{SseEndpoint, SseResponse};
+use sse_poem::{SseAdminEndpoint, SseEndpoint, SseResponse};
 use tokio::net::TcpListener;
 
 use crate::{CORS_HEADERS, CORS_METHODS, Demo, MetricsRoute, Shutdown};
@@ -30,6 +30,7 @@ pub fn serve(
     let manager = demo.endpoints.manager().clone();
     let app = Route::new()
         .nest("/api/sse", SseEndpoint::new(demo.endpoints))
+        .nest(crate::ADMIN_PATH, SseAdminEndpoint::new(demo.admin))
         .at("/", page)
         .at("/*path", page)
         .data(manager)

@@ -1,5 +1,5 @@
 //! The warp demo server: [`sse_warp::filter`] behind `/api/sse`, the demo
-//! page, the probes and `/metrics`, [`warp::cors()`] for `SSE_CORS_ORIGINS`, served by
+//! page, [`sse_warp::admin_filter`] behind `/sse-admin`, the probes and `/metrics`, [`warp::cors()`] for `SSE_CORS_ORIGINS`, served by
 //! [`sse_warp::serve`] with the limits of `SSE_*` (timeouts, socket cap)
 //! until the graceful shutdown.
 
@@ -26,6 +26,7 @@ pub fn serve(
     let manager = demo.endpoints.manager().clone();
     let metrics = demo.metrics;
     let sse = warp::path!("api" / "sse" / ..).and(sse_warp::filter(demo.endpoints));
+    let admin = warp::path!("sse-admin" / ..).and(sse_warp::admin_filter(demo.admin));
     let page = warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
@@ -39,7 +40,7 @@ pub fn serve(
                 answer.unwrap_or_else(|| crate::page(&method, path.as_str()))
             }
         });
-    let routes = sse.or(page);
+    let routes = sse.or(admin).or(page);
     let limits = demo.config.server;
     if origins.is_empty() {
         return Box::pin(sse_warp::serve(listener, warp::service(routes), limits, shutdown));

@@ -23,6 +23,10 @@
 //! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection), any
 //!   stream of frames ([`SseResponse::from_stream`]) or any
 //!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
+//! * [`admin_router`]: the live administration page and its feed
+//!   ([`SseAdmin`]) as a [`Router`], to [`nest`](Router::nest) under a
+//!   prefix such as `/sse-admin`: `GET` on the prefix is the page, `GET
+//!   stream` below it the feed.
 //! * [`serve`]: serves a [`Router`] on a Tokio listener with the timeouts
 //!   and the open socket cap of [`ServerLimits`], which a server facing the
 //!   internet needs (axum's own `serve` has none), passing each client's
@@ -102,6 +106,21 @@
 //! # }
 //! ```
 //!
+//! The administration page beside the endpoints, guarded by the same
+//! authorizer (the page itself holds no data; its feed asks for the token):
+//!
+//! ```
+//! use sse_axum::sse_core::http::SseEndpoints;
+//! use sse_axum::sse_core::http::admin::SseAdmin;
+//!
+//! # fn app(endpoints: SseEndpoints) -> axum::Router {
+//! let admin = SseAdmin::new(&endpoints);
+//! axum::Router::new()
+//!     .nest("/api/sse", sse_axum::router(endpoints))
+//!     .nest("/sse-admin", sse_axum::admin_router(admin))
+//! # }
+//! ```
+//!
 //! [`State`]: axum::extract::State
 #![forbid(unsafe_code)]
 
@@ -118,6 +137,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt as _;
 use sse_core::ConnectOptions;
+use sse_core::http::admin::SseAdmin;
 use sse_core::http::{
     MAX_BODY_BYTES, RemoteAddr, RouteGroup, RoutePath, SseEndpoints, payload_too_large, unreadable_body,
 };
@@ -206,6 +226,26 @@ pub fn routes<S: Clone + Send + Sync + 'static>(endpoints: SseEndpoints, group: 
         endpoints,
         group: Some(group),
     })
+}
+
+/// The administration page and its feed ([`SseAdmin`]) as a [`Router`], to
+/// [`nest`](Router::nest) under a prefix: `GET` (or `HEAD`) on the prefix
+/// is the page, `GET stream` below it the feed, guarded by the publish
+/// authorizer of the endpoints `admin` was made from. Other paths below the
+/// prefix get the JSON `404`, other methods the JSON `405`.
+///
+/// The router carries its own state, so it nests into a router of any state
+/// type `S`.
+pub fn admin_router<S: Clone + Send + Sync + 'static>(admin: SseAdmin) -> Router<S> {
+    Router::new()
+        .route("/", any(handle_admin))
+        .route("/{*path}", any(handle_admin))
+        .with_state(admin)
+}
+
+async fn handle_admin(State(admin): State<SseAdmin>, request: Parts) -> Response {
+    // Nested, the router sees the path below its prefix.
+    SseResponse(admin.handle(&request, request.uri.path()).await).into_response()
 }
 
 /// What a mounted router answers: every group, or one.

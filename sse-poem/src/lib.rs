@@ -29,6 +29,10 @@
 //! * [`SseResponse`]: an [`IntoResponse`] for a [`Connection`](sse_core::Connection), any
 //!   stream of frames ([`SseResponse::from_stream`]) or any
 //!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
+//! * [`SseAdminEndpoint`]: the live administration page and its feed
+//!   ([`SseAdmin`]) as an [`Endpoint`], to [`nest`](poem::Route::nest)
+//!   under a prefix such as `/sse-admin`: `GET` on the prefix is the page,
+//!   `GET stream` below it the feed.
 //! * [`serve`]: serves an [`Endpoint`] on a Tokio listener with the timeouts
 //!   and the open socket cap of [`ServerLimits`], which a server facing the
 //!   internet needs, and notices a client that closed its socket at once
@@ -99,6 +103,23 @@
 //! # }
 //! ```
 //!
+//! The administration page beside the endpoints, guarded by the same
+//! authorizer (the page itself holds no data; its feed asks for the token):
+//!
+//! ```
+//! use poem::Route;
+//! use sse_poem::{SseAdminEndpoint, SseEndpoint};
+//! use sse_poem::sse_core::http::SseEndpoints;
+//! use sse_poem::sse_core::http::admin::SseAdmin;
+//!
+//! # fn app(endpoints: SseEndpoints) -> Route {
+//! let admin = SseAdmin::new(&endpoints);
+//! Route::new()
+//!     .nest("/api/sse", SseEndpoint::new(endpoints))
+//!     .nest("/sse-admin", SseAdminEndpoint::new(admin))
+//! # }
+//! ```
+//!
 //! # Clients that go away
 //!
 //! Served by [`serve`], a stream whose client closes its socket is dropped,
@@ -122,6 +143,7 @@ use poem::error::{GetDataError, NotFoundError, ReadBodyError};
 use poem::web::{LocalAddr, RemoteAddr as PoemRemoteAddr};
 use poem::{Body, Endpoint, EndpointExt as _, FromRequest, IntoResponse, Request, RequestBody, Response, Route};
 use sse_core::ConnectOptions;
+use sse_core::http::admin::SseAdmin;
 use sse_core::http::{
     MAX_BODY_BYTES, RemoteAddr, RouteGroup, RoutePath, SseEndpoints, payload_too_large, unreadable_body,
 };
@@ -245,6 +267,39 @@ impl Endpoint for SseEndpoint {
             Some(group) => self.endpoints.handle_group(group, &parts, path, body).await,
             None => self.endpoints.handle(&parts, path, body).await,
         }))
+    }
+}
+
+/// The administration page and its feed ([`SseAdmin`]) as one poem
+/// [`Endpoint`], to [`nest`](poem::Route::nest) under a prefix: `GET` (or
+/// `HEAD`) on the prefix is the page, `GET stream` below it the feed,
+/// guarded by the publish authorizer of the endpoints the [`SseAdmin`] was
+/// made from. Other paths below the prefix get the JSON `404`, other
+/// methods the JSON `405`; the prefix followed by a slash alone is poem's
+/// [`NotFoundError`], as with [`SseEndpoint`].
+#[derive(Debug, Clone)]
+pub struct SseAdminEndpoint {
+    admin: SseAdmin,
+}
+
+impl SseAdminEndpoint {
+    /// The endpoint serving `admin`.
+    pub fn new(admin: SseAdmin) -> Self {
+        SseAdminEndpoint { admin }
+    }
+}
+
+impl Endpoint for SseAdminEndpoint {
+    type Output = SseResponse;
+
+    async fn call(&self, request: Request) -> poem::Result<SseResponse> {
+        let original = request.original_uri().path();
+        if request.uri().path() == "/" && original.len() > 1 && original.ends_with('/') {
+            return Err(NotFoundError.into());
+        }
+        let parts = request_parts(&request);
+        // Nested, the endpoint sees the path below its prefix.
+        Ok(SseResponse(self.admin.handle(&parts, parts.uri.path()).await))
     }
 }
 

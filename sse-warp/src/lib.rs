@@ -30,6 +30,10 @@
 //! * [`SseResponse`]: a [`Reply`] for a [`Connection`](sse_core::Connection), any stream of
 //!   frames ([`SseResponse::from_stream`]) or any
 //!   [`SseReply`](sse_core::http::SseReply), for handlers of your own.
+//! * [`admin_filter`]: the live administration page and its feed
+//!   ([`SseAdmin`]) as a [`Filter`], to mount behind a path prefix such as
+//!   `warp::path!("sse-admin" / ..)`: `GET` on the prefix is the page,
+//!   `GET stream` below it the feed.
 //! * [`serve`]: serves a [`Filter`] (as [`warp::service`]) on a Tokio listener with the timeouts
 //!   and the open socket cap of [`ServerLimits`], which a server facing the
 //!   internet needs (warp's own server has none), passing each client's
@@ -94,6 +98,22 @@
 //! warp::path!("api" / "sse" / ..).and(sse)
 //! # }
 //! ```
+//!
+//! The administration page beside the endpoints, guarded by the same
+//! authorizer (the page itself holds no data; its feed asks for the token):
+//!
+//! ```
+//! use sse_warp::sse_core::http::SseEndpoints;
+//! use sse_warp::sse_core::http::admin::SseAdmin;
+//! use warp::Filter;
+//!
+//! # fn routes(endpoints: SseEndpoints) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+//! let admin = SseAdmin::new(&endpoints);
+//! warp::path!("api" / "sse" / ..)
+//!     .and(sse_warp::filter(endpoints))
+//!     .or(warp::path!("sse-admin" / ..).and(sse_warp::admin_filter(admin)))
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -104,6 +124,7 @@ use futures_util::{Stream, StreamExt as _};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, Uri};
 use sse_core::ConnectOptions;
+use sse_core::http::admin::SseAdmin;
 use sse_core::http::{
     AuthError, MAX_BODY_BYTES, RemoteAddr, RouteGroup, SseEndpoints, payload_too_large, unreadable_body,
 };
@@ -265,6 +286,30 @@ fn answer(
                 })
             },
         )
+}
+
+/// The administration page and its feed ([`SseAdmin`]) as a [`Filter`], to
+/// mount behind a path prefix: `GET` (or `HEAD`) on the prefix is the page,
+/// `GET stream` below it the feed, guarded by the publish authorizer of the
+/// endpoints `admin` was made from. Other paths below the prefix get the
+/// JSON `404`, other methods the JSON `405`; the prefix followed by a slash
+/// alone is rejected as not found, as by [`filter`].
+pub fn admin_filter(admin: SseAdmin) -> impl Filter<Extract = (SseResponse,), Error = Rejection> + Clone {
+    warp::path::tail()
+        .and(warp::path::full())
+        .and_then(|tail: Tail, full: FullPath| async move {
+            let full = full.as_str();
+            if tail.as_str().is_empty() && full.len() > 1 && full.ends_with('/') {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(tail)
+            }
+        })
+        .and(request_parts())
+        .and(warp::any().map(move || admin.clone()))
+        .then(|tail: Tail, request: Parts, admin: SseAdmin| async move {
+            SseResponse(admin.handle(&request, tail.as_str()).await)
+        })
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`], stopping at the first

@@ -298,6 +298,16 @@ impl TestServer {
         SseResponse { response, opened }
     }
 
+    /// Sends `request` for an event stream (the administration feed, say);
+    /// the response, unread.
+    pub async fn open_stream(&self, request: RequestBuilder) -> SseResponse {
+        let opened = Instant::now();
+        let response = bounded("the event stream's response", request.send())
+            .await
+            .expect("the stream request is answered");
+        SseResponse { response, opened }
+    }
+
     /// `GET /api/sse?query`; the response, unread.
     pub async fn connect(&self, query: &str) -> SseResponse {
         self.connect_with(query, &[]).await

@@ -96,6 +96,11 @@ impl SseEndpoints {
         &self.manager
     }
 
+    /// The publish authorizer, if one guards publish and administration.
+    pub(super) fn guard(&self) -> Option<Arc<dyn PublishAuthorizer>> {
+        self.publisher.clone()
+    }
+
     /// Reads a request to open a stream, as the stream endpoint does: for
     /// a route of the application's own (the adapters' extractors call it),
     /// which may add to the options before it connects.

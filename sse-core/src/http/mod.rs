@@ -30,6 +30,10 @@
 //! it may decorate the connection's frames and still answer with the
 //! event-stream headers ([`SseReply::from_stream`]).
 //!
+//! [`admin::SseAdmin`] serves a live administration page over the same
+//! manager, with a feed of snapshots guarded by the same publish
+//! authorizer; the adapters mount it beside the endpoints.
+//!
 //! Besides the endpoints, the module holds what adapters and servers of
 //! their own share: the authentication and authorization hooks with their
 //! ready-made implementations ([`Authenticator`], [`ChannelAuthorizer`],
@@ -41,6 +45,7 @@
 //! event stream ([`sse_headers`], and [`stream_head`] for a server that
 //! writes HTTP/1.1 itself).
 
+pub mod admin;
 mod auth;
 mod connect;
 mod endpoints;

@@ -12,6 +12,8 @@
 //! `shared_presence` reports it to a backplane that keeps it across
 //! instances.
 
+#[cfg(feature = "http")]
+mod admin_view;
 mod admission;
 mod builder;
 mod cluster_stats;

@@ -8,6 +8,7 @@
 //! what the cases share, in [`common`]).
 
 mod admin;
+mod admin_page;
 mod auth;
 mod common;
 mod cors;
@@ -62,6 +63,11 @@ macro_rules! conformance_tests {
                 admin::cluster_stats_of_a_single_instance,
                 admin::connection_listing,
                 admin::publish_token_guards_publish_and_admin,
+                admin_page::admin_page_is_open_html,
+                admin_page::admin_feed_is_guarded,
+                admin_page::admin_snapshot_matches_stats,
+                admin_page::admin_viewers_are_not_connections,
+                admin_page::admin_feed_takes_the_admin_role,
                 demo::shutdown_closes_open_streams,
                 demo::demo_page,
                 demo::probes_and_readiness_flip_while_draining,
