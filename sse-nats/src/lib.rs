@@ -69,7 +69,8 @@
 //!   with an error, never hangs and never drops the event silently; while
 //!   the client knows it is disconnected, a publish fails at once without
 //!   sending anything. Connections and heartbeats of the manager are not
-//!   affected. The client reconnects by itself (100 ms doubling up to 2 s);
+//!   affected. The client reconnects by itself (at once, then after 100 ms
+//!   doubling up to 2 s);
 //!   the reader makes a new consumer with backoff (100 ms doubling up to
 //!   5 s) and resumes after the last entry it delivered. A publish never
 //!   retries an append that may have reached the stream. A failed publish

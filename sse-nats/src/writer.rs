@@ -246,9 +246,25 @@ impl Inner {
     }
 }
 
-/// How long the client waits before its `attempts`-th reconnection: 100 ms
-/// doubling up to 2 s.
+/// How long the client waits before its `attempts`-th connection attempt
+/// (counted from 1): none before the first, then 100 ms doubling up to 2 s.
 fn reconnect_delay(attempts: usize) -> Duration {
-    let shift = u32::try_from(attempts.min(5)).unwrap_or(5);
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let shift = u32::try_from((attempts - 2).min(5)).unwrap_or(5);
     Duration::from_millis(100u64 << shift).min(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_attempt_is_at_once_then_backoff_doubles_to_two_seconds() {
+        let delays: Vec<u64> = (1..=8)
+            .map(|attempt| u64::try_from(reconnect_delay(attempt).as_millis()).unwrap_or(u64::MAX))
+            .collect();
+        assert_eq!(delays, [0, 100, 200, 400, 800, 1600, 2000, 2000]);
+    }
 }
