@@ -70,16 +70,19 @@
 //!   the client knows it is disconnected, a publish fails at once without
 //!   sending anything. Connections and heartbeats of the manager are not
 //!   affected. The client reconnects by itself (at once, then after 100 ms
-//!   doubling up to 2 s);
-//!   the reader makes a new consumer with backoff (100 ms doubling up to
-//!   5 s) and resumes after the last entry it delivered. A publish never
-//!   retries an append that may have reached the stream. A failed publish
-//!   says which it was: not published (not connected, or the server refused
-//!   it, or no stream took it) or of unknown outcome (the message was sent
-//!   and no acknowledgement came within the timeout: the server may still
-//!   store it, and then every instance delivers it;
-//!   [`BackplaneError::is_outcome_unknown`]). A publish that no stream took
-//!   (the stream was deleted) creates the stream and appends once more.
+//!   doubling up to 2 s); the reader makes a new consumer with backoff
+//!   (100 ms doubling up to 5 s) and resumes after the last entry it
+//!   delivered. A publish never retries an append that may have reached the
+//!   stream. A failed publish says which it was: not published (not
+//!   connected, or the server refused it, or no stream took it) or of
+//!   unknown outcome (the message was handed to the client and no
+//!   acknowledgement came within the timeout: the server may still store
+//!   it, and then every instance delivers it;
+//!   [`BackplaneError::is_outcome_unknown`]). The client writes out, once
+//!   reconnected, what it held when its connection broke, so a publish of
+//!   unknown outcome from just before an outage may be stored after it. A
+//!   publish that no stream took (the stream was deleted) creates the
+//!   stream and appends once more.
 //! * **Idempotent publishing.** [`Backplane::publish_once`] (behind
 //!   [`SseManager::send_idempotent`](sse_core::SseManager::send_idempotent))
 //!   publishes with the key as `Nats-Msg-Id`: the server stores the first
