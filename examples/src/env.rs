@@ -1,7 +1,7 @@
 //! The demos' deployment configuration: [`EnvConfig`], read from the
 //! `SSE_*` environment variables of the HTTP contract (listen address,
 //! engine settings, JWT keys and claims, publish token, CORS origins,
-//! Redis), and [`EnvError`], naming the first variable that holds an
+//! Redis or NATS), and [`EnvError`], naming the first variable that holds an
 //! unusable value.
 
 use std::net::SocketAddr;
@@ -16,6 +16,8 @@ use sse_core::server::ServerLimits;
 /// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), among them
 /// `SSE_MAX_PER_ADDR` (connections per client address, unlimited when
 /// unset), `SSE_REDIS_PREFIX` (the key prefix of the Redis backplane),
+/// `SSE_NATS_URL` and `SSE_NATS_PREFIX` (the NATS JetStream backplane and
+/// the prefix of its stream; not with `SSE_REDIS_URL`),
 /// `SSE_IDLE_TIMEOUT_MS` (close connections without an event for that long),
 /// `SSE_PRESENCE_CHANNELS` (comma-separated channel patterns that get
 /// `presence` events) and `SSE_PRESENCE_TIMEOUT_MS` (with Redis, how long an
@@ -58,6 +60,13 @@ pub struct EnvConfig {
     /// `SSE_REDIS_PREFIX`: the key prefix of the Redis backplane (its
     /// default when unset); instances with the same prefix share events.
     pub redis_prefix: Option<String>,
+    /// `SSE_NATS_URL`: the NATS JetStream backplane (not with
+    /// `SSE_REDIS_URL`).
+    pub nats_url: Option<String>,
+    /// `SSE_NATS_PREFIX`: the prefix of the NATS backplane's stream and
+    /// subject (its default when unset); instances with the same prefix
+    /// share events.
+    pub nats_prefix: Option<String>,
     /// The server's timeouts and socket cap: `SSE_HEADER_TIMEOUT_MS`,
     /// `SSE_BODY_TIMEOUT_MS`, `SSE_KEEP_ALIVE_TIMEOUT_MS`,
     /// `SSE_WRITE_TIMEOUT_MS` (each at least 10) and `SSE_MAX_SOCKETS` (at
@@ -303,10 +312,19 @@ impl EnvConfig {
             cors_origins,
             redis_url: non_empty("SSE_REDIS_URL")?,
             redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
+            nats_url: non_empty("SSE_NATS_URL")?,
+            nats_prefix: non_empty("SSE_NATS_PREFIX")?,
             server,
             drain,
             metrics,
         };
+        if let (Some(_), Some(nats_url)) = (&config.redis_url, &config.nats_url) {
+            return Err(EnvError {
+                variable: "SSE_NATS_URL",
+                value: nats_url.clone(),
+                reason: "SSE_REDIS_URL is set too: one backplane at a time".to_owned(),
+            });
+        }
         // Reads the key and checks the JWT settings together, now.
         config.jwt()?;
         Ok(config)
@@ -456,6 +474,7 @@ mod tests {
         let config = env(&[]).expect("defaults");
         assert_eq!(config.sse.max_connections_per_addr(), None, "unlimited when unset");
         assert_eq!(config.redis_prefix, None);
+        assert_eq!((config.nats_url, config.nats_prefix), (None, None));
         assert_eq!(config.sse.idle_timeout(), None, "no idle timeout when unset");
         assert!(config.sse.presence_channels().is_empty(), "no presence when unset");
         assert_eq!(config.sse.presence_timeout(), Duration::from_secs(30));
@@ -465,6 +484,8 @@ mod tests {
         let config = env(&[
             ("SSE_MAX_PER_ADDR", "3"),
             ("SSE_REDIS_PREFIX", "app-sse"),
+            ("SSE_NATS_URL", "nats://127.0.0.1:4222"),
+            ("SSE_NATS_PREFIX", "app-nats"),
             ("SSE_IDLE_TIMEOUT_MS", "60000"),
             ("SSE_PRESENCE_CHANNELS", "team/*, lobby"),
             ("SSE_PRESENCE_TIMEOUT_MS", "1500"),
@@ -477,6 +498,14 @@ mod tests {
         .expect("valid");
         assert_eq!(config.sse.max_connections_per_addr(), Some(3));
         assert_eq!(config.redis_prefix.as_deref(), Some("app-sse"));
+        assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(config.nats_prefix.as_deref(), Some("app-nats"));
+        let both = env(&[
+            ("SSE_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("SSE_NATS_URL", "nats://127.0.0.1:4222"),
+        ])
+        .expect_err("two backplanes");
+        assert_eq!(both.variable, "SSE_NATS_URL");
         assert_eq!(config.sse.idle_timeout(), Some(Duration::from_secs(60)));
         assert_eq!(config.sse.presence_channels(), &["team/*", "lobby"]);
         assert_eq!(config.sse.presence_timeout(), Duration::from_millis(1500));
@@ -496,6 +525,7 @@ mod tests {
             ("SSE_MAX_PER_ADDR", "0"),
             ("SSE_MAX_PER_ADDR", "many"),
             ("SSE_REDIS_PREFIX", " "),
+            ("SSE_NATS_PREFIX", " "),
             ("SSE_IDLE_TIMEOUT_MS", "0"),
             ("SSE_IDLE_TIMEOUT_MS", "9"),
             ("SSE_IDLE_TIMEOUT_MS", "soon"),

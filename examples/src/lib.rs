@@ -1,6 +1,6 @@
 //! What the demo servers share: configuration from the environment, the
 //! manager and endpoints built from it (JWT or development identity, the
-//! Redis backplane when configured), the CORS settings each framework's own
+//! Redis or NATS backplane when configured), the CORS settings each framework's own
 //! middleware is given, the demo page, the administration page, and a `main` that binds, announces
 //! itself and shuts down gracefully on SIGINT or SIGTERM.
 //!
@@ -23,6 +23,7 @@ use sse_core::http::admin::SseAdmin;
 use sse_core::http::jwt::JwtPublishAuthorizer;
 use sse_core::http::{BearerToken, DevIdentity, PublishAuthorizer, SseEndpoints};
 use sse_core::{ConfigError, Event, SseManager};
+use sse_nats::{NatsBackplane, NatsBackplaneError};
 use sse_redis::{RedisBackplane, RedisBackplaneError};
 use tokio::net::TcpListener;
 
@@ -117,6 +118,11 @@ pub enum DemoError {
     /// URL is malformed, or Redis did not answer (within 2 seconds).
     #[error("SSE_REDIS_URL: {0}")]
     Redis(#[from] RedisBackplaneError),
+    /// `SSE_NATS_URL` is set, but the backplane could not be built: the
+    /// URL is malformed, `SSE_NATS_PREFIX` is unusable, or NATS with
+    /// JetStream did not answer (within 2 seconds).
+    #[error("SSE_NATS_URL: {0}")]
+    Nats(#[from] NatsBackplaneError),
     /// Binding or serving failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -152,11 +158,13 @@ impl Demo {
     /// `SSE_REDIS_URL`, the manager shares events and
     /// replay history with every instance on the same Redis stream
     /// (`SSE_REDIS_PREFIX`, or `sse`), keeping `SSE_HISTORY` entries there
-    /// too; Redis must answer now.
+    /// too; Redis must answer now. With `SSE_NATS_URL` instead, the same
+    /// through a NATS JetStream stream (`SSE_NATS_PREFIX`, or `sse`); NATS
+    /// must answer now.
     ///
     /// # Errors
-    /// [`DemoError::Redis`] if the backplane cannot be built (Redis did not
-    /// answer within its timeout); [`DemoError::Config`] if the engine
+    /// [`DemoError::Redis`] or [`DemoError::Nats`] if the backplane cannot
+    /// be built (the server did not answer within its timeout); [`DemoError::Config`] if the engine
     /// refuses the settings; [`DemoError::Env`] if the JWT settings are
     /// unusable (the key file is unreadable, ...).
     pub async fn new(config: EnvConfig) -> Result<Self, DemoError> {
@@ -174,6 +182,17 @@ impl Demo {
             }
             let backplane = backplane.build().await?;
             tracing::info!(stream = backplane.stream_key(), "sharing events through Redis");
+            manager = manager.backplane(backplane);
+        } else if let Some(url) = &config.nats_url {
+            let mut backplane = NatsBackplane::connect(url.as_str()).history(config.sse.history_size().max(1));
+            if let Some(prefix) = &config.nats_prefix {
+                backplane = backplane.prefix(prefix.as_str());
+            }
+            let backplane = backplane.build().await?;
+            tracing::info!(
+                stream = backplane.stream_name(),
+                "sharing events through NATS JetStream"
+            );
             manager = manager.backplane(backplane);
         }
         let jwt = config.jwt()?;
@@ -297,7 +316,8 @@ pub type ServeFn = fn(Demo, TcpListener, Shutdown) -> Pin<Box<dyn Future<Output 
 /// `listening on http://ADDR`, serves until SIGINT or SIGTERM, and exits with
 /// status 0 within [`SHUTDOWN_GRACE`] of the signal however many connections
 /// are open. A malformed variable is a startup error naming it (status 2),
-/// as is a Redis at `SSE_REDIS_URL` that does not answer.
+/// as is a Redis at `SSE_REDIS_URL` or a NATS at `SSE_NATS_URL` that does
+/// not answer.
 pub fn run(serve: ServeFn) -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

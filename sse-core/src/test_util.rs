@@ -124,7 +124,15 @@ pub struct MemoryLog {
     reader: Mutex<Option<Reader>>,
 }
 
-type Reader = mpsc::UnboundedReceiver<(String, Bytes)>;
+type Reader = mpsc::UnboundedReceiver<Item>;
+
+/// What a clone's reader is handed: an entry, or the news that the log
+/// lost its history.
+#[derive(Debug)]
+enum Item {
+    Entry(String, Bytes),
+    Lost,
+}
 
 impl Clone for MemoryLog {
     /// Another handle on the same log, with a subscription of its own.
@@ -139,7 +147,10 @@ impl Clone for MemoryLog {
 #[derive(Debug, Default)]
 struct LogState {
     entries: Vec<(String, Bytes)>,
-    readers: Vec<mpsc::UnboundedSender<(String, Bytes)>>,
+    readers: Vec<mpsc::UnboundedSender<Item>>,
+    /// How many times the log lost its history: part of the ids, so that
+    /// an id of before never names an entry of after.
+    generation: u64,
     unavailable: bool,
     /// What the next appends do: `Some(true)` stores them and fails them
     /// with an unknown outcome, `Some(false)` fails them storing nothing.
@@ -154,13 +165,13 @@ impl LogState {
         if self.unavailable {
             return Err(BackplaneError::new("memory log told to be unavailable"));
         }
-        let id = format!("{}-0", self.entries.len() + 1);
+        let id = format!("{}-{}", self.entries.len() + 1, self.generation);
         if self.failing == Some(false) {
             return Err(BackplaneError::new("memory log told to fail before appending"));
         }
         self.entries.push((id.clone(), payload.clone()));
         self.readers
-            .retain(|reader| reader.unbounded_send((id.clone(), payload.clone())).is_ok());
+            .retain(|reader| reader.unbounded_send(Item::Entry(id.clone(), payload.clone())).is_ok());
         if self.failing == Some(true) {
             return Err(BackplaneError::outcome_unknown("memory log told to lose the answer"));
         }
@@ -184,6 +195,17 @@ impl MemoryLog {
     /// or before (`false`); `None` lets them succeed again.
     pub fn set_failing(&self, after_storing: Option<bool>) {
         self.state.lock().failing = after_storing;
+    }
+
+    /// Empties the log, as a log restarted without its storage would be:
+    /// every reader is told the history was lost, and later entries get ids
+    /// no earlier entry had.
+    pub fn lose_history(&self) {
+        let mut state = self.state.lock();
+        state.entries.clear();
+        state.keys.clear();
+        state.generation += 1;
+        state.readers.retain(|reader| reader.unbounded_send(Item::Lost).is_ok());
     }
 
     /// Entries in the log.
@@ -247,17 +269,24 @@ impl Backplane for MemoryLog {
         let Some(mut receiver) = self.reader.lock().take() else {
             return;
         };
-        while let Some((id, payload)) = receiver.next().await {
+        while let Some(item) = receiver.next().await {
             if sink.is_closed() {
                 return;
             }
-            let _ = sink.deliver(&id, &payload);
+            match item {
+                Item::Entry(id, payload) => {
+                    let _ = sink.deliver(&id, &payload);
+                }
+                Item::Lost => sink.history_lost(),
+            }
         }
     }
 }
 
 #[cfg(all(feature = "http", feature = "tokio"))]
 pub mod adapter;
+#[cfg(feature = "tokio")]
+pub mod backplane_suite;
 #[cfg(all(feature = "http", feature = "tokio"))]
 pub mod own_routes;
 

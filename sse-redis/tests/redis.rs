@@ -2,11 +2,12 @@
 //!
 //! Expects Redis on 127.0.0.1:6379 (or at `SSE_TEST_REDIS_URL`); without it
 //! every test that needs it prints why and passes, unless `SSE_CI_STRICT=1`,
-//! which makes a missing Redis (or a missing `redis-server` binary, for the
-//! restart test) a failure. Each test uses a key prefix of its own and
-//! deletes its keys at the end.
+//! which makes a missing Redis a failure. Each test uses a key prefix of its
+//! own and deletes its keys at the end. What every backplane must do (every
+//! target kind across instances, resuming on another instance, preloading,
+//! lost history, a restarted server, one order for concurrent publishers)
+//! is checked by the shared conformance suite, in `suite.rs`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sse_core::{ConnectOptions, Event, SendError, SseManager, Target};
@@ -15,60 +16,6 @@ use sse_redis::{RedisBackplane, RedisBackplaneError};
 mod common;
 
 use common::*;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_target_kind_reaches_exactly_its_connections_on_other_instances() {
-    let Some(fx) = fixture("targets").await else { return };
-    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
-    let mut alice = connect(
-        &b,
-        ConnectOptions::new().user("alice").session("s-alice").channel("news"),
-    )
-    .await;
-    let mut bob = connect(&b, ConnectOptions::new().user("bob").session("s-bob")).await;
-    let mut carol = connect(&b, ConnectOptions::new().user("carol").channel("sport")).await;
-    let mut dave_on_a = connect(&a, ConnectOptions::new().user("dave").channel("news")).await;
-
-    let all = send(&a, Target::All, "to-all").await;
-    assert_eq!(all.delivered, 1, "a counts its own connections only: dave");
-    assert_eq!(send(&a, Target::user("alice"), "to-alice").await.delivered, 0);
-    assert_eq!(
-        send(&a, Target::users(["bob", "carol", "bob"]), "to-bob-carol")
-            .await
-            .delivered,
-        0
-    );
-    assert_eq!(send(&a, Target::session("s-bob"), "to-s-bob").await.delivered, 0);
-    assert_eq!(
-        send(&a, Target::client(carol.client_id()), "to-carol-client")
-            .await
-            .delivered,
-        0
-    );
-    assert_eq!(
-        send(&a, Target::channel("news"), "to-news").await.delivered,
-        1,
-        "dave is on news"
-    );
-    assert_eq!(send(&a, Target::user("dave"), "to-dave").await.delivered, 1);
-    // Published on b: b's own connections count.
-    assert_eq!(send(&b, Target::channel("sport"), "to-sport").await.delivered, 1);
-    assert_eq!(send(&b, Target::All, "end").await.delivered, 3);
-
-    alice.until("data: end").await;
-    bob.until("data: end").await;
-    carol.until("data: end").await;
-    dave_on_a.until("data: end").await;
-    assert_eq!(alice.events(), ["to-all", "to-alice", "to-news", "end"]);
-    assert_eq!(bob.events(), ["to-all", "to-bob-carol", "to-s-bob", "end"]);
-    assert_eq!(
-        carol.events(),
-        ["to-all", "to-bob-carol", "to-carol-client", "to-sport", "end"]
-    );
-    assert_eq!(dave_on_a.events(), ["to-all", "to-news", "to-dave", "end"]);
-    // Every instance uses the stream's ids.
-    assert!(alice.seen.contains(&format!("id: {}\n", all.id.expect("id"))));
-}
 
 /// Exclusions and live-only events cross the stream: every instance
 /// delivers them as aimed, and none replays a live-only event, not even one
@@ -116,59 +63,6 @@ async fn exclusions_and_live_only_events_cross_instances() {
         assert_eq!(alice.events(), ["end"], "{}", alice.seen);
         assert_eq!(instance.stats().resets, 0);
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_resumes_on_another_instance_with_exactly_the_gap() {
-    let Some(fx) = fixture("resume").await else { return };
-    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
-    let mut on_a = connect(&a, ConnectOptions::new().user("alice").channel("news")).await;
-    let first = send(&a, Target::user("alice"), "one").await;
-    on_a.until("data: one").await;
-    drop(on_a);
-
-    // While alice is away: events for her on both instances, and noise.
-    send(&b, Target::user("bob"), "bob only").await;
-    send(&b, Target::user("alice"), "two").await;
-    send(&a, Target::channel("news"), "three").await;
-    send(&a, Target::channel("other"), "other channel").await;
-    send(&b, Target::All, "four").await;
-
-    let resumed = ConnectOptions::new()
-        .user("alice")
-        .channel("news")
-        .last_event_id(first.id.clone());
-    let mut on_b = connect(&b, resumed).await;
-    send(&a, Target::user("alice"), "live").await;
-    on_b.until("data: live").await;
-    assert_eq!(on_b.events(), ["two", "three", "four", "live"], "{}", on_b.seen);
-    assert!(!on_b.seen.contains("event: reset"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_started_later_preloads_and_resumes_clients() {
-    let Some(fx) = fixture("preload").await else { return };
-    let a = fx.instance(100).await;
-    let first = send(&a, Target::user("alice"), "one").await;
-    send(&a, Target::user("alice"), "two").await;
-    send(&a, Target::user("bob"), "bob only").await;
-    send(&a, Target::user("alice"), "three").await;
-
-    let c = fx.instance(100).await;
-    let resumed = ConnectOptions::new().user("alice").last_event_id(first.id.clone());
-    let mut on_c = connect(&c, resumed).await;
-    // Replayed from what c loaded at start, before any live event.
-    on_c.until("data: three").await;
-    assert_eq!(on_c.events(), ["two", "three"], "{}", on_c.seen);
-    // Then live, once each.
-    send(&a, Target::user("alice"), "four").await;
-    on_c.until("data: four").await;
-    assert_eq!(on_c.events(), ["two", "three", "four"], "{}", on_c.seen);
-    // A connection on c that did not resume got nothing of the past.
-    let mut fresh = connect(&c, ConnectOptions::new().user("alice")).await;
-    send(&c, Target::user("alice"), "five").await;
-    fresh.until("data: five").await;
-    assert_eq!(fresh.events(), ["five"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,46 +140,6 @@ async fn an_unreachable_redis_fails_publishes_promptly_and_connections_stay_open
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_stream_resets_resuming_clients_and_delivery_goes_on_in_order() {
-    let Some(fx) = fixture("deleted").await else { return };
-    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
-    let mut on_b = connect(&b, ConnectOptions::new().user("alice")).await;
-    let first = send(&a, Target::All, "one").await;
-    send(&a, Target::All, "two").await;
-    on_b.until("data: two").await;
-
-    // What a restart of Redis without persistence looks like to a reader.
-    redis::cmd("DEL")
-        .arg(fx.key())
-        .query_async::<usize>(&mut fx.redis().await)
-        .await
-        .expect("DEL");
-
-    for data in ["three", "four", "five"] {
-        send(&a, Target::All, data).await;
-    }
-    send(&b, Target::user("alice"), "six").await;
-    on_b.until_exactly(&["one", "two", "three", "four", "five", "six"])
-        .await;
-    assert!(!on_b.seen.contains("event: reset"), "a live connection is not reset");
-
-    // An id of the lost stream is unknown on every instance now.
-    for instance in [&a, &b] {
-        let mut resumed = connect(instance, ConnectOptions::new().last_event_id(first.id.clone())).await;
-        resumed.until("event: reset").await;
-        send(&a, Target::client(resumed.client_id()), "seven").await;
-        resumed.until("data: seven").await;
-        assert_eq!(resumed.events(), ["seven"], "{}", resumed.seen);
-    }
-    // An id of the new stream resumes as usual.
-    let fresh_id = send(&a, Target::All, "eight").await.id;
-    send(&b, Target::All, "nine").await;
-    let mut resumed = connect(&b, ConnectOptions::new().last_event_id(fresh_id)).await;
-    resumed.until("data: nine").await;
-    assert_eq!(resumed.events(), ["nine"], "{}", resumed.seen);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_that_is_not_an_event_is_skipped() {
     let Some(fx) = fixture("garbage").await else { return };
     let a = fx.instance(100).await;
@@ -355,56 +209,6 @@ async fn round_trip_latency_is_reported() {
         "  the event reached a connection on the other instance: {}",
         report(to_other)
     );
-}
-
-/// A `redis-server` of the test's own, on `port`, killed when dropped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_redis_server_resumes_delivery_in_order_without_duplicates() {
-    if Command::new("redis-server").arg("--version").output().is_err() {
-        skip("the redis-server binary is not installed");
-        return;
-    }
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let dir = std::env::temp_dir();
-    let mut server = Server::start(port, &dir).expect("redis-server starts");
-    wait_for_redis(&url).await;
-    let fx = fixture_at(&url, "restart").await.expect("own redis-server answers");
-    let (a, b) = (fx.instance(100).await, fx.instance(100).await);
-    let mut on_b = connect(&b, ConnectOptions::new().user("alice")).await;
-    let first = send(&a, Target::All, "one").await;
-    send(&a, Target::All, "two").await;
-    send(&b, Target::All, "three").await;
-    on_b.until("data: three").await;
-
-    server.stop();
-    for _ in 0..2 {
-        let failed = tokio::time::timeout(WAIT, a.broadcast(Event::message("lost")))
-            .await
-            .expect("publish hung");
-        assert!(matches!(failed, Err(SendError::Backplane(_))), "{failed:?}");
-    }
-    assert_eq!(b.connection_count(), 1, "connections stay open while Redis is down");
-
-    let _server = Server::start(port, &dir).expect("redis-server restarts");
-    wait_for_redis(&url).await;
-    // The first publish after the restart succeeds, on b too, which did not
-    // publish while Redis was down and still holds a connection to the old
-    // server: a stale connection is noticed before an append.
-    send(&b, Target::All, "four").await;
-    send(&a, Target::All, "five").await;
-    send(&a, Target::user("alice"), "six").await;
-    on_b.until_exactly(&["one", "two", "three", "four", "five", "six"])
-        .await;
-    assert!(!on_b.seen.contains("lost"));
-
-    // Ids of before the restart are unknown now: a reset, not a wrong replay.
-    let mut resumed = connect(&a, ConnectOptions::new().last_event_id(first.id)).await;
-    resumed.until("event: reset").await;
-    send(&b, Target::All, "seven").await;
-    resumed.until("data: seven").await;
-    assert_eq!(resumed.events(), ["seven"], "{}", resumed.seen);
-    drop(fx);
 }
 
 #[tokio::test]

@@ -17,6 +17,9 @@
 //! [`REDIS_URL`], under a key prefix of their own ([`RedisPrefix`]); without
 //! a Redis there they print why and pass, unless `SSE_CI_STRICT=1`, which
 //! makes a missing Redis a failure.
+//!
+//! The NATS cases do the same on a JetStream stream of their own on the
+//! NATS at [`NATS_ADDR`] ([`NatsPrefix`]).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -748,6 +751,90 @@ impl Drop for RedisPrefix {
         })();
         if let Err(error) = deleted {
             eprintln!("could not delete the keys {pattern}: {error}");
+        }
+    }
+}
+
+/// The NATS server of the NATS cases.
+pub const NATS_ADDR: &str = "127.0.0.1:4222";
+
+/// A stream of one test's own on the NATS at [`NATS_ADDR`], for the servers
+/// of that test (`SSE_NATS_PREFIX`); the stream is deleted when the prefix
+/// is dropped.
+#[derive(Debug)]
+pub struct NatsPrefix {
+    prefix: String,
+}
+
+impl NatsPrefix {
+    /// A fresh prefix for `test`, or `None` (after printing why) when no
+    /// NATS with JetStream answers at [`NATS_ADDR`].
+    ///
+    /// # Panics
+    /// Instead of returning `None`, under `SSE_CI_STRICT=1`.
+    pub async fn new_or_skip(test: &str) -> Option<NatsPrefix> {
+        let info = async {
+            let stream = TcpStream::connect(NATS_ADDR).await?;
+            let mut line = String::new();
+            tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stream), &mut line).await?;
+            Ok::<_, io::Error>(line)
+        };
+        let reason = match tokio::time::timeout(Duration::from_secs(3), info).await {
+            Ok(Ok(line)) if line.starts_with("INFO ") && line.contains("\"jetstream\":true") => {
+                static COUNTER: AtomicU64 = AtomicU64::new(0);
+                let nanos = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+                let prefix = format!("sse-conformance-{test}-{}-{nanos:x}-{n}", std::process::id());
+                return Some(NatsPrefix { prefix });
+            }
+            Ok(Ok(line)) => format!("{NATS_ADDR} is not a NATS server with JetStream: {line:?}"),
+            Ok(Err(error)) => format!("no NATS at {NATS_ADDR}: {error}"),
+            Err(_) => format!("no greeting from {NATS_ADDR} within 3 s"),
+        };
+        assert!(!strict(), "SSE_CI_STRICT=1 and {test} cannot run: {reason}");
+        eprintln!("skipping {test}: {reason} (set SSE_CI_STRICT=1 to make this a failure)");
+        None
+    }
+
+    /// `SSE_NATS_URL` and `SSE_NATS_PREFIX` for [`TestServer::start`].
+    pub fn settings(&self) -> [(&str, &str); 2] {
+        [
+            ("SSE_NATS_URL", "nats://127.0.0.1:4222"),
+            ("SSE_NATS_PREFIX", &self.prefix),
+        ]
+    }
+}
+
+impl Drop for NatsPrefix {
+    /// Deletes the stream, through the JetStream API, waiting for its
+    /// answer.
+    fn drop(&mut self) {
+        let command = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB _sse_cleanup 1\r\n\
+             PUB $JS.API.STREAM.DELETE.{}-events _sse_cleanup 0\r\n\r\n",
+            self.prefix
+        );
+        let deleted = (|| {
+            let addr = NATS_ADDR.parse().map_err(io::Error::other)?;
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+            stream.write_all(command.as_bytes())?;
+            let mut seen = Vec::new();
+            let mut buffer = [0; 512];
+            while !String::from_utf8_lossy(&seen).contains("MSG _sse_cleanup") {
+                let read = stream.read(&mut buffer)?;
+                if read == 0 {
+                    return Err(io::Error::other("the connection closed"));
+                }
+                seen.extend_from_slice(&buffer[..read]);
+            }
+            Ok(())
+        })();
+        if let Err(error) = deleted {
+            eprintln!("could not delete the stream {}-events: {error}", self.prefix);
         }
     }
 }

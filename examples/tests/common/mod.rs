@@ -28,7 +28,7 @@ const CHROMIUM_NAMES: [&str; 4] = ["chromium", "chromium-browser", "google-chrom
 
 /// Environment variables of the demo contract that would change the
 /// scenario if inherited from the caller's environment.
-const CONTRACT_VARIABLES: [&str; 12] = [
+const CONTRACT_VARIABLES: [&str; 13] = [
     "SSE_ADDR",
     "SSE_HEARTBEAT_MS",
     "SSE_RETRY_MS",
@@ -41,6 +41,7 @@ const CONTRACT_VARIABLES: [&str; 12] = [
     "SSE_PUBLISH_TOKEN",
     "SSE_CORS_ORIGINS",
     "SSE_REDIS_URL",
+    "SSE_NATS_URL",
 ];
 
 pub(crate) async fn publish(http: &reqwest::Client, base: &str, body: &Value) -> Value {

@@ -16,6 +16,7 @@ mod demo;
 mod errors;
 mod limits;
 mod metrics;
+mod nats;
 mod presence;
 mod publish;
 mod redis;
@@ -90,6 +91,9 @@ macro_rules! conformance_tests {
                 redis::redis_presence_across_instances,
                 redis::redis_idempotency_key_spans_instances,
                 redis::redis_cluster_stats_across_instances,
+                nats::nats_targets_across_instances,
+                nats::nats_resume_on_another_instance,
+                nats::nats_idempotency_key_spans_instances,
             );
         }
     };

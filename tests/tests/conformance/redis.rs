@@ -2,7 +2,8 @@
 //! "Several instances"): targets across instances, `delivered` counting the
 //! publishing instance only, resuming on another instance, presence
 //! spanning both ("Presence"), and the statistics of both ("Cluster
-//! statistics").
+//! statistics"). The cases that do not depend on Redis take the instances'
+//! settings, and run on NATS too (`nats.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,10 @@ use sse_tests::{RedisPrefix, Subscriber, TestServer};
 use crate::common::names_until;
 use crate::replay::assert_replay;
 
-/// Two servers of `serve` on the stream of `prefix`.
-async fn two_instances(serve: ServeFn, prefix: &RedisPrefix) -> (TestServer, TestServer) {
-    let settings = prefix.settings();
-    let a = TestServer::start(serve, &settings).await;
-    let b = TestServer::start(serve, &settings).await;
+/// Two servers of `serve` with the backplane `settings`.
+async fn two_instances(serve: ServeFn, settings: &[(&str, &str)]) -> (TestServer, TestServer) {
+    let a = TestServer::start(serve, settings).await;
+    let b = TestServer::start(serve, settings).await;
     (a, b)
 }
 
@@ -26,7 +26,12 @@ pub(crate) async fn redis_targets_across_instances(serve: ServeFn) {
     let Some(prefix) = RedisPrefix::new_or_skip("redis_targets_across_instances").await else {
         return;
     };
-    let (a, b) = two_instances(serve, &prefix).await;
+    targets_across_instances(serve, &prefix.settings()).await;
+}
+
+/// Every target kind across two instances sharing a backplane.
+pub(crate) async fn targets_across_instances(serve: ServeFn, settings: &[(&str, &str)]) {
+    let (a, b) = two_instances(serve, settings).await;
     // p and q on instance a, r and s on instance b.
     let mut p = a.subscribe("userId=alice&sessionId=s1&channel=red").await;
     let mut q = a.subscribe("userId=bob&sessionId=s3").await;
@@ -123,7 +128,12 @@ pub(crate) async fn redis_resume_on_another_instance(serve: ServeFn) {
     let Some(prefix) = RedisPrefix::new_or_skip("redis_resume_on_another_instance").await else {
         return;
     };
-    let (a, b) = two_instances(serve, &prefix).await;
+    resume_on_another_instance(serve, &prefix.settings()).await;
+}
+
+/// Resuming on the other instance of two sharing a backplane.
+pub(crate) async fn resume_on_another_instance(serve: ServeFn, settings: &[(&str, &str)]) {
+    let (a, b) = two_instances(serve, settings).await;
     let query = "userId=alice&sessionId=s1&channel=red";
     let mut alice: Subscriber = a.subscribe(query).await;
     let mark = b.publish_ok(&json!({"event": "mark", "data": 0})).await;
@@ -248,7 +258,12 @@ pub(crate) async fn redis_idempotency_key_spans_instances(serve: ServeFn) {
     let Some(prefix) = RedisPrefix::new_or_skip("redis_idempotency_key_spans_instances").await else {
         return;
     };
-    let (a, b) = two_instances(serve, &prefix).await;
+    idempotency_key_spans_instances(serve, &prefix.settings()).await;
+}
+
+/// An idempotency key holds across two instances sharing a backplane.
+pub(crate) async fn idempotency_key_spans_instances(serve: ServeFn, settings: &[(&str, &str)]) {
+    let (a, b) = two_instances(serve, settings).await;
     let mut on_b = b.subscribe("").await;
     let body = json!({"event": "paid", "data": "order 17"});
     let (status, first) = a.publish_with_key(&body, "order-17-paid").await;
