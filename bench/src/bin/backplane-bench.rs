@@ -19,7 +19,8 @@
 //!
 //! The process's CPU covers every instance; the cost of one more instance
 //! per event is the difference between two rows of the same mode, divided
-//! by the events. The broker's CPU comes from Redis's `INFO cpu`.
+//! by the events. The broker's CPU comes from Redis's `INFO cpu`, and from
+//! `/proc` for the `nats-server` process.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,12 +31,13 @@ use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
 use sse_core::test_util::MemoryLog;
 use sse_core::{ConnectOptions, Event, SseManager, Target};
+use sse_nats::NatsBackplane;
 use sse_redis::RedisBackplane;
 
 #[derive(Parser, Debug)]
 #[command(about = "Backplane throughput: events per second through one shared log to several instances")]
 struct Args {
-    /// Backplanes to measure (`redis`, `memory`). Repeatable; default all.
+    /// Backplanes to measure (`redis`, `nats`, `memory`). Repeatable; default all.
     #[arg(long)]
     backplane: Vec<String>,
     /// Instance counts, comma-separated.
@@ -59,11 +61,18 @@ struct Args {
     /// The Redis to use.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// The NATS server (with JetStream) to use.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// The `nats-server` process, for its CPU (default: found with `pgrep`).
+    #[arg(long)]
+    nats_pid: Option<u32>,
 }
 
-/// utime + stime of this process, in seconds.
-fn cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// utime + stime of a process (this one by default), in seconds.
+fn cpu_secs_of(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     let Some((_, rest)) = stat.rsplit_once(')') else {
@@ -72,6 +81,39 @@ fn cpu_secs() -> f64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+fn cpu_secs() -> f64 {
+    cpu_secs_of(None)
+}
+
+/// The `nats-server` process: the one given, or the first `pgrep` finds.
+fn nats_pid(args: &Args) -> Option<u32> {
+    args.nats_pid.or_else(|| {
+        let out = std::process::Command::new("pgrep")
+            .arg("-x")
+            .arg("nats-server")
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+    })
+}
+
+/// The broker's CPU so far, in seconds.
+async fn broker_cpu(args: &Args, kind: &str) -> Option<f64> {
+    match kind {
+        "redis" => redis_cpu(&args.redis_url).await,
+        "nats" => nats_pid(args).map(|pid| cpu_secs_of(Some(pid))),
+        _ => None,
+    }
+}
+
+/// Deletes the NATS stream of `prefix`.
+async fn delete_stream(url: &str, prefix: &str) {
+    if let Ok(client) = async_nats::connect(url).await {
+        let jetstream = async_nats::jetstream::new(client);
+        let _ = jetstream.delete_stream(format!("{prefix}-events")).await;
+    }
 }
 
 /// Redis's own CPU so far (`used_cpu_user` + `used_cpu_sys`), in seconds.
@@ -137,6 +179,14 @@ async fn instance(args: &Args, kind: &str, log: &MemoryLog, prefix: &str) -> Res
                 .await
                 .map_err(|e| e.to_string())?,
         ),
+        "nats" => builder.backplane(
+            NatsBackplane::connect(args.nats_url.as_str())
+                .prefix(prefix)
+                .history(1000)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         other => return Err(format!("unknown backplane {other:?}")),
     };
     builder.build().map_err(|e| e.to_string())
@@ -170,10 +220,7 @@ async fn run(args: &Args, phase: &Phase<'_>) -> Result<Report, String> {
     // The opening frames.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let delivered_before = delivered(&managers);
-    let broker_before = match phase.backplane {
-        "redis" => redis_cpu(&args.redis_url).await,
-        _ => None,
-    };
+    let broker_before = broker_cpu(args, phase.backplane).await;
     let cpu_before = cpu_secs();
     let started = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
@@ -217,9 +264,9 @@ async fn run(args: &Args, phase: &Phase<'_>) -> Result<Report, String> {
     }
     let drain_secs = drain_start.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu_before;
-    let broker_cpu = match (broker_before, phase.backplane) {
-        (Some(before), "redis") => redis_cpu(&args.redis_url).await.map(|after| after - before),
-        _ => None,
+    let broker_cpu = match broker_before {
+        Some(before) => broker_cpu(args, phase.backplane).await.map(|after| after - before),
+        None => None,
     };
     for manager in &managers {
         manager.shutdown(None).await;
@@ -227,8 +274,10 @@ async fn run(args: &Args, phase: &Phase<'_>) -> Result<Report, String> {
     for reader in readers {
         let _ = reader.await;
     }
-    if phase.backplane == "redis" {
-        delete_prefix(&args.redis_url, &prefix).await;
+    match phase.backplane {
+        "redis" => delete_prefix(&args.redis_url, &prefix).await,
+        "nats" => delete_stream(&args.nats_url, &prefix).await,
+        _ => {}
     }
     Ok(Report {
         events,
@@ -247,7 +296,7 @@ async fn run(args: &Args, phase: &Phase<'_>) -> Result<Report, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let backplanes = if args.backplane.is_empty() {
-        vec!["redis".to_owned(), "memory".to_owned()]
+        vec!["redis".to_owned(), "nats".to_owned(), "memory".to_owned()]
     } else {
         args.backplane.clone()
     };
