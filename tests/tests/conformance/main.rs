@@ -94,6 +94,7 @@ macro_rules! conformance_tests {
                 nats::nats_targets_across_instances,
                 nats::nats_resume_on_another_instance,
                 nats::nats_idempotency_key_spans_instances,
+                nats::nats_cluster_stats_are_not_shared,
             );
         }
     };

@@ -27,3 +27,20 @@ pub(crate) async fn nats_idempotency_key_spans_instances(serve: ServeFn) {
     };
     idempotency_key_spans_instances(serve, &prefix.settings()).await;
 }
+
+pub(crate) async fn nats_cluster_stats_are_not_shared(serve: ServeFn) {
+    let Some(prefix) = NatsPrefix::new_or_skip("nats_cluster_stats_are_not_shared").await else {
+        return;
+    };
+    let server = sse_tests::TestServer::start(serve, &prefix.settings()).await;
+    let (status, body) = sse_tests::TestServer::send(server.api(reqwest::Method::GET, "/api/sse/stats/cluster")).await;
+    crate::common::assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::NOT_IMPLEMENTED,
+        "does not share statistics",
+        "GET /api/sse/stats/cluster over NATS",
+    );
+    // The instance's own statistics still answer.
+    assert_eq!(server.stats().await["connections"], 0);
+}
