@@ -314,6 +314,10 @@ pub struct Connection {
     /// `sse_connection`, at debug level: the parent of this connection's
     /// own log events.
     pub(crate) span: tracing::Span,
+    /// Takes of frames by the writer so far: the queue depth metric samples
+    /// one take in [`DEPTH_SAMPLE`](crate::metrics::DEPTH_SAMPLE).
+    #[cfg(feature = "metrics")]
+    pub(crate) takes: u32,
 }
 
 impl Connection {
@@ -374,12 +378,16 @@ impl Stream for Connection {
     type Item = Bytes;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        match self.queue.poll_frames(cx) {
+        let this = self.get_mut();
+        match this.queue.poll_frames(cx) {
             Poll::Ready(Some((frames, count))) => {
-                tracing::trace!(parent: &self.span, frames = count, bytes = frames.len(), "sse frames written");
-                self.shared.stats.frames_delivered(count);
+                tracing::trace!(parent: &this.span, frames = count, bytes = frames.len(), "sse frames written");
+                this.shared.stats.frames_delivered(count);
                 #[cfg(feature = "metrics")]
-                self.shared.metrics.written(count, frames.len());
+                {
+                    this.shared.metrics.written(count, frames.len(), this.takes);
+                    this.takes = this.takes.wrapping_add(1);
+                }
                 Poll::Ready(Some(frames))
             }
             Poll::Ready(None) => Poll::Ready(None),

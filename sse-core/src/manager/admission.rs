@@ -123,6 +123,8 @@ impl Shared {
             queue,
             shared: Arc::clone(self),
             span,
+            #[cfg(feature = "metrics")]
+            takes: 0,
         })
     }
 

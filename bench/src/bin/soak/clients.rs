@@ -42,14 +42,20 @@ pub(crate) struct ClientLog {
     duplicates: u64,
     resets: Vec<Reset>,
     reconnects: u64,
+    pauses: u64,
 }
 
-/// Reads streams until told to leave or stop.
+/// How long a paused client stays away before it resumes.
+const PAUSE: Duration = Duration::from_secs(5);
+
+/// Reads streams until told to leave or stop; when told to pause, drops
+/// its stream and resumes it [`PAUSE`] later.
 pub(crate) async fn run_client(
     index: usize,
     live: Live,
     log: Arc<Mutex<ClientLog>>,
     leave: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) {
     log.lock().index = index;
@@ -61,6 +67,9 @@ pub(crate) async fn run_client(
     let mut last_id: Option<String> = None;
     let mut last_seq = 0u64;
     let mut attempt = index;
+    // Since when the client has had no stream: if it leaves before it
+    // resumes, its session ended then.
+    let mut away_since: Option<Instant> = None;
     while !done() {
         attempt += 1;
         let bases: Vec<String> = live.lock().iter().flatten().cloned().collect();
@@ -79,10 +88,23 @@ pub(crate) async fn run_client(
                 continue;
             }
         };
-        let mut events = std::pin::pin!(response.bytes_stream().eventsource());
+        away_since = None;
+        // A pause asked for while the client was away is forgotten: it
+        // catches up first.
+        pause.store(false, Ordering::Relaxed);
+        let mut events = Box::pin(response.bytes_stream().eventsource());
         loop {
             let next = tokio::time::timeout(Duration::from_millis(250), events.next()).await;
             if done() {
+                break;
+            }
+            if pause.swap(false, Ordering::Relaxed) {
+                // Away for a while: the events meanwhile come back as the
+                // replay of `Last-Event-ID` (or a reset excuses them).
+                drop(events);
+                away_since = Some(Instant::now());
+                log.lock().pauses += 1;
+                tokio::time::sleep(PAUSE).await;
                 break;
             }
             let event = match next {
@@ -111,12 +133,14 @@ pub(crate) async fn run_client(
                 _ => {}
             }
         }
+        away_since.get_or_insert_with(Instant::now);
         if !done() {
+            // A stream that ended (or a pause) is resumed the same way.
             log.lock().reconnects += 1;
             tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(..200))).await;
         }
     }
-    log.lock().ended = Some(Instant::now());
+    log.lock().ended = Some(away_since.unwrap_or_else(Instant::now));
 }
 
 /// The check over every client.
@@ -129,6 +153,7 @@ pub(crate) struct Summary {
     pub(crate) duplicates: u64,
     pub(crate) resets: u64,
     pub(crate) reconnects: u64,
+    pub(crate) pauses: u64,
     /// The first few losses: (client, seq).
     pub(crate) examples: Vec<(usize, u64)>,
 }
@@ -140,6 +165,7 @@ pub(crate) fn check(logs: &[ClientLog], published: &[Published]) -> Summary {
         summary.duplicates += log.duplicates;
         summary.resets += log.resets.len() as u64;
         summary.reconnects += log.reconnects;
+        summary.pauses += log.pauses;
         let (Some(began), Some(ended)) = (log.began, log.ended) else {
             continue;
         };
@@ -160,6 +186,23 @@ pub(crate) fn check(logs: &[ClientLog], published: &[Published]) -> Summary {
                 summary.lost += 1;
                 if summary.examples.len() < 10 {
                     summary.examples.push((log.index, event.seq));
+                    if std::env::var_os("SOAK_DEBUG").is_some() {
+                        let mut got: Vec<u64> = log.received.iter().copied().collect();
+                        got.sort_unstable();
+                        eprintln!(
+                            "client {} lost {} (published {:?} after its start, confirmed {:?} before its end): \
+                             pauses {}, reconnects {}, resets {:?}, received {} events, around: {:?}",
+                            log.index,
+                            event.seq,
+                            event.started - began,
+                            horizon - event.confirmed,
+                            log.pauses,
+                            log.reconnects,
+                            log.resets.iter().map(|r| (r.after, r.at - began)).collect::<Vec<_>>(),
+                            got.len(),
+                            got.iter().filter(|s| s.abs_diff(event.seq) < 5).collect::<Vec<_>>(),
+                        );
+                    }
                 }
             }
         }

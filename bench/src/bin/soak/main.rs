@@ -18,8 +18,10 @@
 //! - expected: every event whose publish started after the session began
 //!   and was confirmed (`200`) before it ended;
 //! - a client whose stream ends reconnects to another live instance with
-//!   `Last-Event-ID`; a `reset` it gets then excuses every event after the
-//!   last one it had received and published before the reset arrived;
+//!   `Last-Event-ID`; so does a client told to pause (churn also sends one
+//!   client away for 5 s each tick); a `reset` it gets then excuses every
+//!   event after the last one it had received and published before the
+//!   reset arrived;
 //! - a publish that fails is retried on another instance with the same
 //!   `Idempotency-Key`; one that never succeeds is not expected (and, if it
 //!   was stored after all, may arrive).
@@ -170,6 +172,11 @@ async fn publisher(live: Live, rate: u64, run: String, stop: Arc<AtomicBool>) ->
     log
 }
 
+/// How long until `total` has passed since `began`.
+fn elapsed_before_end(began: Instant, total: Duration) -> Duration {
+    total.saturating_sub(began.elapsed())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -195,16 +202,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop_publishing = Arc::new(AtomicBool::new(false));
     let logs: Arc<Mutex<Vec<Arc<Mutex<ClientLog>>>>> = Arc::default();
     let mut tasks = Vec::new();
-    let spawn_client = |index: usize, leave: Arc<AtomicBool>| {
+    let spawn_client = |index: usize, leave: Arc<AtomicBool>, pause: Arc<AtomicBool>| {
         let log = Arc::new(Mutex::new(ClientLog::default()));
         logs.lock().push(log.clone());
-        tokio::spawn(run_client(index, live.clone(), log, leave, stop_clients.clone()))
+        tokio::spawn(run_client(index, live.clone(), log, leave, pause, stop_clients.clone()))
     };
     let mut leaving = Vec::new();
+    let mut pausing = Vec::new();
     for index in 0..args.clients {
-        let leave = Arc::new(AtomicBool::new(false));
+        let (leave, pause) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         leaving.push(leave.clone());
-        tasks.push(spawn_client(index, leave));
+        pausing.push(pause.clone());
+        tasks.push(spawn_client(index, leave, pause));
     }
     let publishing = tokio::spawn(publisher(live.clone(), args.rate, run.clone(), stop_publishing.clone()));
 
@@ -217,12 +226,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while began.elapsed() < total {
         churn.tick().await;
         if args.churn > 0 {
+            // One client leaves for good and a new one comes; another goes
+            // away for a while and resumes.
             let slot = fastrand::usize(..leaving.len());
             leaving[slot].store(true, Ordering::Relaxed);
-            let leave = Arc::new(AtomicBool::new(false));
+            let (leave, pause) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
             leaving[slot] = leave.clone();
-            tasks.push(spawn_client(next_index, leave));
+            pausing[slot] = pause.clone();
+            tasks.push(spawn_client(next_index, leave, pause));
             next_index += 1;
+            // No pause in the last 10 s: every paused client is back before
+            // the end, so that its catching up is checked.
+            if elapsed_before_end(began, total) > Duration::from_secs(10) {
+                pausing[fastrand::usize(..pausing.len())].store(true, Ordering::Relaxed);
+            }
         }
         let elapsed = began.elapsed();
         let last = args.instances - 1;
@@ -279,10 +296,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| **lost** | **{}** |", summary.lost);
     println!("| duplicates | {} |", summary.duplicates);
     println!("| resets | {} |", summary.resets);
-    println!(
-        "| reconnects (stream ended, resumed elsewhere) | {} |",
-        summary.reconnects
-    );
+    println!("| pauses (away 5 s, then resumed) | {} |", summary.pauses);
+    println!("| resumptions (stream ended or paused) | {} |", summary.reconnects);
     if !summary.examples.is_empty() {
         println!("\nfirst losses (client, seq): {:?}", summary.examples);
     }
