@@ -543,8 +543,10 @@ async fn cluster_statistics_across_three_demos_survive_a_killed_instance() {
     let _alice_again = subscribe(&poem_address, "userId=alice&channel=sports").await;
     let _carol = subscribe(&poem_address, "userId=carol&channel=news").await;
     for address in [&axum_address, &warp_address, &poem_address] {
-        let stats = until_cluster(address, "three instances and four connections", |s| {
-            instances(s) == 3 && s["totals"]["connections"] == 4
+        // The answering instance counts its connections live but its users
+        // as of its latest report: wait for that report too.
+        let stats = until_cluster(address, "three instances, four connections, three users", |s| {
+            instances(s) == 3 && s["totals"]["connections"] == 4 && s["totals"]["uniqueUsers"].as_u64() >= Some(3)
         })
         .await;
         assert_eq!(stats["totals"]["uniqueUsers"], 3, "{stats:#}");

@@ -57,8 +57,15 @@ async fn every_instance_sees_the_cluster_with_users_counted_once() {
     a.broadcast(sse_core::Event::message("one")).await.expect("published");
 
     for (name, manager) in [("a", &a), ("b", &b)] {
-        let stats = until_cluster(manager, "both instances with their users", |s| {
-            s.instances.len() == 2 && s.totals.connections == 4 && s.totals.events_published == 1
+        // Connections are counted live on the answering instance, but its
+        // users only as of its latest report: wait for the report that
+        // holds all of them (one interval), then alice must count once.
+        let stats = until_cluster(manager, "three users across both instances", |s| {
+            s.instances.len() == 2
+                && s.totals.connections == 4
+                && s.totals.events_published == 1
+                && s.instances.iter().all(|i| i.local || i.stats.connections == 2)
+                && s.totals.unique_users >= 3
         })
         .await;
         let totals = &stats.totals;

@@ -37,7 +37,10 @@ pub struct ClusterStats {
     /// connections and every counter. `unique_users` counts each user once
     /// across the instances (an estimate where the backplane says so: the
     /// Redis backplane's is a HyperLogLog, within about 1% of the exact
-    /// count).
+    /// count), each instance's users as of its latest report, this
+    /// instance's included: a user who just connected here counts from the
+    /// next report on, within one
+    /// [`stats_interval`](crate::SseConfig::stats_interval).
     pub totals: Stats,
     /// Each instance's latest statistics, this one's first.
     pub instances: Vec<InstanceStats>,
