@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use self::presence::{PresenceCount, PresenceUpdate};
 pub use self::stats::{ClusterReport, InstanceReport, StatsReport};
 use crate::event::Event;
+pub use crate::manager::SHARD_LINGER;
 use crate::manager::{PresenceMember, Shared};
 use crate::target::{Audience, Target};
 
@@ -234,6 +235,34 @@ pub trait Backplane: Send + Sync + 'static {
         Err(BackplaneError::new("this backplane cannot deduplicate publishes"))
     }
 
+    /// Appends `payload`, an event for a channel of `shard`, to that shard
+    /// (see [`Backplane::channel_shard`]); returns its id, ordered with
+    /// every other entry of the log. The default appends it with
+    /// [`Backplane::publish`].
+    ///
+    /// # Errors
+    /// As [`Backplane::publish`].
+    async fn publish_to_shard(&self, shard: u32, payload: Bytes) -> Result<String, BackplaneError> {
+        let _ = shard;
+        self.publish(payload).await
+    }
+
+    /// [`Backplane::publish_once`] to `shard`. The default appends with
+    /// [`Backplane::publish_once`].
+    ///
+    /// # Errors
+    /// As [`Backplane::publish_once`].
+    async fn publish_once_to_shard(
+        &self,
+        shard: u32,
+        payload: Bytes,
+        key: &str,
+        window: Duration,
+    ) -> Result<Appended, BackplaneError> {
+        let _ = shard;
+        self.publish_once(payload, key, window).await
+    }
+
     /// Loads the recent past of the log into `sink` before the manager is
     /// returned.
     fn preload(&self, sink: &BackplaneSink) {
@@ -251,6 +280,40 @@ pub trait Backplane: Send + Sync + 'static {
     async fn check(&self) -> Result<(), BackplaneError> {
         Ok(())
     }
+
+    /// The shard that carries `channel`'s events, for a backplane that
+    /// spreads channel events over several shards read by interest;
+    /// `None` (the default): every instance reads every channel's events.
+    ///
+    /// With shards, an instance reads the shared part of the log (every
+    /// other target) and only the shards of the channels its connections
+    /// hold, which [`BackplaneSink::wanted_shards`] lists. The backplane
+    /// reports each shard it starts reading with
+    /// [`BackplaneSink::reading_shard`], before it delivers any entry of it,
+    /// and each it stops reading with [`BackplaneSink::stopped_shard`]; it
+    /// delivers the entries of everything it reads in one order, the same
+    /// on every instance for the entries they both read. The manager:
+    ///
+    /// * holds a connection back until the shards of its channels are read
+    ///   (after calling [`Backplane::interest_changed`]), so that it misses
+    ///   nothing published once it is connected;
+    /// * replays to a resuming client only when the history holds every
+    ///   entry of its channels' shards since its `Last-Event-ID` (the shard
+    ///   was read since before that event), and sends `reset` otherwise;
+    /// * does not wait for its own entry on a shard it does not read: a send
+    ///   to a channel nobody here holds reports 0 local deliveries at once.
+    ///
+    /// The shard of a channel must be the same on every instance.
+    fn channel_shard(&self, channel: &str) -> Option<u32> {
+        let _ = channel;
+        None
+    }
+
+    /// The manager wants a shard read that the backplane does not read yet
+    /// (see [`Backplane::channel_shard`]): the backplane should look at
+    /// [`BackplaneSink::wanted_shards`] soon, interrupting a blocking read.
+    /// It must not block. Default: nothing.
+    fn interest_changed(&self) {}
 
     /// Whether this backplane keeps presence across instances. Default
     /// `false`: each instance then counts and notifies its own connections.
@@ -435,6 +498,37 @@ impl BackplaneSink {
         crate::metrics::backplane_lag(age);
         #[cfg(not(feature = "metrics"))]
         let _ = age;
+    }
+
+    /// The shards this instance should read, with a backplane that has
+    /// them ([`Backplane::channel_shard`]): those of the channels its
+    /// connections hold or are about to, and those of channels held within
+    /// the last [`SHARD_LINGER`], so that a
+    /// client that reconnects finds its shard still read. Sorted. Cheap to
+    /// call before every read: it looks at the connections only when their
+    /// set of channels changed.
+    pub fn wanted_shards(&self) -> Vec<u32> {
+        self.shared
+            .upgrade()
+            .map(|shared| shared.wanted_shards())
+            .unwrap_or_default()
+    }
+
+    /// The backplane reads `shard` from now on: every entry of it appended
+    /// after this call is delivered. Call it before delivering any of the
+    /// shard's entries.
+    pub fn reading_shard(&self, shard: u32) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.reading_shard(shard);
+        }
+    }
+
+    /// The backplane stopped reading `shard`: clients of its channels can
+    /// no longer resume from events of before, here.
+    pub fn stopped_shard(&self, shard: u32) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.stopped_shard(shard);
+        }
     }
 
     /// Whether the manager is gone or shut down: [`Backplane::run`] returns.

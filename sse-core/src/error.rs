@@ -88,6 +88,12 @@ pub enum ConnectError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// With a backplane that reads channels by interest
+    /// ([`Backplane::channel_shard`](crate::Backplane::channel_shard)), it
+    /// did not start reading the connection's channels in time (the log is
+    /// unreachable): the connection could have missed events.
+    #[error("the backplane did not start reading the connection's channels in time")]
+    ChannelsUnavailable,
     /// The connection metadata exceeds the configured limits.
     #[error("connection metadata too large: {reason}")]
     MetadataTooLarge {

@@ -158,6 +158,7 @@ fn refusal_reason(error: &ConnectError) -> &'static str {
         ConnectError::UserLimit { .. } => "user_limit",
         ConnectError::AddrLimit { .. } => "addr_limit",
         ConnectError::ShuttingDown => "shutting_down",
+        ConnectError::ChannelsUnavailable => "channels_unavailable",
         _ => "invalid",
     }
 }

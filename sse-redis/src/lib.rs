@@ -111,6 +111,43 @@
 //!   older than their lifetime. The keys are listed in the `stats` module's
 //!   source.
 //!
+//! # Sharding
+//!
+//! One stream carries every event to every instance: simple and exact, and
+//! the right default. Its ceiling is one Redis's append rate and every
+//! instance reading every event (see `docs/scaling.md`). With
+//! [`shards(n)`](RedisBackplaneBuilder::shards), channel events go to
+//! `{prefix}:events:{k}`, `k` a hash of the channel (FNV-1a) modulo `n`,
+//! and an instance reads only the shards of the channels its connections
+//! hold (and, for a minute after, of those they held:
+//! [`SHARD_LINGER`](sse_core::backplane::SHARD_LINGER)); events for users,
+//! sessions, clients and everyone stay on `{prefix}:events`, which every
+//! instance reads.
+//!
+//! * **Order.** Every append takes its id from one clock in Redis
+//!   (`{prefix}:clock`), so ids follow the order of the appends across all
+//!   streams, and the reader merges the streams it reads by id. A client
+//!   therefore sees every event it receives in the order of the log, the
+//!   same on every instance, with the same ids; events of channels on
+//!   different shards keep their order relative to each other too.
+//! * **Joining.** A connection whose channel's shard the instance does not
+//!   read yet waits (about one round trip to Redis) until the reader
+//!   follows it, so that it misses nothing published once it is connected;
+//!   a runtime [`subscribe`](sse_core::SseManager::subscribe) returns at
+//!   once and its channel's events follow as soon as the shard is read.
+//! * **Resuming.** A client resuming on an instance that has read its
+//!   channels' shards since before its `Last-Event-ID` gets exactly what it
+//!   missed, as without shards. On an instance that started reading one of
+//!   them later (no connection there held a channel of that shard), the
+//!   instance cannot know what the client missed on it, and sends `reset`:
+//!   never a replay with a hole. Behind a load balancer that keeps a client
+//!   on its instance, or with many clients per channel, resumes stay exact.
+//! * **Sends.** A send to a channel no connection of the publishing
+//!   instance holds reports 0 local deliveries as soon as the entry is
+//!   stored, without waiting for it to come back.
+//!
+//! Every instance of a prefix must use the same number of shards.
+//!
 //! Only this crate should write to the stream; an entry without a payload
 //! the manager wrote is logged and skipped. Redis 5 or later is needed
 //! (streams); the crate is tested against Redis 7.
@@ -143,11 +180,12 @@
 
 mod presence;
 mod reader;
+mod shards;
 mod stats;
 mod writer;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -227,6 +265,16 @@ pub(crate) struct Inner {
     pub(crate) writer: Writer,
     pub(crate) presence: presence::Scripts,
     pub(crate) stats: stats::Scripts,
+    /// The number of shards channel events are spread over; 0: none, every
+    /// event goes to the one stream.
+    pub(crate) shards: u32,
+    /// The reader's connection id (`CLIENT ID`), to interrupt its blocking
+    /// read when the shards wanted change; -1 while it has none.
+    pub(crate) reader_client: AtomicI64,
+    /// How many times the reader looked at the shards wanted.
+    pub(crate) interest_checks: AtomicU64,
+    /// The shards the reader follows, sorted.
+    pub(crate) reading: Mutex<Vec<u32>>,
     /// The last `history` entries when the backplane was built, oldest
     /// first: the first manager built with it preloads them before it is
     /// returned, and its reader delivers every later entry.
@@ -265,6 +313,7 @@ impl RedisBackplane {
             timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(1),
             batch: 512,
+            shards: 0,
         }
     }
 
@@ -277,6 +326,17 @@ impl RedisBackplane {
     /// [`RedisBackplaneBuilder::history`]).
     pub fn history(&self) -> usize {
         self.inner.history
+    }
+
+    /// The shards this backplane's reader follows now, sorted: those of the
+    /// channels its manager's connections hold (see
+    /// [`RedisBackplaneBuilder::shards`]). Empty without shards.
+    pub fn shards_read(&self) -> Vec<u32> {
+        self.inner
+            .reading
+            .lock()
+            .map(|reading| reading.clone())
+            .unwrap_or_default()
     }
 
     /// Checks that Redis answers, for a readiness probe.
@@ -321,7 +381,7 @@ impl Backplane for RedisBackplane {
         let sent = Arc::new(AtomicBool::new(false));
         let flag = sent.clone();
         let result = self
-            .on_runtime(async move { inner.writer.append(&inner, &payload, &flag).await })
+            .on_runtime(async move { inner.writer.append(&inner, None, &payload, &flag).await })
             .await;
         result.map_err(|error| classify(error, &sent))
     }
@@ -333,7 +393,57 @@ impl Backplane for RedisBackplane {
         let key = key.to_owned();
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         let result = self
-            .on_runtime(async move { inner.writer.append_once(&inner, &payload, &key, window_ms, &flag).await })
+            .on_runtime(async move {
+                inner
+                    .writer
+                    .append_once(&inner, None, &payload, &key, window_ms, &flag)
+                    .await
+            })
+            .await;
+        match result {
+            Ok((id, true)) => Ok(Appended::earlier(id)),
+            Ok((id, false)) => Ok(Appended::new(id)),
+            Err(error) => Err(classify(error, &sent)),
+        }
+    }
+
+    fn channel_shard(&self, channel: &str) -> Option<u32> {
+        shards::shard_of(channel, self.inner.shards)
+    }
+
+    fn interest_changed(&self) {
+        shards::interrupt_reader(&self.inner);
+    }
+
+    async fn publish_to_shard(&self, shard: u32, payload: Bytes) -> Result<String, BackplaneError> {
+        let inner = self.inner.clone();
+        let sent = Arc::new(AtomicBool::new(false));
+        let flag = sent.clone();
+        let result = self
+            .on_runtime(async move { inner.writer.append(&inner, Some(shard), &payload, &flag).await })
+            .await;
+        result.map_err(|error| classify(error, &sent))
+    }
+
+    async fn publish_once_to_shard(
+        &self,
+        shard: u32,
+        payload: Bytes,
+        key: &str,
+        window: Duration,
+    ) -> Result<Appended, BackplaneError> {
+        let inner = self.inner.clone();
+        let sent = Arc::new(AtomicBool::new(false));
+        let flag = sent.clone();
+        let key = key.to_owned();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let result = self
+            .on_runtime(async move {
+                inner
+                    .writer
+                    .append_once(&inner, Some(shard), &payload, &key, window_ms, &flag)
+                    .await
+            })
             .await;
         match result {
             Ok((id, true)) => Ok(Appended::earlier(id)),
@@ -443,6 +553,9 @@ fn classify(error: RedisBackplaneError, sent: &AtomicBool) -> BackplaneError {
     }
 }
 
+/// The most shards [`RedisBackplaneBuilder::shards`] takes.
+pub const MAX_SHARDS: u32 = 1024;
+
 /// Builds a [`RedisBackplane`]: [`RedisBackplane::connect`].
 #[derive(Clone)]
 #[must_use]
@@ -453,6 +566,7 @@ pub struct RedisBackplaneBuilder {
     timeout: Duration,
     read_timeout: Duration,
     batch: usize,
+    shards: u32,
 }
 
 impl fmt::Debug for RedisBackplaneBuilder {
@@ -464,6 +578,7 @@ impl fmt::Debug for RedisBackplaneBuilder {
             .field("timeout", &self.timeout)
             .field("read_timeout", &self.read_timeout)
             .field("batch", &self.batch)
+            .field("shards", &self.shards)
             .finish()
     }
 }
@@ -516,6 +631,19 @@ impl RedisBackplaneBuilder {
     /// Entries read per `XREAD`. Default 512.
     pub fn batch(mut self, batch: usize) -> Self {
         self.batch = batch;
+        self
+    }
+
+    /// Spreads channel events over `shards` streams, `{prefix}:events:{k}`
+    /// for `k` a hash of the channel's name (FNV-1a) modulo `shards`, so
+    /// that an instance reads only the shards of the channels its
+    /// connections hold; every other event stays on `{prefix}:events`,
+    /// which every instance reads. See the [crate docs](crate#sharding)
+    /// for what it changes. Default 0: no shards. At most
+    /// [`MAX_SHARDS`]. Every instance of a prefix must use the same
+    /// number.
+    pub fn shards(mut self, shards: u32) -> Self {
+        self.shards = shards;
         self
     }
 
@@ -572,6 +700,9 @@ impl RedisBackplaneBuilder {
                 "the timeout and read timeout must be positive (at least 1 ms)",
             ));
         }
+        if self.shards > MAX_SHARDS {
+            return Err(RedisBackplaneError::InvalidConfig("at most 1024 shards"));
+        }
         let client = redis::Client::open(self.url.as_str()).map_err(RedisBackplaneError::InvalidUrl)?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RedisBackplaneError::NoRuntime)?;
         let writer = Writer::new(self.timeout);
@@ -585,8 +716,12 @@ impl RedisBackplaneBuilder {
             batch: self.batch,
             handle,
             writer,
-            presence: presence::Scripts::new(&self.prefix),
+            presence: presence::Scripts::new(&self.prefix, self.shards > 0),
             stats: stats::Scripts::new(&self.prefix),
+            shards: self.shards,
+            reader_client: AtomicI64::new(-1),
+            interest_checks: AtomicU64::new(0),
+            reading: Mutex::new(Vec::new()),
             snapshot: Mutex::new(None),
         })))
     }

@@ -26,18 +26,17 @@ use std::time::Duration;
 use redis::Script;
 use sse_core::{PresenceMember, PresenceUpdate};
 
+use crate::writer::APPEND_FN;
 use crate::{Inner, RedisBackplaneError};
 
 /// What every presence script starts with. KEYS[1]: the stream; KEYS[2]:
 /// the instances; ARGV[1]: the prefix; ARGV[2]: the history size.
 const PRELUDE: &str = r"
-if redis.replicate_commands then redis.replicate_commands() end
 local prefix, maxlen = ARGV[1], ARGV[2]
 local function append(payload)
-  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-  local prev = '0-0'
-  if last[1] then prev = last[1][1] end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'p', payload, 'prev', prev)
+  local clock = ''
+  if CLOCKED then clock = prefix .. ':clock' end
+  append_entry(KEYS[1], maxlen, payload, clock)
 end
 local function now_ms()
   local t = redis.call('TIME')
@@ -137,8 +136,10 @@ pub(crate) struct Scripts {
 }
 
 impl Scripts {
-    pub(crate) fn new(prefix: &str) -> Self {
-        let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+    /// The scripts for `prefix`; `clocked` with sharding (see
+    /// [`APPEND_FN`]).
+    pub(crate) fn new(prefix: &str, clocked: bool) -> Self {
+        let script = |body: &str| Script::new(&format!("{APPEND_FN}\nlocal CLOCKED = {clocked}\n{PRELUDE}{body}"));
         Scripts {
             update: script(UPDATE),
             renew: script(RENEW),

@@ -52,45 +52,63 @@ pub(crate) fn preload(sink: &BackplaneSink, entries: &[Entry]) -> Option<String>
     entries.last().map(|entry| entry.id.clone())
 }
 
+/// One way of reading the log: one step at a time, reconnecting when a step
+/// fails.
+pub(crate) trait Step {
+    /// Reads once (connecting first when needed) and delivers what it got.
+    async fn step(&mut self, sink: &BackplaneSink) -> Result<(), RedisBackplaneError>;
+    /// Drops the connection: the last step failed.
+    fn disconnect(&mut self);
+}
+
 /// Delivers the stream to `sink` until the manager is gone. `preloaded`:
 /// the position after the entries already preloaded, if they were.
 pub(crate) async fn read_log(inner: Arc<Inner>, sink: BackplaneSink, preloaded: Option<Option<String>>) {
-    let mut reader = Reader {
-        inner,
+    if inner.shards > 0 {
+        let reader = crate::shards::Sharded::new(inner.clone(), preloaded);
+        return run(reader, &inner, sink).await;
+    }
+    let reader = Reader {
+        inner: inner.clone(),
         connection: None,
         preloaded: preloaded.is_some(),
         position: preloaded.flatten(),
         check_position: false,
     };
+    run(reader, &inner, sink).await;
+}
+
+/// Steps `reader` until the manager is gone, with backoff after failures.
+async fn run(mut reader: impl Step, inner: &Inner, sink: BackplaneSink) {
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
     while !sink.is_closed() {
         match reader.step(&sink).await {
             Ok(()) => {
                 if failing {
-                    tracing::info!(key = %reader.inner.key, "sse-redis: reading the event stream again");
+                    tracing::info!(key = %inner.key, "sse-redis: reading the event stream again");
                     sink.reconnected();
                     failing = false;
                 }
                 backoff = BACKOFF_MIN;
             }
             Err(error) => {
-                reader.connection = None;
+                reader.disconnect();
                 // Whatever broke this connection may have broken the
                 // publishing one too: it is checked before its next append.
-                reader.inner.writer.suspect();
+                inner.writer.suspect();
                 if failing {
-                    tracing::debug!(%error, key = %reader.inner.key, "sse-redis: still cannot read the event stream");
+                    tracing::debug!(%error, key = %inner.key, "sse-redis: still cannot read the event stream");
                 } else {
-                    tracing::warn!(%error, key = %reader.inner.key, "sse-redis: cannot read the event stream; retrying with backoff");
+                    tracing::warn!(%error, key = %inner.key, "sse-redis: cannot read the event stream; retrying with backoff");
                     failing = true;
                 }
-                pause(backoff, &sink, reader.inner.read_timeout).await;
+                pause(backoff, &sink, inner.read_timeout).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
-    tracing::debug!(key = %reader.inner.key, "sse-redis: manager gone; reader stops");
+    tracing::debug!(key = %inner.key, "sse-redis: manager gone; reader stops");
 }
 
 /// Sleeps `duration`, in slices no longer than `slice`, until the manager is
@@ -118,7 +136,11 @@ struct Reader {
     check_position: bool,
 }
 
-impl Reader {
+impl Step for Reader {
+    fn disconnect(&mut self) {
+        self.connection = None;
+    }
+
     async fn step(&mut self, sink: &BackplaneSink) -> Result<(), RedisBackplaneError> {
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
@@ -141,17 +163,24 @@ impl Reader {
         self.connection = Some(connection);
         Ok(())
     }
+}
 
+/// A connection of the reader's own: its blocking reads wait up to the read
+/// timeout for an answer.
+pub(crate) async fn connect(inner: &Inner) -> Result<MultiplexedConnection, RedisBackplaneError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(inner.timeout))
+        .set_response_timeout(Some(inner.read_timeout + inner.timeout));
+    inner
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(RedisBackplaneError::Connect)
+}
+
+impl Reader {
     async fn connect(&self) -> Result<MultiplexedConnection, RedisBackplaneError> {
-        let inner = &self.inner;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(inner.timeout))
-            .set_response_timeout(Some(inner.read_timeout + inner.timeout));
-        inner
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(RedisBackplaneError::Connect)
+        connect(&self.inner).await
     }
 
     /// Records the last `history` entries for replay.
@@ -260,7 +289,7 @@ impl Reader {
     }
 }
 
-fn field<'a>(entry: &'a StreamId, name: &str) -> Option<&'a [u8]> {
+pub(crate) fn field<'a>(entry: &'a StreamId, name: &str) -> Option<&'a [u8]> {
     match entry.map.get(name)? {
         Value::BulkString(bytes) => Some(bytes),
         Value::SimpleString(text) => Some(text.as_bytes()),
@@ -268,20 +297,20 @@ fn field<'a>(entry: &'a StreamId, name: &str) -> Option<&'a [u8]> {
     }
 }
 
-fn payload(entry: &StreamId) -> Option<&[u8]> {
+pub(crate) fn payload(entry: &StreamId) -> Option<&[u8]> {
     field(entry, "p")
 }
 
-fn text<'a>(entry: &'a StreamId, name: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(entry: &'a StreamId, name: &str) -> Option<&'a str> {
     field(entry, name).and_then(|bytes| std::str::from_utf8(bytes).ok())
 }
 
 /// Orders two stream ids (`<ms>-<seq>`); `None` if either is malformed.
-fn compare_ids(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+pub(crate) fn compare_ids(a: &str, b: &str) -> Option<std::cmp::Ordering> {
     Some(parse_id(a)?.cmp(&parse_id(b)?))
 }
 
-fn parse_id(id: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
@@ -290,7 +319,7 @@ fn parse_id(id: &str) -> Option<(u64, u64)> {
 /// starts with its append time in milliseconds. `None` for an id from the
 /// future (clocks of different hosts disagree) or one that is not a stream
 /// id.
-fn age(id: &str) -> Option<Duration> {
+pub(crate) fn age(id: &str) -> Option<Duration> {
     let appended_ms: u64 = id.split_once('-')?.0.parse().ok()?;
     let now_ms = u64::try_from(
         std::time::SystemTime::now()

@@ -9,15 +9,50 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script};
 
 use crate::{Inner, RedisBackplaneError};
 
-/// Appends the payload with the id of the entry before it (`0-0` for the
-/// first entry of a new stream), atomically.
+/// The Lua function every append goes through: `append_entry(stream,
+/// maxlen, payload, clock)` appends `payload` with the id of the entry
+/// before it in `stream` (`0-0` for the first entry of a new stream) as
+/// `prev`, atomically, and returns the new entry's id. With `clock` empty,
+/// Redis gives the id (`*`); with sharding, `clock` names the key of the
+/// last id given in any stream of the prefix, and the id is taken after
+/// it, and after the stream's last, from Redis's time in the same
+/// `<ms>-<seq>` form: every stream's ids then follow one order, the order
+/// of the appends.
+pub(crate) const APPEND_FN: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local function append_entry(stream, maxlen, payload, clock)
+  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local prev = '0-0'
+  if last[1] then prev = last[1][1] end
+  local id = '*'
+  if clock ~= '' then
+    local t = redis.call('TIME')
+    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local seq = 0
+    local function after(given)
+      if not given then return end
+      local given_ms, given_seq = string.match(given, '^(%d+)-(%d+)$')
+      if not given_ms then return end
+      given_ms, given_seq = tonumber(given_ms), tonumber(given_seq)
+      if given_ms > ms or (given_ms == ms and given_seq >= seq) then
+        ms, seq = given_ms, given_seq + 1
+      end
+    end
+    after(redis.call('GET', clock))
+    if last[1] then after(prev) end
+    id = string.format('%.0f-%.0f', ms, seq)
+    redis.call('SET', clock, id)
+  end
+  return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, 'p', payload, 'prev', prev)
+end
+";
+
+/// Appends the payload; see [`APPEND_FN`].
 ///
-/// KEYS[1]: the stream; ARGV[1]: the history size; ARGV[2]: the payload.
+/// KEYS[1]: the stream; ARGV[1]: the history size; ARGV[2]: the payload;
+/// ARGV[3]: the clock's key, or empty.
 const APPEND: &str = r"
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local prev = '0-0'
-if last[1] then prev = last[1][1] end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'p', ARGV[2], 'prev', prev)
+return append_entry(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 ";
 
 /// As [`APPEND`], unless an entry was appended with the same key within the
@@ -25,14 +60,12 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'p', ARGV[2], 'p
 /// earlier entry, 0 for this one.
 ///
 /// KEYS[1]: the stream; KEYS[2]: the key's record; ARGV[1]: the history
-/// size; ARGV[2]: the payload; ARGV[3]: the window in ms.
+/// size; ARGV[2]: the payload; ARGV[3]: the window in ms; ARGV[4]: the
+/// clock's key, or empty.
 const APPEND_ONCE: &str = r"
 local earlier = redis.call('GET', KEYS[2])
 if earlier then return {earlier, 1} end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local prev = '0-0'
-if last[1] then prev = last[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'p', ARGV[2], 'prev', prev)
+local id = append_entry(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
 redis.call('SET', KEYS[2], id, 'PX', ARGV[3])
 return {id, 0}
 ";
@@ -83,8 +116,8 @@ impl Writer {
             last_ok_ms: AtomicU64::new(0),
             suspect: AtomicBool::new(false),
             epoch: Instant::now(),
-            script: Script::new(APPEND),
-            once: Script::new(APPEND_ONCE),
+            script: Script::new(&format!("{APPEND_FN}{APPEND}")),
+            once: Script::new(&format!("{APPEND_FN}{APPEND_ONCE}")),
         }
     }
 
@@ -185,6 +218,7 @@ impl Writer {
     pub(crate) async fn append(
         &self,
         inner: &Inner,
+        shard: Option<u32>,
         payload: &[u8],
         sent: &AtomicBool,
     ) -> Result<String, RedisBackplaneError> {
@@ -192,9 +226,10 @@ impl Writer {
         sent.store(true, Ordering::Release);
         let result = self
             .script
-            .key(&inner.key)
+            .key(inner.stream_of(shard).as_ref())
             .arg(inner.history)
             .arg(payload)
+            .arg(inner.clock_key())
             .invoke_async::<String>(&mut connection)
             .await;
         self.settle(id, result).await
@@ -205,6 +240,7 @@ impl Writer {
     pub(crate) async fn append_once(
         &self,
         inner: &Inner,
+        shard: Option<u32>,
         payload: &[u8],
         key: &str,
         window_ms: u64,
@@ -214,11 +250,12 @@ impl Writer {
         sent.store(true, Ordering::Release);
         let result = self
             .once
-            .key(&inner.key)
+            .key(inner.stream_of(shard).as_ref())
             .key(format!("{}:once:{key}", inner.prefix))
             .arg(inner.history)
             .arg(payload)
             .arg(window_ms)
+            .arg(inner.clock_key())
             .invoke_async::<(String, u8)>(&mut connection)
             .await;
         self.settle(id, result).await.map(|(id, earlier)| (id, earlier == 1))

@@ -17,6 +17,8 @@ use common::*;
 
 struct Redis {
     fx: Fixture,
+    /// Spread channel events over this many shards (0: none).
+    shards: u32,
     /// A server of the test's own, on this port: stopped and started again.
     own: Option<(u16, Mutex<Option<Server>>)>,
 }
@@ -24,7 +26,15 @@ struct Redis {
 #[async_trait]
 impl SharedLog for Redis {
     async fn instance(&self, history: usize) -> SseManager {
-        self.fx.instance(history).await
+        if self.shards == 0 {
+            return self.fx.instance(history).await;
+        }
+        let backplane = self.fx.backplane(history).shards(self.shards).build().await;
+        SseManager::builder()
+            .configure(|c| c.history_size(history))
+            .backplane(backplane.expect("backplane"))
+            .build()
+            .expect("manager")
     }
 
     /// What a restart of Redis without persistence looks like to a reader.
@@ -61,8 +71,53 @@ impl SharedLog for Redis {
 async fn shared(test: &str) -> Option<Redis> {
     Some(Redis {
         fx: fixture(test).await?,
+        shards: 0,
         own: None,
     })
+}
+
+/// The log with channel events on 8 shards. The checks that resume a
+/// client of a channel on an instance that did not read its shard do not
+/// apply (that client gets a `reset`; see `tests/shards.rs`); the others
+/// must hold as they are.
+async fn sharded(test: &str) -> Option<Redis> {
+    Some(Redis {
+        fx: fixture(test).await?,
+        shards: 8,
+        own: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_every_target_kind_across_instances() {
+    let Some(log) = sharded("suite-sharded-targets").await else {
+        return;
+    };
+    suite::every_target_kind_across_instances(&log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_late_instance_preloads() {
+    let Some(log) = sharded("suite-sharded-late").await else {
+        return;
+    };
+    suite::late_instance_preloads(&log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_history_lost_resets_resuming_clients() {
+    let Some(log) = sharded("suite-sharded-lost").await else {
+        return;
+    };
+    suite::history_lost_resets_resuming_clients(&log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_concurrent_publishers_agree_on_one_order() {
+    let Some(log) = sharded("suite-sharded-order").await else {
+        return;
+    };
+    suite::concurrent_publishers_agree_on_one_order(&log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,6 +169,7 @@ async fn broker_restart_mid_stream() {
         .expect("own redis-server answers");
     let log = Redis {
         fx,
+        shards: 0,
         own: Some((port, Mutex::new(Some(server)))),
     };
     suite::broker_restart_mid_stream(&log).await;

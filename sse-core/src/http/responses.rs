@@ -101,7 +101,9 @@ pub fn connect_error(error: &ConnectError) -> Response<Bytes> {
         ConnectError::ChannelForbidden { channel } => auth_error(&AuthError::ChannelForbidden {
             channel: channel.clone(),
         }),
-        ConnectError::ShuttingDown => self::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+        ConnectError::ShuttingDown | ConnectError::ChannelsUnavailable => {
+            self::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
+        }
         _ => self::error(StatusCode::BAD_REQUEST, &error.to_string()),
     }
 }

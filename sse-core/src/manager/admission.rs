@@ -165,6 +165,13 @@ impl Shared {
             self.presence_changed(&registry, user.as_deref(), [channel], Presence::Join, &mut slow);
             self.close_slow(&mut registry, slow);
         }
+        drop(registry);
+        if joined && !self.reads_channel(channel) {
+            // Its events reach it once the backplane reads its shard.
+            if let Some(backplane) = &self.backplane {
+                backplane.interest_changed();
+            }
+        }
         Ok(joined)
     }
 
@@ -321,7 +328,13 @@ impl Shared {
     /// event after it whose target reaches `info`, or one `reset` event if
     /// the id is not held. The frames are the history's own `Bytes`.
     fn replay(&self, history: &mut History, last_id: &str, info: &ConnectionInfo, queue: &Queue, now: Instant) {
-        match history.resume(last_id, now) {
+        let resume = match history.resume(last_id, now) {
+            // With shards, the history may lack entries of a channel's
+            // shard from before this instance read it.
+            Resume::After(seq) if !self.shards_cover(info, seq) => Resume::Unknown,
+            resume => resume,
+        };
+        match resume {
             Resume::After(seq) => {
                 let mut replayed = 0u64;
                 for entry in history.after(seq) {

@@ -15,6 +15,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::cluster_stats::{self, StatsSync};
 use super::hooks::{ConnectContext, DisconnectContext, Hooks};
+use super::shards::Shards;
 use super::shared_presence::{self, PresenceSync};
 use super::{Shared, SseManager, maintenance};
 use crate::backplane::{Backplane, BackplaneSink};
@@ -220,6 +221,7 @@ impl SseManagerBuilder {
             hooks,
             presence_sync,
             stats_sync,
+            shards: Shards::default(),
             #[cfg(feature = "metrics")]
             metrics,
             me: me.clone(),

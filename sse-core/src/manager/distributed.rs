@@ -47,11 +47,21 @@ impl Shared {
         let entry = Entry::new(self.instance, audience, event).ok_or(SendError::NotDistributable)?;
         // Checked before the log: once published, no instance can refuse it.
         self.check_budget(event.encode().len())?;
-        let appended = match key {
-            None => backplane.publish(entry.encode()).await.map(Appended::new),
-            Some(key) => {
+        let shard = match audience.target() {
+            Target::Channel(channel) => backplane.channel_shard(channel),
+            _ => None,
+        };
+        let window = self.config.idempotency_window;
+        let appended = match (key, shard) {
+            (None, None) => backplane.publish(entry.encode()).await.map(Appended::new),
+            (None, Some(shard)) => backplane
+                .publish_to_shard(shard, entry.encode())
+                .await
+                .map(Appended::new),
+            (Some(key), None) => backplane.publish_once(entry.encode(), key, window).await,
+            (Some(key), Some(shard)) => {
                 backplane
-                    .publish_once(entry.encode(), key, self.config.idempotency_window)
+                    .publish_once_to_shard(shard, entry.encode(), key, window)
                     .await
             }
         };
@@ -82,6 +92,18 @@ impl Shared {
                 delivered: 0,
                 duplicate: true,
             });
+        }
+        if let Target::Channel(channel) = audience.target() {
+            if !self.reads_channel(channel) {
+                // Its entry does not come back here: nobody here holds a
+                // channel of its shard.
+                self.sent_since(start);
+                return Ok(Delivery {
+                    id,
+                    delivered: 0,
+                    duplicate: false,
+                });
+            }
         }
         let receiver = {
             let mut pending = self.pending.lock();

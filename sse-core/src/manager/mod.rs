@@ -25,6 +25,7 @@ mod maintenance;
 mod presence;
 mod readiness;
 mod registry;
+mod shards;
 mod shared_presence;
 
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ pub use self::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 use self::presence::Presence;
 pub use self::presence::PresenceMember;
 use self::registry::{Registered, Registry};
+pub use self::shards::SHARD_LINGER;
+use self::shards::Shards;
 use self::shared_presence::PresenceSync;
 use crate::backplane::Backplane;
 use crate::budget::FrameBudget;
@@ -165,8 +168,14 @@ impl SseManager {
     /// [`ConnectError::UserLimit`] under
     /// [`UserLimitPolicy::RejectNew`](crate::UserLimitPolicy::RejectNew),
     /// [`ConnectError::ShuttingDown`], and the validation errors for
-    /// channels and metadata. A refused connection is never registered.
+    /// channels and metadata; [`ConnectError::ChannelsUnavailable`] when a
+    /// backplane with [shards](crate::Backplane::channel_shard) did not
+    /// start reading the channels in time. A refused connection is never
+    /// registered.
     pub async fn connect(&self, options: ConnectOptions) -> Result<Connection, ConnectError> {
+        // With a backplane that reads channels by interest, the connection
+        // registers once its channels are read.
+        self.shared.await_shards(&options.channels).await?;
         self.shared.connect(options)
     }
 
@@ -282,6 +291,11 @@ impl SseManager {
 
     /// Subscribes a connection to `channel` at runtime. Returns `false` if it
     /// already was.
+    ///
+    /// With a backplane that reads channels by
+    /// [interest](crate::Backplane::channel_shard), the channel's events
+    /// reach this instance once the backplane reads its shard (when no other
+    /// connection here holds a channel of it: normally within milliseconds).
     ///
     /// # Errors
     /// [`SubscribeError::UnknownClient`];
@@ -469,7 +483,9 @@ impl SseManager {
 /// under the others, and never holds one of them. Presence notices are
 /// queued under the `registry` write lock, at the change that causes them
 /// (with shared presence, the change is marked there instead, in the
-/// presence marks, a leaf lock taken under `registry`);
+/// presence marks, a leaf lock taken under `registry`); the shards read
+/// (with a backplane that has shards) are a leaf lock too, taken under
+/// `history` and `registry`;
 /// lifecycle hooks are only spawned there, and run as tasks of their own,
 /// holding none of these locks.
 pub(crate) struct Shared {
@@ -508,6 +524,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: crate::metrics::Handles,
     /// With a backplane that shares statistics: the task that reports them.
     stats_sync: Option<StatsSync>,
+    /// With a backplane that has shards: the shards read, and who waits.
+    shards: Shards,
     /// This state itself, for the handle a disconnect hook is given.
     me: Weak<Shared>,
 }

@@ -29,6 +29,9 @@ pub(super) struct Registry {
     /// Lifetime and expiry deadlines, soonest first.
     deadlines: BTreeMap<(Instant, u64), ClientId>,
     next_order: u64,
+    /// Changes whenever a channel gains its first connection or loses its
+    /// last: the set of channels held changed.
+    channel_version: u64,
 }
 
 /// One registered connection: what is known of it, and its queue.
@@ -79,7 +82,7 @@ impl Registry {
             self.by_session.entry(session.clone()).or_default().insert(id.clone());
         }
         for channel in &entry.info.channels {
-            self.by_channel.entry(channel.clone()).or_default().insert(id.clone());
+            self.index_channel(channel, &id);
         }
         if let Some(deadline) = entry.deadline {
             self.deadlines.insert((deadline, entry.order), id.clone());
@@ -102,7 +105,9 @@ impl Registry {
             unindex(&mut self.by_session, session, id);
         }
         for channel in &info.channels {
-            unindex(&mut self.by_channel, channel, id);
+            if unindex(&mut self.by_channel, channel, id) {
+                self.channel_version += 1;
+            }
         }
         if let Some(deadline) = entry.deadline {
             self.deadlines.remove(&(deadline, entry.order));
@@ -128,8 +133,27 @@ impl Registry {
             return false;
         }
         let id = entry.info.client_id.clone();
-        self.by_channel.entry(channel.to_owned()).or_default().insert(id);
+        self.index_channel(channel, &id);
         true
+    }
+
+    /// Adds `id` to `channel`'s connections.
+    fn index_channel(&mut self, channel: &str, id: &ClientId) {
+        match self.by_channel.get_mut(channel) {
+            Some(set) => {
+                set.insert(id.clone());
+            }
+            None => {
+                self.by_channel.insert(channel.to_owned(), HashSet::from([id.clone()]));
+                self.channel_version += 1;
+            }
+        }
+    }
+
+    /// The channels at least one connection holds, and a version that
+    /// changes whenever that set does.
+    pub(super) fn channels(&self) -> (u64, impl Iterator<Item = &str>) {
+        (self.channel_version, self.by_channel.keys().map(String::as_str))
     }
 
     /// Removes `channel` from a connection's channels: `None` if the
@@ -139,7 +163,9 @@ impl Registry {
         if !entry.info.channels.remove(channel) {
             return Some(false);
         }
-        unindex(&mut self.by_channel, channel, id);
+        if unindex(&mut self.by_channel, channel, id) {
+            self.channel_version += 1;
+        }
         Some(true)
     }
 
@@ -284,13 +310,18 @@ impl Registry {
     }
 }
 
-fn unindex(index: &mut HashMap<String, HashSet<ClientId>>, key: &str, id: &str) {
-    if let Some(set) = index.get_mut(key) {
-        set.remove(id);
-        if set.is_empty() {
-            index.remove(key);
-        }
+/// Removes `id` from `key`'s set; returns whether the set went empty (and
+/// `key` with it).
+fn unindex(index: &mut HashMap<String, HashSet<ClientId>>, key: &str, id: &str) -> bool {
+    let Some(set) = index.get_mut(key) else {
+        return false;
+    };
+    set.remove(id);
+    let emptied = set.is_empty();
+    if emptied {
+        index.remove(key);
     }
+    emptied
 }
 
 #[cfg(test)]
