@@ -299,7 +299,8 @@ pub trait Backplane: Send + Sync + 'static {
     ///   nothing published once it is connected;
     /// * replays to a resuming client only when the history holds every
     ///   entry of its channels' shards since its `Last-Event-ID` (the shard
-    ///   was read since before that event), and sends `reset` otherwise;
+    ///   was read, or its past [loaded](BackplaneSink::preload_ordered),
+    ///   since before that event), and sends `reset` otherwise;
     /// * does not wait for its own entry on a shard it does not read: a send
     ///   to a channel nobody here holds reports 0 local deliveries at once.
     ///
@@ -448,7 +449,7 @@ impl BackplaneSink {
     /// [`BackplaneError`] if `payload` is not an entry the manager wrote
     /// (the entry is skipped; nothing is delivered).
     pub fn deliver(&self, id: &str, payload: &[u8]) -> Result<(), BackplaneError> {
-        self.take(id, payload, true)
+        self.take(id, None, payload, true)
     }
 
     /// Records the entry `id` for replay without delivering it: for entries
@@ -457,16 +458,43 @@ impl BackplaneSink {
     /// # Errors
     /// As [`BackplaneSink::deliver`].
     pub fn preload(&self, id: &str, payload: &[u8]) -> Result<(), BackplaneError> {
-        self.take(id, payload, false)
+        self.take(id, None, payload, false)
+    }
+
+    /// As [`BackplaneSink::deliver`], for a log whose entries are in one
+    /// total order that `order` gives (increasing along the log, the same
+    /// on every instance; the Redis backplane's sharded log derives it from
+    /// the entry's id). Entries delivered or preloaded with their order can
+    /// later be joined, at their place, by older ones: see
+    /// [`BackplaneSink::preload_ordered`]. A backplane uses either these
+    /// methods or the plain ones, not both.
+    ///
+    /// # Errors
+    /// As [`BackplaneSink::deliver`].
+    pub fn deliver_ordered(&self, id: &str, order: u64, payload: &[u8]) -> Result<(), BackplaneError> {
+        self.take(id, Some(order), payload, true)
+    }
+
+    /// Records the entry `id` at `order` for replay without delivering it;
+    /// unlike [`BackplaneSink::preload`], it may be older than entries
+    /// already recorded, and goes to its place among them: the recent past
+    /// of a shard this instance starts reading (see
+    /// [`BackplaneSink::reading_shard`]). An entry already held, or older
+    /// than what the history retains, is skipped.
+    ///
+    /// # Errors
+    /// As [`BackplaneSink::deliver`].
+    pub fn preload_ordered(&self, id: &str, order: u64, payload: &[u8]) -> Result<(), BackplaneError> {
+        self.take(id, Some(order), payload, false)
     }
 
     /// Records the entry `id` for replay, and delivers it when `deliver`.
-    fn take(&self, id: &str, payload: &[u8], deliver: bool) -> Result<(), BackplaneError> {
+    fn take(&self, id: &str, order: Option<u64>, payload: &[u8], deliver: bool) -> Result<(), BackplaneError> {
         let Some(shared) = self.shared.upgrade() else {
             return Ok(());
         };
         let entry = Entry::decode(payload)?;
-        shared.deliver_entry(id, entry, deliver);
+        shared.deliver_entry(id, order, entry, deliver);
         Ok(())
     }
 
@@ -516,10 +544,15 @@ impl BackplaneSink {
 
     /// The backplane reads `shard` from now on: every entry of it appended
     /// after this call is delivered. Call it before delivering any of the
-    /// shard's entries.
-    pub fn reading_shard(&self, shard: u32) {
+    /// shard's entries. `held_since`: the order of the oldest entry of the
+    /// shard from which this instance holds them all, having
+    /// [preloaded](BackplaneSink::preload_ordered) its recent past (`0`
+    /// when the shard holds nothing older); `None`: none of its past, the
+    /// shard is read from now on. A client resuming from before that gets
+    /// a `reset`.
+    pub fn reading_shard(&self, shard: u32, held_since: Option<u64>) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.reading_shard(shard);
+            shared.reading_shard(shard, held_since);
         }
     }
 

@@ -126,6 +126,50 @@ impl History {
         seq
     }
 
+    /// The sequence number of the entry at `order` of a log whose entries
+    /// are ordered ([`BackplaneSink::deliver_ordered`](crate::BackplaneSink::deliver_ordered)):
+    /// `order` itself, so that entries of the log recorded later at their
+    /// place ([`History::insert`]) fall between the right ones, or the next
+    /// number when `order` is not above every number given.
+    pub(crate) fn seq_at(&mut self, order: u64) -> u64 {
+        let seq = order.max(self.next_seq);
+        self.next_seq = seq.saturating_add(1);
+        seq
+    }
+
+    /// Keeps the entry `id` of an ordered log at its place `order` among
+    /// the entries kept, though newer ones are kept already: an entry of a
+    /// shard this instance starts reading. Returns whether it was kept: not
+    /// when it is held already, or older than what the history retains.
+    pub(crate) fn insert(&mut self, order: u64, id: String, audience: Audience, frame: Bytes, now: Instant) -> bool {
+        if order >= self.next_seq {
+            let seq = self.seq_at(order);
+            self.push(seq, Some(id), audience, frame, now);
+            return true;
+        }
+        if self.capacity == 0 || order <= self.evicted_upto || self.custom.contains_key(&id) {
+            return false;
+        }
+        let place = self.entries.partition_point(|e| e.seq < order);
+        if self.entries.get(place).is_some_and(|e| e.seq == order) {
+            return false;
+        }
+        self.custom.insert(id.clone(), order);
+        let entry = Entry {
+            seq: order,
+            custom_id: Some(id),
+            audience,
+            frame,
+            at: now,
+        };
+        self.bytes += entry.cost();
+        self.entries.insert(place, entry);
+        while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
+            self.pop_front();
+        }
+        true
+    }
+
     /// The id of the newest event issued: a resume point that replays
     /// nothing.
     pub(crate) fn head_id(&self) -> String {
@@ -274,6 +318,53 @@ mod tests {
             Instant::now(),
         );
         seq
+    }
+
+    /// Records the log entry `id` at `order`, as a backplane delivers it.
+    fn at(h: &mut History, order: u64, id: &str) {
+        let seq = h.seq_at(order);
+        h.push(
+            seq,
+            Some(id.to_owned()),
+            Target::All.into(),
+            Bytes::new(),
+            Instant::now(),
+        );
+    }
+
+    fn ids_after(h: &mut History, id: &str) -> Vec<String> {
+        let Resume::After(seq) = h.resume(id, Instant::now()) else {
+            panic!("{id} is not a resume point");
+        };
+        h.after(seq).filter_map(|e| e.custom_id.clone()).collect()
+    }
+
+    #[test]
+    fn older_entries_of_an_ordered_log_go_to_their_place() {
+        // Orders as the Redis backplane gives them: above the history's
+        // own sequence numbers.
+        const O: u64 = 1_700_000_000_000_000_000;
+        let mut h = history(5);
+        at(&mut h, O + 1_000, "a");
+        at(&mut h, O + 3_000, "c");
+        at(&mut h, O + 5_000, "e");
+        assert!(h.insert(O + 2_000, "b".into(), Target::All.into(), Bytes::new(), Instant::now()));
+        assert!(h.insert(O + 4_000, "d".into(), Target::All.into(), Bytes::new(), Instant::now()));
+        assert!(
+            !h.insert(O + 4_000, "d".into(), Target::All.into(), Bytes::new(), Instant::now()),
+            "held already"
+        );
+        assert_eq!(ids_after(&mut h, "a"), ["b", "c", "d", "e"]);
+        assert_eq!(ids_after(&mut h, "b"), ["c", "d", "e"]);
+        // Full: the oldest goes, and nothing older than it comes back.
+        at(&mut h, O + 6_000, "f");
+        assert_eq!(h.resume("a", Instant::now()), Resume::Unknown);
+        assert!(!h.insert(O + 500, "z".into(), Target::All.into(), Bytes::new(), Instant::now()));
+        assert_eq!(ids_after(&mut h, "b"), ["c", "d", "e", "f"]);
+        // An entry newer than all is recorded at the end.
+        assert!(h.insert(O + 7_000, "g".into(), Target::All.into(), Bytes::new(), Instant::now()));
+        at(&mut h, O + 8_000, "h");
+        assert_eq!(ids_after(&mut h, "f"), ["g", "h"]);
     }
 
     #[test]

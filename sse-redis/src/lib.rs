@@ -131,17 +131,18 @@
 //!   same on every instance, with the same ids; events of channels on
 //!   different shards keep their order relative to each other too.
 //! * **Joining.** A connection whose channel's shard the instance does not
-//!   read yet waits (about one round trip to Redis) until the reader
-//!   follows it, so that it misses nothing published once it is connected;
-//!   a runtime [`subscribe`](sse_core::SseManager::subscribe) returns at
-//!   once and its channel's events follow as soon as the shard is read.
-//! * **Resuming.** A client resuming on an instance that has read its
-//!   channels' shards since before its `Last-Event-ID` gets exactly what it
-//!   missed, as without shards. On an instance that started reading one of
-//!   them later (no connection there held a channel of that shard), the
-//!   instance cannot know what the client missed on it, and sends `reset`:
-//!   never a replay with a hole. Behind a load balancer that keeps a client
-//!   on its instance, or with many clients per channel, resumes stay exact.
+//!   read yet waits until the reader follows it (a few round trips to
+//!   Redis), so that it misses nothing published once it is connected; a
+//!   runtime [`subscribe`](sse_core::SseManager::subscribe) returns at once
+//!   and its channel's events follow as soon as the shard is read. The
+//!   reader first delivers what it reads up to the clock's id, then loads
+//!   the shard's last [`history`](RedisBackplaneBuilder::history) entries
+//!   up to that id for replay, at their place in the order, and reads the
+//!   shard on from there.
+//! * **Resuming.** So a client resumes on any instance with exactly what
+//!   it missed, as without shards, whether or not that instance read its
+//!   channels' shards before; from an id older than what the shard and the
+//!   instance's history retain it gets a `reset`, as without shards.
 //! * **Sends.** A send to a channel no connection of the publishing
 //!   instance holds reports 0 local deliveries as soon as the entry is
 //!   stored, without waiting for it to come back.
@@ -456,7 +457,13 @@ impl Backplane for RedisBackplane {
         // Loaded now, before the manager is returned, so that it can resume
         // clients from its first connection on.
         let snapshot = self.inner.snapshot.lock().ok().and_then(|mut slot| slot.take());
-        let position = snapshot.map(|entries| reader::preload(sink, &entries));
+        let position = snapshot.map(|entries| {
+            if self.inner.shards > 0 {
+                shards::preload(sink, &entries)
+            } else {
+                reader::preload(sink, &entries)
+            }
+        });
         if let Ok(mut slot) = self.preloaded.lock() {
             *slot = position;
         }

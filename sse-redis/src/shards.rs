@@ -69,6 +69,33 @@ impl Inner {
     }
 }
 
+/// The place of the entry `id` (`<ms>-<seq>`) in the log's order:
+/// `ms * 1_000_000 + seq`, good until the year 2500; `None` for an id that
+/// is not one (or a sequence number of a million or more in one ms).
+pub(crate) fn order_of(id: &str) -> Option<u64> {
+    let (ms, seq) = parse_id(id)?;
+    if seq >= 1_000_000 {
+        return None;
+    }
+    ms.checked_mul(1_000_000)?.checked_add(seq)
+}
+
+/// Records `entries` (oldest first) for replay at their place in the
+/// log's order, without delivering them; returns the id of the last one.
+pub(crate) fn preload(sink: &BackplaneSink, entries: &[StreamId]) -> Option<String> {
+    for entry in entries {
+        match (payload(entry), order_of(&entry.id)) {
+            (Some(payload), Some(order)) => {
+                if let Err(error) = sink.preload_ordered(&entry.id, order, payload) {
+                    tracing::warn!(%error, id = %entry.id, "sse-redis: entry skipped");
+                }
+            }
+            _ => tracing::warn!(id = %entry.id, "sse-redis: entry without a payload or an id of ours skipped"),
+        }
+    }
+    entries.last().map(|entry| entry.id.clone())
+}
+
 /// Has the reader look at the shards wanted soon: interrupts its blocking
 /// read (`CLIENT UNBLOCK`) until it has looked.
 pub(crate) fn interrupt_reader(inner: &Arc<Inner>) {
@@ -154,7 +181,7 @@ impl Sharded {
         let entries = crate::reader::recent(connection, &self.inner.key, self.inner.history)
             .await
             .map_err(RedisBackplaneError::Command)?;
-        let position = crate::reader::preload(sink, &entries);
+        let position = preload(sink, &entries);
         self.streams[0].cursor = position.clone().unwrap_or_else(|| "0-0".to_owned());
         self.streams[0].last = position.clone();
         self.position = position;
@@ -187,26 +214,72 @@ impl Sharded {
         if added.is_empty() {
             return Ok(());
         }
+        // The new shards are read from the clock's id now, with their past
+        // up to it loaded for replay; the streams read already are first
+        // delivered up to it, so that every entry after it, from any
+        // stream, is delivered after every entry before it.
         let clock: Option<String> = redis::cmd("GET")
             .arg(self.inner.clock_key())
             .query_async(connection)
             .await
             .map_err(RedisBackplaneError::Command)?;
-        let start = [clock, self.position.clone()]
-            .into_iter()
-            .flatten()
-            .max_by(|a, b| compare_ids(a, b).unwrap_or(std::cmp::Ordering::Equal))
-            .unwrap_or_else(|| "0-0".to_owned());
+        let start = clock.unwrap_or_else(|| "0-0".to_owned());
+        loop {
+            let read = self.read(connection, false).await?;
+            let cut = read.iter().any(|(_, ids)| ids.len() >= self.inner.batch);
+            self.deliver(read, sink);
+            if !cut {
+                break;
+            }
+        }
         for shard in added {
-            sink.reading_shard(shard);
+            let key = self.inner.stream_of(Some(shard)).into_owned();
+            let since = self.catch_up(connection, sink, &key, &start).await?;
+            sink.reading_shard(shard, Some(since));
             self.streams.push(Stream {
-                key: self.inner.stream_of(Some(shard)).into_owned(),
+                key,
                 shard: Some(shard),
                 cursor: start.clone(),
                 last: None,
             });
         }
         Ok(())
+    }
+
+    /// Loads the last `history` entries of the stream `key` up to `start`
+    /// for replay; returns the order from which the history holds all of
+    /// its entries: the first loaded, or 0 when the stream was never
+    /// trimmed (Redis keeps at least `history` entries when it trims).
+    async fn catch_up(
+        &self,
+        connection: &mut MultiplexedConnection,
+        sink: &BackplaneSink,
+        key: &str,
+        start: &str,
+    ) -> Result<u64, RedisBackplaneError> {
+        let history = self.inner.history;
+        let past: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(key)
+            .arg(start)
+            .arg("-")
+            .arg("COUNT")
+            .arg(history)
+            .query_async(connection)
+            .await
+            .map_err(RedisBackplaneError::Command)?;
+        let length: usize = redis::cmd("XLEN")
+            .arg(key)
+            .query_async(connection)
+            .await
+            .map_err(RedisBackplaneError::Command)?;
+        let mut entries = past.ids;
+        entries.reverse();
+        preload(sink, &entries);
+        let first = entries.first().and_then(|entry| order_of(&entry.id));
+        Ok(match first {
+            Some(first) if length >= history => first,
+            _ => 0,
+        })
     }
 
     /// Records the shards followed, for
@@ -289,13 +362,13 @@ impl Sharded {
                     return;
                 }
             }
-            match payload(&entry) {
-                Some(payload) => {
-                    if let Err(error) = sink.deliver(&entry.id, payload) {
+            match (payload(&entry), order_of(&entry.id)) {
+                (Some(payload), Some(order)) => {
+                    if let Err(error) = sink.deliver_ordered(&entry.id, order, payload) {
                         tracing::warn!(%error, id = %entry.id, "sse-redis: entry skipped");
                     }
                 }
-                None => tracing::warn!(id = %entry.id, "sse-redis: entry without a payload skipped"),
+                _ => tracing::warn!(id = %entry.id, "sse-redis: entry without a payload or an id of ours skipped"),
             }
             stream.cursor.clone_from(&entry.id);
             stream.last = Some(entry.id.clone());
@@ -404,6 +477,9 @@ mod tests {
         // FNV-1a of "news" is fixed: the same shard on every instance.
         assert_eq!(shard_of("news", 16), shard_of("news", 16));
         assert_eq!(shard_of("", 7), Some(0x811c_9dc5 % 7));
+        assert_eq!(order_of("1700000000000-3"), Some(1_700_000_000_000_000_003));
+        assert_eq!(order_of("5-1000000"), None);
+        assert_eq!(order_of("garbage"), None);
         let mut counts = [0u32; 8];
         for n in 0..8000 {
             if let Some(shard) = shard_of(&format!("channel-{n}"), 8) {

@@ -113,11 +113,11 @@ async fn instances_with_disjoint_channels_read_only_their_shards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resumes_are_exact_where_the_shard_was_read_and_reset_elsewhere() {
+async fn resumes_are_exact_on_any_instance() {
     let Some(fx) = fixture("shards-resume").await else {
         return;
     };
-    let ((a, plane_a), (b, _)) = (fx.sharded().await, fx.sharded().await);
+    let ((a, plane_a), (b, plane_b)) = (fx.sharded().await, fx.sharded().await);
     let x = channels_on_distinct_shards(&plane_a, 1)[0].0.clone();
     let alice = || ConnectOptions::new().user("alice").channel(&x);
 
@@ -127,25 +127,14 @@ async fn resumes_are_exact_where_the_shard_was_read_and_reset_elsewhere() {
     send(&b, Target::channel(&x), "three").await;
     send(&a, Target::All, "four").await;
     on_a.until_exactly(&["one", "two", "three", "four"]).await;
+    assert!(plane_b.shards_read().is_empty(), "nobody on b holds x");
 
-    // a read x's shard all along: exact.
-    let mut again = connect(&a, alice().last_event_id(first.id.clone())).await;
-    again.until_exactly(&["two", "three", "four"]).await;
-    // b did not: it cannot know what alice missed on x, and says so.
-    let mut on_b = connect(&b, alice().last_event_id(first.id.clone())).await;
-    on_b.until("event: reset").await;
-    assert_eq!(b.stats().resets, 1);
-
-    // Now b reads x's shard (alice's new connection holds x): from here on,
-    // a resume on b is exact, the same as on a, ids and order alike.
-    let fifth = send(&a, Target::channel(&x), "five").await;
-    send(&a, Target::user("alice"), "six").await;
-    send(&b, Target::channel(&x), "seven").await;
-    on_b.until("data: seven\n").await;
-    let mut from_b = connect(&b, alice().last_event_id(fifth.id.clone())).await;
-    let mut from_a = connect(&a, alice().last_event_id(fifth.id.clone())).await;
-    from_b.until_exactly(&["six", "seven"]).await;
-    from_a.until_exactly(&["six", "seven"]).await;
+    // a read x's shard all along; b starts reading it for this client, and
+    // loads its recent past first: exact on both, the same ids.
+    let mut from_a = connect(&a, alice().last_event_id(first.id.clone())).await;
+    let mut from_b = connect(&b, alice().last_event_id(first.id.clone())).await;
+    from_a.until_exactly(&["two", "three", "four"]).await;
+    from_b.until_exactly(&["two", "three", "four"]).await;
     assert!(!from_b.seen.contains("event: reset"), "{}", from_b.seen);
     let ids = |watch: &Watch| -> Vec<String> {
         watch
@@ -155,6 +144,34 @@ async fn resumes_are_exact_where_the_shard_was_read_and_reset_elsewhere() {
             .collect()
     };
     assert_eq!(ids(&from_b), ids(&from_a), "the log's ids on both");
+    assert_eq!(b.stats().resets, 0);
+
+    // Live events follow on both, in the log's order.
+    send(&b, Target::channel(&x), "five").await;
+    send(&a, Target::user("alice"), "six").await;
+    from_a.until_exactly(&["two", "three", "four", "five", "six"]).await;
+    from_b.until_exactly(&["two", "three", "four", "five", "six"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_from_before_the_shards_retention_gets_a_reset() {
+    let Some(fx) = fixture("shards-retention").await else {
+        return;
+    };
+    let (a, plane_a) = fx.sharded().await;
+    let x = channels_on_distinct_shards(&plane_a, 1)[0].0.clone();
+    let _held = connect(&a, ConnectOptions::new().channel(&x)).await;
+    let first = send(&a, Target::channel(&x), "first").await;
+    // Past the stream's retention of 100 (Redis trims whole nodes of 100).
+    for n in 0..300 {
+        send(&a, Target::channel(&x), &format!("n{n}")).await;
+    }
+    assert!(fx.stream_len(plane_a.channel_shard(&x).expect("sharded")).await < 300);
+    let (b, _) = fx.sharded().await;
+    let options = ConnectOptions::new().channel(&x).last_event_id(first.id.clone());
+    let mut resumed = connect(&b, options).await;
+    resumed.until("event: reset").await;
+    assert_eq!(b.stats().resets, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

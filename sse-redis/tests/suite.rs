@@ -76,10 +76,7 @@ async fn shared(test: &str) -> Option<Redis> {
     })
 }
 
-/// The log with channel events on 8 shards. The checks that resume a
-/// client of a channel on an instance that did not read its shard do not
-/// apply (that client gets a `reset`; see `tests/shards.rs`); the others
-/// must hold as they are.
+/// The log with channel events on 8 shards: every check holds as it is.
 async fn sharded(test: &str) -> Option<Redis> {
     Some(Redis {
         fx: fixture(test).await?,
@@ -94,6 +91,14 @@ async fn sharded_every_target_kind_across_instances() {
         return;
     };
     suite::every_target_kind_across_instances(&log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_resume_on_another_instance_with_exactly_the_gap() {
+    let Some(log) = sharded("suite-sharded-resume").await else {
+        return;
+    };
+    suite::resume_on_another_instance_with_exactly_the_gap(&log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,6 +161,16 @@ async fn history_lost_resets_resuming_clients() {
 /// Redis was down and still holds a connection to the old server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_stream() {
+    restart(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_broker_restart_mid_stream() {
+    restart(8).await;
+}
+
+/// The restart check on a `redis-server` of the test's own.
+async fn restart(shards: u32) {
     if Command::new("redis-server").arg("--version").output().is_err() {
         skip("the redis-server binary is not installed");
         return;
@@ -169,7 +184,7 @@ async fn broker_restart_mid_stream() {
         .expect("own redis-server answers");
     let log = Redis {
         fx,
-        shards: 0,
+        shards,
         own: Some((port, Mutex::new(Some(server)))),
     };
     suite::broker_restart_mid_stream(&log).await;

@@ -32,8 +32,14 @@ pub(super) enum Source<'a> {
     Local,
     /// The entry `id` of the backplane's log: the event's id is the
     /// publisher's own or `id`. Without `fan_out` it is only recorded, for
-    /// replay (an entry published before this instance started).
-    Log { id: &'a str, fan_out: bool },
+    /// replay (an entry published before this instance started). `order`:
+    /// its place, for a log whose entries are ordered; an entry recorded
+    /// without `fan_out` below the newest one held goes to its place.
+    Log {
+        id: &'a str,
+        fan_out: bool,
+        order: Option<u64>,
+    },
 }
 
 impl Shared {
@@ -106,9 +112,9 @@ impl Shared {
         event: &Event,
         source: Source<'_>,
     ) -> Result<Delivery, SendError> {
-        let (log_id, fan_out) = match source {
-            Source::Local => (None, true),
-            Source::Log { id, fan_out } => (Some(id), fan_out),
+        let (log_id, fan_out, order) = match source {
+            Source::Local => (None, true, None),
+            Source::Log { id, fan_out, order } => (Some(id), fan_out, order),
         };
         let budget = |frame: Bytes| match log_id {
             None => {
@@ -120,12 +126,18 @@ impl Shared {
         let mut slow = Vec::new();
         let delivery = {
             let mut history = (event.carries_id() || log_id.is_some()).then(|| self.history.lock());
+            if let (Some(history), Some(log_id), Some(order)) = (history.as_mut(), log_id, order) {
+                if !fan_out && order < history.peek_seq() {
+                    // An older entry of a shard this instance starts reading.
+                    return Ok(insert(history, audience, event, log_id, order, budget));
+                }
+            }
             if let (Some(history), Some(log_id)) = (history.as_mut(), log_id) {
                 history.set_last_log_id(log_id);
             }
             let (id, frame) = match history.as_mut() {
                 Some(history) if event.carries_id() => {
-                    let (id, frame) = record(history, audience, event, log_id, budget)?;
+                    let (id, frame) = record(history, audience, event, log_id, order, budget)?;
                     (Some(id), frame)
                 }
                 // Live-only (the event has no id) or not dispatching.
@@ -207,12 +219,16 @@ fn record(
     audience: &Audience,
     event: &Event,
     log_id: Option<&str>,
+    order: Option<u64>,
     budget: impl FnOnce(Bytes) -> Result<Bytes, SendError>,
 ) -> Result<(String, Bytes), SendError> {
     let named = event.id().or(log_id).map(str::to_owned);
     let id = named.clone().unwrap_or_else(|| history.peek_seq().to_string());
     let frame = budget(event.encode_with_id(Some(&id)))?;
-    let seq = history.next_seq();
+    let seq = match order {
+        Some(order) => history.seq_at(order),
+        None => history.next_seq(),
+    };
     if matches!(audience.target(), Target::Client(_)) {
         if let Some(named) = named {
             history.mark(seq, named);
@@ -221,4 +237,30 @@ fn record(
         history.push(seq, named, audience.clone(), frame.clone(), Instant::now());
     }
     Ok((id, frame))
+}
+
+/// Keeps the log entry `log_id` at its place `order` in the history,
+/// behind newer entries: an entry of a shard this instance starts reading,
+/// recorded for replay and delivered to nobody. Entries that are never
+/// kept (for one client, live-only) are left out.
+fn insert(
+    history: &mut History,
+    audience: &Audience,
+    event: &Event,
+    log_id: &str,
+    order: u64,
+    budget: impl FnOnce(Bytes) -> Result<Bytes, SendError>,
+) -> Delivery {
+    let id = event.id().unwrap_or(log_id).to_owned();
+    let keep = event.carries_id() && !matches!(audience.target(), Target::Client(_));
+    if keep {
+        if let Ok(frame) = budget(event.encode_with_id(Some(&id))) {
+            history.insert(order, id.clone(), audience.clone(), frame, Instant::now());
+        }
+    }
+    Delivery {
+        id: Some(id),
+        delivered: 0,
+        duplicate: false,
+    }
 }

@@ -140,7 +140,7 @@ impl Shared {
     /// Delivers an entry of the backplane's log to this instance's
     /// connections (with `fan_out` false, only records it for replay),
     /// through the same path as a local send.
-    pub(crate) fn deliver_entry(&self, log_id: &str, entry: Entry, fan_out: bool) {
+    pub(crate) fn deliver_entry(&self, log_id: &str, order: Option<u64>, entry: Entry, fan_out: bool) {
         let origin = entry.origin;
         let mut target = "all";
         let delivered = match entry.into_parts() {
@@ -151,7 +151,12 @@ impl Shared {
                     self.metrics.published(audience.target());
                 }
                 // A log entry is never refused: it is counted over the budget.
-                self.deliver(&audience, &event, Source::Log { id: log_id, fan_out })
+                let source = Source::Log {
+                    id: log_id,
+                    fan_out,
+                    order,
+                };
+                self.deliver(&audience, &event, source)
                     .map_or(0, |delivery| delivery.delivered)
             }
             Err(error) => {

@@ -3,10 +3,11 @@
 //! this instance reads the shared part of the log and only the shards of
 //! the channels its connections hold. This module keeps which shards those
 //! are (with a linger, so that a client that reconnects finds its shard
-//! still read), since when each is read (the first sequence number from
-//! which the history holds every entry of the shard: a client resuming from
-//! before it gets a `reset`, never a replay with a hole), and the
-//! connections waiting for a shard to be read before they register.
+//! still read), since when the history holds every entry of each (the
+//! backplane may load a shard's recent past when it starts reading it; a
+//! client resuming from before that point gets a `reset`, never a replay
+//! with a hole), and the connections waiting for a shard to be read before
+//! they register.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -146,12 +147,13 @@ impl Shared {
     }
 
     /// See [`BackplaneSink::reading_shard`](crate::BackplaneSink::reading_shard).
-    pub(crate) fn reading_shard(&self, shard: u32) {
+    pub(crate) fn reading_shard(&self, shard: u32, held_since: Option<u64>) {
         // Under the history lock, so that no entry is delivered between the
         // sequence number taken and the shard marked read.
         let history = self.history.lock();
         let mut state = self.shards.state.lock();
-        state.reading.entry(shard).or_insert_with(|| history.peek_seq());
+        let since = held_since.unwrap_or_else(|| history.peek_seq());
+        state.reading.insert(shard, since);
         for waiter in state.waiters.remove(&shard).unwrap_or_default() {
             let _ = waiter.send(());
         }
