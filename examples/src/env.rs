@@ -60,6 +60,10 @@ pub struct EnvConfig {
     /// `SSE_REDIS_PREFIX`: the key prefix of the Redis backplane (its
     /// default when unset); instances with the same prefix share events.
     pub redis_prefix: Option<String>,
+    /// `SSE_REDIS_SHARDS`: spread channel events over this many Redis
+    /// streams, each instance reading only its channels' (1 to 1024; unset:
+    /// one stream).
+    pub redis_shards: Option<u32>,
     /// `SSE_NATS_URL`: the NATS JetStream backplane (not with
     /// `SSE_REDIS_URL`).
     pub nats_url: Option<String>,
@@ -250,6 +254,16 @@ impl EnvConfig {
             server.max_sockets = size(n);
         }
         let drain = Duration::from_millis(parse_with("SSE_DRAIN_MS", &count)?.unwrap_or(0));
+        let shards = |text: &str| -> Result<u64, String> {
+            positive(text).and_then(|n| {
+                if n > u64::from(sse_redis::MAX_SHARDS) {
+                    Err(format!("must be at most {}", sse_redis::MAX_SHARDS))
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        let redis_shards = parse_with("SSE_REDIS_SHARDS", &shards)?.and_then(|n| u32::try_from(n).ok());
         let on_off = |text: &str| match text {
             "on" => Ok(1),
             "off" => Ok(0),
@@ -312,12 +326,20 @@ impl EnvConfig {
             cors_origins,
             redis_url: non_empty("SSE_REDIS_URL")?,
             redis_prefix: non_empty("SSE_REDIS_PREFIX")?,
+            redis_shards,
             nats_url: non_empty("SSE_NATS_URL")?,
             nats_prefix: non_empty("SSE_NATS_PREFIX")?,
             server,
             drain,
             metrics,
         };
+        if let (None, Some(shards)) = (&config.redis_url, config.redis_shards) {
+            return Err(EnvError {
+                variable: "SSE_REDIS_SHARDS",
+                value: shards.to_string(),
+                reason: "needs SSE_REDIS_URL".to_owned(),
+            });
+        }
         if let (Some(_), Some(nats_url)) = (&config.redis_url, &config.nats_url) {
             return Err(EnvError {
                 variable: "SSE_NATS_URL",
@@ -506,6 +528,17 @@ mod tests {
         ])
         .expect_err("two backplanes");
         assert_eq!(both.variable, "SSE_NATS_URL");
+        let sharded = env(&[("SSE_REDIS_URL", "redis://127.0.0.1:6379"), ("SSE_REDIS_SHARDS", "16")]);
+        assert_eq!(sharded.expect("valid").redis_shards, Some(16));
+        for shards in ["0", "1025", "many"] {
+            let refused = env(&[
+                ("SSE_REDIS_URL", "redis://127.0.0.1:6379"),
+                ("SSE_REDIS_SHARDS", shards),
+            ]);
+            assert_eq!(refused.expect_err(shards).variable, "SSE_REDIS_SHARDS");
+        }
+        let alone = env(&[("SSE_REDIS_SHARDS", "4")]).expect_err("shards without Redis");
+        assert_eq!(alone.variable, "SSE_REDIS_SHARDS");
         assert_eq!(config.sse.idle_timeout(), Some(Duration::from_secs(60)));
         assert_eq!(config.sse.presence_channels(), &["team/*", "lobby"]);
         assert_eq!(config.sse.presence_timeout(), Duration::from_millis(1500));

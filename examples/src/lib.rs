@@ -158,7 +158,8 @@ impl Demo {
     /// `SSE_REDIS_URL`, the manager shares events and
     /// replay history with every instance on the same Redis stream
     /// (`SSE_REDIS_PREFIX`, or `sse`), keeping `SSE_HISTORY` entries there
-    /// too; Redis must answer now. With `SSE_NATS_URL` instead, the same
+    /// too, and with `SSE_REDIS_SHARDS` channel events spread over that
+    /// many streams read by interest; Redis must answer now. With `SSE_NATS_URL` instead, the same
     /// through a NATS JetStream stream (`SSE_NATS_PREFIX`, or `sse`); NATS
     /// must answer now.
     ///
@@ -180,8 +181,15 @@ impl Demo {
             if let Some(prefix) = &config.redis_prefix {
                 backplane = backplane.prefix(prefix.as_str());
             }
+            if let Some(shards) = config.redis_shards {
+                backplane = backplane.shards(shards);
+            }
             let backplane = backplane.build().await?;
-            tracing::info!(stream = backplane.stream_key(), "sharing events through Redis");
+            tracing::info!(
+                stream = backplane.stream_key(),
+                shards = config.redis_shards.unwrap_or(0),
+                "sharing events through Redis"
+            );
             manager = manager.backplane(backplane);
         } else if let Some(url) = &config.nats_url {
             let mut backplane = NatsBackplane::connect(url.as_str()).history(config.sse.history_size().max(1));

@@ -210,8 +210,8 @@ impl Sharded {
             .into_iter()
             .filter(|&shard| !self.streams.iter().any(|stream| stream.shard == Some(shard)))
             .collect();
-        self.started(&added);
         if added.is_empty() {
+            self.record_followed();
             return Ok(());
         }
         // The new shards are read from the clock's id now, with their past
@@ -232,16 +232,25 @@ impl Sharded {
                 break;
             }
         }
+        // All caught up, or none followed: a failure leaves them to the
+        // next step (their past, loaded again, is skipped as held).
+        let mut caught_up = Vec::with_capacity(added.len());
         for shard in added {
             let key = self.inner.stream_of(Some(shard)).into_owned();
             let since = self.catch_up(connection, sink, &key, &start).await?;
-            sink.reading_shard(shard, Some(since));
+            caught_up.push((shard, key, since));
+        }
+        for (shard, key, _) in &caught_up {
             self.streams.push(Stream {
-                key,
-                shard: Some(shard),
+                key: key.clone(),
+                shard: Some(*shard),
                 cursor: start.clone(),
                 last: None,
             });
+        }
+        self.record_followed();
+        for (shard, _, since) in caught_up {
+            sink.reading_shard(shard, Some(since));
         }
         Ok(())
     }
@@ -283,11 +292,9 @@ impl Sharded {
     }
 
     /// Records the shards followed, for
-    /// [`RedisBackplane::shards_read`](crate::RedisBackplane::shards_read),
-    /// with `added` among them.
-    fn started(&self, added: &[u32]) {
+    /// [`RedisBackplane::shards_read`](crate::RedisBackplane::shards_read).
+    fn record_followed(&self) {
         let mut shards: Vec<u32> = self.streams.iter().filter_map(|stream| stream.shard).collect();
-        shards.extend_from_slice(added);
         shards.sort_unstable();
         if let Ok(mut reading) = self.inner.reading.lock() {
             *reading = shards;

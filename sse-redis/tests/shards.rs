@@ -248,3 +248,31 @@ async fn every_instance_delivers_the_shards_in_one_order() {
     assert_eq!(orders[0], orders[1], "the same order with the same ids");
     assert_eq!(orders[0], orders[2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_shard_cannot_be_read_is_refused() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("the redis-server binary is not installed");
+        return;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = Server::start(port, &std::env::temp_dir()).expect("redis-server starts");
+    wait_for_redis(&url).await;
+    let fx = fixture_at(&url, "shards-down").await.expect("own redis-server answers");
+    let (a, plane) = fx.sharded().await;
+    let x = channels_on_distinct_shards(&plane, 1)[0].0.clone();
+    drop(server);
+    // It could miss events: refused (once the wait is over), not let in.
+    let refused = a.connect(ConnectOptions::new().channel(&x)).await;
+    assert_eq!(refused.err(), Some(sse_core::ConnectError::ChannelsUnavailable));
+    assert!(plane.shards_read().is_empty());
+    assert_eq!(a.connection_count(), 0);
+    // A connection without channels needs no shard.
+    let _user = connect(&a, ConnectOptions::new().user("u")).await;
+    assert_eq!(a.stats().connections_rejected, 1);
+}

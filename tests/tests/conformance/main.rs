@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
                 presence::presence_query_route,
                 redis::redis_targets_across_instances,
                 redis::redis_resume_on_another_instance,
+                redis::redis_sharded_targets_and_resume,
                 redis::redis_presence_across_instances,
                 redis::redis_idempotency_key_spans_instances,
                 redis::redis_cluster_stats_across_instances,

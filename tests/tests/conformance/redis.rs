@@ -131,6 +131,22 @@ pub(crate) async fn redis_resume_on_another_instance(serve: ServeFn) {
     resume_on_another_instance(serve, &prefix.settings()).await;
 }
 
+/// The same two cases with channel events on shards (`SSE_REDIS_SHARDS`,
+/// "Shards"): nothing a client sees changes.
+pub(crate) async fn redis_sharded_targets_and_resume(serve: ServeFn) {
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_sharded_targets_and_resume").await else {
+        return;
+    };
+    let [url, key] = prefix.settings();
+    let settings = [url, key, ("SSE_REDIS_SHARDS", "8")];
+    targets_across_instances(serve, &settings).await;
+    let Some(prefix) = RedisPrefix::new_or_skip("redis_sharded_resume").await else {
+        return;
+    };
+    let [url, key] = prefix.settings();
+    resume_on_another_instance(serve, &[url, key, ("SSE_REDIS_SHARDS", "8")]).await;
+}
+
 /// Resuming on the other instance of two sharing a backplane.
 pub(crate) async fn resume_on_another_instance(serve: ServeFn, settings: &[(&str, &str)]) {
     let (a, b) = two_instances(serve, settings).await;
