@@ -560,6 +560,19 @@ fn classify(error: RedisBackplaneError, sent: &AtomicBool) -> BackplaneError {
     }
 }
 
+/// The shard that carries `channel`'s events among `shards` (see
+/// [`RedisBackplaneBuilder::shards`]): FNV-1a of the name's bytes, modulo
+/// `shards`; the same on every instance and in every version. `None` for 0
+/// shards.
+///
+/// ```
+/// assert_eq!(sse_redis::channel_shard("news", 0), None);
+/// assert!(sse_redis::channel_shard("news", 8).is_some_and(|shard| shard < 8));
+/// ```
+pub fn channel_shard(channel: &str, shards: u32) -> Option<u32> {
+    shards::shard_of(channel, shards)
+}
+
 /// The most shards [`RedisBackplaneBuilder::shards`] takes.
 pub const MAX_SHARDS: u32 = 1024;
 

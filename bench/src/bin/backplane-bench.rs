@@ -6,6 +6,7 @@
 //! cargo build --release -p sse-bench
 //! target/release/backplane-bench                                   # Redis and memory, 1, 2 and 4 instances
 //! target/release/backplane-bench --backplane redis --instances 1,2 --seconds 5
+//! target/release/backplane-bench --backplane redis --shards 8      # channel events on 8 shards
 //! ```
 //!
 //! Every instance is a manager of its own, with a backplane of its own on
@@ -61,6 +62,12 @@ struct Args {
     /// Bytes of each event's data.
     #[arg(long, default_value_t = 100)]
     payload: usize,
+    /// Spread channel events over this many Redis streams, each instance
+    /// reading only its channels' (0: one stream). In `discard` mode the
+    /// other instances then hold a channel of another shard, and do not
+    /// read the events published.
+    #[arg(long, default_value_t = 0)]
+    shards: u32,
     /// The Redis to use.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -178,6 +185,7 @@ async fn instance(args: &Args, kind: &str, log: &MemoryLog, prefix: &str) -> Res
             RedisBackplane::connect(args.redis_url.as_str())
                 .prefix(prefix)
                 .history(1000)
+                .shards(args.shards)
                 .build()
                 .await
                 .map_err(|e| e.to_string())?,
@@ -209,8 +217,18 @@ async fn run(args: &Args, phase: &Phase<'_>) -> Result<Report, String> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
+    // With shards, a channel of another shard than "bench"'s.
+    let bench_shard = sse_redis::channel_shard("bench", args.shards);
+    let elsewhere = (0..)
+        .map(|n| format!("elsewhere-{n}"))
+        .find(|name| args.shards < 2 || sse_redis::channel_shard(name, args.shards) != bench_shard)
+        .unwrap_or_default();
     for (i, manager) in managers.iter().enumerate() {
-        let channel = if phase.discard && i > 0 { "elsewhere" } else { "bench" };
+        let channel = if phase.discard && i > 0 {
+            elsewhere.as_str()
+        } else {
+            "bench"
+        };
         for _ in 0..args.connections {
             let mut connection = manager
                 .connect(ConnectOptions::new().channel(channel))
@@ -309,9 +327,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.mode.clone()
     };
     println!(
-        "| backplane | mode | instances | events | events/s | deliveries | delivery | drain s | process CPU s | process CPU µs/event | broker CPU s | broker CPU µs/event | publish p50 ms | publish p99 ms |"
+        "| backplane | shards | mode | instances | events | events/s | deliveries | delivery | drain s | process CPU s | process CPU µs/event | broker CPU s | broker CPU µs/event | publish p50 ms | publish p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for backplane in &backplanes {
         for mode in &modes {
             for &instances in &args.instances {
@@ -337,7 +355,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     1.0
                 };
                 println!(
-                    "| {backplane} | {mode} | {instances} | {} | {:.0} | {} | {:.4} | {:.2} | {:.2} | {:.1} | {} | {} | {:.2} | {:.2} |",
+                    "| {backplane} | {} | {mode} | {instances} | {} | {:.0} | {} | {:.4} | {:.2} | {:.2} | {:.1} | {} | {} | {:.2} | {:.2} |",
+                    if backplane == "redis" { args.shards } else { 0 },
                     r.events,
                     r.events as f64 / r.seconds,
                     r.deliveries,
