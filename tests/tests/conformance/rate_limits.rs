@@ -48,6 +48,7 @@ async fn publish(server: &TestServer, bearer: &str, body: &Value) -> (StatusCode
     .expect("an answer within the wait")
     .expect("the request is answered");
     let status = response.status();
+    assert_eq!(response.headers()["content-type"], "application/json");
     let retry_after = response
         .headers()
         .get("retry-after")
@@ -94,6 +95,29 @@ pub(crate) async fn publish_rate_answers_429_per_publisher(serve: ServeFn) {
         Some("1"),
         "Retry-After in whole seconds, rounded up: one event comes back every third of a second"
     );
+    // Refused before the body is read: one that is not even JSON too (a
+    // junk body that came after a refill is a 400, and takes the refill).
+    let mut attempts = 0;
+    loop {
+        let junk = server
+            .api(Method::POST, "/api/sse/publish")
+            .header("content-type", "application/json")
+            .body("not json");
+        let (status, body) = TestServer::send(junk).await;
+        if status != StatusCode::BAD_REQUEST {
+            assert_error(
+                status,
+                &body,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate limit",
+                "junk past the limit",
+            );
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 100, "a junk body is never limited");
+    }
+    // The administration endpoints are not limited.
     let stats = server.stats().await;
     assert_eq!(
         stats["eventsPublished"], accepted,
