@@ -355,9 +355,9 @@ settings! {
     /// [users](crate::Target::Users) over the limit of one of them is
     /// refused with [`SendError::RateLimited`](crate::SendError::RateLimited),
     /// which says when to retry; nothing is published or recorded. A
-    /// refused send to several users has used one event of the allowance
-    /// of those listed before the one over its limit. With a backplane the
-    /// limit is this instance's, checked before the event is published.
+    /// refused send to several users may have used one event of the
+    /// allowance of some of the others. With a backplane the limit is this
+    /// instance's, checked before the event is published.
     user_send_rate: copy Option<RateLimit>;
     /// The most events sent to each channel, by channel name (default:
     /// unlimited), as [`user_send_rate`](Self::user_send_rate) for sends
