@@ -158,6 +158,9 @@ pub(crate) struct KeyedLimiter<K: Hash + Eq + Clone> {
     states: Arc<Mutex<HashMap<K, InMemoryState>>>,
     max_keys: usize,
     recovery: Duration,
+    /// Held while a new key is admitted, so that two new keys at once
+    /// cannot take the limiter past `max_keys`.
+    admitting: Mutex<()>,
     /// When a full limiter last pruned itself on a send: at most once per
     /// [`FULL_PRUNE_INTERVAL`], so that a flood of new keys does not scan
     /// the keys on every send.
@@ -176,6 +179,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             states,
             max_keys: max_keys.max(1),
             recovery: limit.recovery().max(Duration::from_millis(1)),
+            admitting: Mutex::new(()),
             last_full_prune: Mutex::new(None),
         }
     }
@@ -187,7 +191,11 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if !self.states.lock().contains_key(key) && self.len() >= self.max_keys {
+        if self.states.lock().contains_key(key) {
+            return self.measure(key);
+        }
+        let _admitting = self.admitting.lock();
+        if self.len() >= self.max_keys {
             self.prune_when_full();
             if self.len() >= self.max_keys {
                 // Every key held still recovers: the first is dropped
@@ -195,6 +203,15 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
                 return Err(self.recovery);
             }
         }
+        self.measure(key)
+    }
+
+    /// Takes one event of `key`'s allowance, adding the key if new.
+    fn measure<Q>(&self, key: &Q) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.limiter.check_key(&key.to_owned()).map_err(|refused| {
             refused
                 .wait_time_from(self.limiter.clock().now())
@@ -285,5 +302,24 @@ mod tests {
         assert_eq!(slow.len(), 10, "never more keys than the bound");
         assert_eq!(slow.check("another"), Err(Duration::from_secs(1)), "refused while full");
         assert!(slow.check("0").is_err(), "a known key keeps its own limit");
+    }
+
+    #[test]
+    fn new_keys_from_many_threads_stay_within_the_bound() {
+        let limiter = Arc::new(KeyedLimiter::<String>::new(RateLimit::per_second(1), 10));
+        let threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || {
+                    for n in 0..500 {
+                        let _ = limiter.check(format!("{thread}-{n}").as_str());
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no panic");
+        }
+        assert!(limiter.len() <= 10, "{} keys", limiter.len());
     }
 }
