@@ -474,7 +474,9 @@ impl SseManager {
 /// (with shared presence, the change is marked there instead, in the
 /// presence marks, a leaf lock taken under `registry`);
 /// lifecycle hooks are only spawned there, and run as tasks of their own,
-/// holding none of these locks.
+/// holding none of these locks. The rate limits' locks are leaves: taken
+/// at the start of a send, under `keys` at most, and released before
+/// anything else is taken.
 pub(crate) struct Shared {
     config: SseConfig,
     /// Sequencer and replay log.
