@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sse_core::SseConfig;
 use sse_core::http::jwt::{JwtAlgorithm, JwtAuthenticator, JwtConfigError};
 use sse_core::server::ServerLimits;
+use sse_core::{RateLimit, SseConfig};
 
 /// The demo servers' configuration, read from the environment variables of
 /// the HTTP contract (`SSE_ADDR`, `SSE_HEARTBEAT_MS`, ...), among them
@@ -25,8 +25,9 @@ use sse_core::server::ServerLimits;
 /// (with Redis, how often an instance reports its statistics for
 /// `GET /api/sse/stats/cluster`), the memory bounds
 /// `SSE_HISTORY_BYTES`, `SSE_CLIENT_QUEUE_BYTES` and
-/// `SSE_FRAME_BUDGET_BYTES`, `SSE_IDEMPOTENCY_WINDOW_MS`, and the server's
-/// own limits ([`EnvConfig::server`]).
+/// `SSE_FRAME_BUDGET_BYTES`, `SSE_IDEMPOTENCY_WINDOW_MS`, `SSE_PUBLISH_RATE`
+/// (publishes per second per publisher, unlimited when unset), and the
+/// server's own limits ([`EnvConfig::server`]).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -231,6 +232,19 @@ impl EnvConfig {
         };
         if let Some(ms) = parse_with("SSE_IDEMPOTENCY_WINDOW_MS", &at_least_1000)? {
             sse = sse.idempotency_window(Duration::from_millis(ms));
+        }
+        let rate = |text: &str| -> Result<u64, String> {
+            positive(text).and_then(|n| {
+                if n > 1_000_000 {
+                    Err("must be at most 1000000".to_owned())
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        if let Some(rate) = parse_with("SSE_PUBLISH_RATE", &rate)? {
+            let rate = u32::try_from(rate).unwrap_or(u32::MAX);
+            sse = sse.publish_rate(Some(RateLimit::per_second(rate)));
         }
         // Every value above passed its setting's rule already; should the
         // configuration gain a rule, its error is reported here.
@@ -516,6 +530,7 @@ mod tests {
             ("SSE_CLIENT_QUEUE_BYTES", "65536"),
             ("SSE_FRAME_BUDGET_BYTES", "4194304"),
             ("SSE_IDEMPOTENCY_WINDOW_MS", "60000"),
+            ("SSE_PUBLISH_RATE", "20"),
         ])
         .expect("valid");
         assert_eq!(config.sse.max_connections_per_addr(), Some(3));
@@ -547,6 +562,15 @@ mod tests {
         assert_eq!(config.sse.client_queue_bytes(), 64 << 10);
         assert_eq!(config.sse.frame_memory_budget(), 4 << 20);
         assert_eq!(config.sse.idempotency_window(), Duration::from_secs(60));
+        assert_eq!(
+            config.sse.publish_rate(),
+            Some(RateLimit::per_second(20).with_burst(20))
+        );
+        assert_eq!(
+            env(&[]).expect("defaults").sse.publish_rate(),
+            None,
+            "unlimited when unset"
+        );
         assert_eq!(env(&[]).expect("defaults").drain, Duration::ZERO);
         assert!(env(&[]).expect("defaults").metrics);
         assert!(!env(&[("SSE_METRICS", "off")]).expect("valid").metrics);
@@ -726,6 +750,9 @@ mod tests {
             ("SSE_HISTORY_BYTES", "lots"),
             ("SSE_FRAME_BUDGET_BYTES", "0"),
             ("SSE_IDEMPOTENCY_WINDOW_MS", "999"),
+            ("SSE_PUBLISH_RATE", "0"),
+            ("SSE_PUBLISH_RATE", "fast"),
+            ("SSE_PUBLISH_RATE", "1000001"),
             ("SSE_CORS_ORIGINS", "*"),
             ("SSE_AUTH_SECRET", ""),
         ] {

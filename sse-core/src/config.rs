@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::rate_limit::RateLimit;
 
 /// Settings of an [`SseManager`](crate::SseManager).
 ///
@@ -57,6 +58,10 @@ pub struct SseConfig {
     pub(crate) idempotency_window: Duration,
     pub(crate) stats_interval: Duration,
     pub(crate) metric_channels: Vec<String>,
+    pub(crate) user_send_rate: Option<RateLimit>,
+    pub(crate) channel_send_rate: Option<RateLimit>,
+    pub(crate) publish_rate: Option<RateLimit>,
+    pub(crate) rate_limit_keys: usize,
 }
 
 /// Builds an [`SseConfig`]: every setting starts at its default, each setter
@@ -159,6 +164,10 @@ impl Default for SseConfig {
             idempotency_window: Duration::from_secs(300),
             stats_interval: Duration::from_secs(5),
             metric_channels: Vec::new(),
+            user_send_rate: None,
+            channel_send_rate: None,
+            publish_rate: None,
+            rate_limit_keys: 100_000,
         }
     }
 }
@@ -341,6 +350,32 @@ settings! {
     /// per name given (at most 1,000 names, each not empty and without
     /// control characters).
     metric_channels: ref Vec<String>;
+    /// The most events sent to each user, by user id (default: unlimited):
+    /// a send to a [user](crate::Target::User) or to
+    /// [users](crate::Target::Users) over the limit of one of them is
+    /// refused with [`SendError::RateLimited`](crate::SendError::RateLimited),
+    /// which says when to retry; nothing is published or recorded. A
+    /// refused send to several users may have used one event of the
+    /// allowance of some of the others. With a backplane the limit is this
+    /// instance's, checked before the event is published.
+    user_send_rate: copy Option<RateLimit>;
+    /// The most events sent to each channel, by channel name (default:
+    /// unlimited), as [`user_send_rate`](Self::user_send_rate) for sends
+    /// to a [channel](crate::Target::Channel).
+    channel_send_rate: copy Option<RateLimit>;
+    /// The most events each publisher may send through the HTTP publish
+    /// route (feature `http`; default: unlimited): a publisher is its
+    /// bearer token, else the client's address, else every anonymous
+    /// publisher together. Over it, the route answers `429 Too Many
+    /// Requests` with a `Retry-After` header, before reading the event.
+    publish_rate: copy Option<RateLimit>;
+    /// The most keys (users, channels, publishers) each rate limit holds
+    /// at once (default 100,000; at least 1), about 100 bytes each. A key
+    /// is dropped once its allowance is whole again (checked every
+    /// 10 s by the maintenance task); a key that is new while its limit
+    /// holds this many is refused as over the limit until keys are
+    /// dropped, so memory stays bounded whatever keys senders use.
+    rate_limit_keys: copy usize;
 }
 
 impl SseConfig {
@@ -415,6 +450,18 @@ impl SseConfig {
                 "presence_channels",
                 "a pattern must be non-empty, without control characters",
             );
+        }
+        for (name, limit) in [
+            ("user_send_rate", self.user_send_rate),
+            ("channel_send_rate", self.channel_send_rate),
+            ("publish_rate", self.publish_rate),
+        ] {
+            if let Some(limit) = limit {
+                limit.check(name)?;
+            }
+        }
+        if self.rate_limit_keys == 0 {
+            return invalid("rate_limit_keys", "must be at least 1");
         }
         if self.max_channel_len == 0 {
             return invalid("max_channel_len", "must be at least 1");

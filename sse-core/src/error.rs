@@ -135,6 +135,17 @@ pub enum SendError {
     /// with a backplane, target a channel, user or session instead.
     #[error("a predicate target cannot be sent through a backplane")]
     NotDistributable,
+    /// A rate limit is reached: the target's
+    /// ([`SseConfig::user_send_rate`](crate::SseConfig::user_send_rate),
+    /// [`SseConfig::channel_send_rate`](crate::SseConfig::channel_send_rate))
+    /// or the HTTP publisher's
+    /// ([`SseConfig::publish_rate`](crate::SseConfig::publish_rate)).
+    /// Nothing was sent; retry after `retry_after`.
+    #[error("rate limit reached: too many events; retry in {retry_after:?}")]
+    RateLimited {
+        /// How long until the send may succeed (more than zero).
+        retry_after: Duration,
+    },
 }
 
 impl SendError {

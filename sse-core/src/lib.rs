@@ -49,6 +49,7 @@ mod manager;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod queue;
+mod rate_limit;
 pub mod runtime;
 #[cfg(feature = "server")]
 pub mod server;
@@ -77,6 +78,7 @@ pub use manager::{
     ClusterStats, ConnectContext, Delivery, DisconnectContext, InstanceStats, MAX_IDEMPOTENCY_KEY_LEN, PresenceMember,
     SseManager, SseManagerBuilder, overloaded_body,
 };
+pub use rate_limit::RateLimit;
 pub use runtime::Runtime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;

@@ -2,14 +2,16 @@
 //! against clients that hold connections without using them, checked over
 //! raw TCP on loopback against every framework's demo: a request head or
 //! body that never finishes, an idle keep-alive connection, a client that
-//! stops reading, thousands of half-open sockets, the open socket cap, and
-//! a stream's place freed as soon as its client leaves.
+//! stops reading, thousands of half-open sockets, the open socket cap, a
+//! stream's place freed as soon as its client leaves, and a flood of
+//! publishes held to the publisher's rate limit (`SSE_PUBLISH_RATE`).
 //!
 //! Timeouts are set short (a few hundred milliseconds) through the settings;
 //! every wait is bounded by [`WAIT`], and the measured figures are printed.
 
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde_json::json;
 use sse_examples::ServeFn;
 use sse_tests::{TestServer, WAIT};
@@ -29,6 +31,7 @@ macro_rules! attack_tests {
                 normal_client_served_beside_half_open_sockets,
                 sockets_beyond_the_cap_are_closed,
                 stream_place_is_freed_when_the_client_leaves,
+                publish_flood_is_rate_limited,
             );
         }
     };
@@ -321,4 +324,101 @@ async fn stream_place_is_freed_when_the_client_leaves(serve: ServeFn) {
     server.publish_ok(&json!({"event": "hello", "data": 1})).await;
     third.stream.expect_event("hello").await;
     println!("two clients left: their places were free after {took:?}");
+}
+
+/// 2,000 publishes from one publisher, eight at a time over kept-alive
+/// connections, each with a bearer token of its own making (which, without
+/// `SSE_PUBLISH_TOKEN`, proves nothing, so the publisher is its address):
+/// it gets no more than its allowance, every other publish is a `429` with
+/// `Retry-After`, the limiter holds one key, and the server keeps serving.
+async fn publish_flood_is_rate_limited(serve: ServeFn) {
+    const FLOOD: usize = 2000;
+    const WORKERS: usize = 8;
+    const RATE: u64 = 20;
+    let server = TestServer::start(serve, &[("SSE_PUBLISH_RATE", "20")]).await;
+    let mut watcher = server.subscribe("userId=watcher").await;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let client = server.client().clone();
+            let url = server.url("/api/sse/publish");
+            tokio::spawn(async move {
+                let (mut accepted, mut limited) = (0_u64, 0_u64);
+                for n in (worker..FLOOD).step_by(WORKERS) {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(format!("made-up-{n}"))
+                        .json(&json!({"event": "flood", "data": n}))
+                        .send()
+                        .await
+                        .expect("every publish is answered");
+                    match response.status() {
+                        StatusCode::OK => accepted += 1,
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            let retry_after = response.headers().get("retry-after").expect("a Retry-After header");
+                            assert_eq!(retry_after, "1", "one event comes back every 50 ms");
+                            limited += 1;
+                        }
+                        other => panic!("publish {n} answered {other}"),
+                    }
+                }
+                (accepted, limited)
+            })
+        })
+        .collect();
+    let (mut accepted, mut limited) = (0, 0);
+    for worker in workers {
+        let (a, l) = tokio::time::timeout(6 * WAIT, worker)
+            .await
+            .expect("the flood is answered within the wait")
+            .expect("the worker finished");
+        accepted += a;
+        limited += l;
+    }
+    let took = started.elapsed();
+    assert_eq!(accepted + limited, FLOOD as u64);
+    // The burst, and one event every 1/RATE s while the flood lasted.
+    let allowance = RATE + (took.as_secs_f64() * RATE as f64).ceil() as u64;
+    assert!(
+        accepted <= allowance,
+        "{accepted} publishes accepted in {took:?}: at most {allowance}"
+    );
+    assert!(limited > 0, "the flood is limited");
+    assert_eq!(
+        server.manager().rate_limit_keys(),
+        1,
+        "one publisher is one key, whatever tokens it makes up"
+    );
+    assert_eq!(server.stats().await["eventsPublished"], accepted);
+    println!(
+        "publish flood: {FLOOD} publishes in {took:?}, {accepted} accepted (allowance {allowance}), {limited} answered 429; \
+         the limiter holds {} key",
+        server.manager().rate_limit_keys()
+    );
+
+    // The server is healthy: its probe answers, and once the allowance
+    // comes back the publisher reaches the subscriber, after every flood
+    // event that was accepted.
+    let (status, _) = TestServer::send(server.client().get(server.url("/healthz"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = server.publish(&json!({"event": "after", "data": 1})).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(Instant::now() < deadline, "still limited after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut floods = 0;
+    loop {
+        let event = watcher.stream.next_event().await;
+        if event.event == "after" {
+            break;
+        }
+        assert_eq!(event.event, "flood");
+        floods += 1;
+    }
+    assert_eq!(floods, accepted, "the subscriber got every accepted publish");
 }

@@ -3,6 +3,7 @@
 //! under the mount point, and answers unknown paths and wrong methods.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,8 +16,8 @@ use super::requests::{SubscribeRequest, parse_json};
 use super::responses::{empty, with_body};
 use super::routes::{Admin, Route, RouteGroup};
 use super::{
-    AuthError, Authenticator, CLIENT_JS, ChannelAuthorizer, PublishAuthorizer, PublishRequest, SseReply, Subscriber,
-    auth_error, error, json, method_not_allowed,
+    AuthError, Authenticator, CLIENT_JS, ChannelAuthorizer, PublishAuthorizer, PublishRequest, RemoteAddr, SseReply,
+    Subscriber, auth_error, bearer_token, error, json, method_not_allowed, rate_limited,
 };
 use crate::connection::{ConnectOptions, ConnectionInfo};
 use crate::error::{ClusterStatsError, SendError, SubscribeError};
@@ -289,8 +290,12 @@ impl SseEndpoints {
     }
 
     /// `POST publish`: the event of `body`, sent once per `Idempotency-Key`
-    /// header when there is one.
+    /// header when there is one, within the publisher's
+    /// [rate limit](crate::SseConfig::publish_rate).
     async fn publish(&self, head: &Parts, body: &[u8]) -> Response<Bytes> {
+        if let Err(SendError::RateLimited { retry_after }) = self.manager.check_publisher(&self.publisher_of(head)) {
+            return rate_limited(retry_after);
+        }
         let key = match head.headers.get("idempotency-key").map(|value| value.to_str()) {
             None => None,
             Some(Ok(key)) => Some(key),
@@ -335,7 +340,25 @@ impl SseEndpoints {
                 )
             }
             Err(failure @ SendError::InvalidIdempotencyKey(_)) => error(StatusCode::BAD_REQUEST, &failure.to_string()),
+            Err(SendError::RateLimited { retry_after }) => rate_limited(retry_after),
             Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, &failure.to_string()),
+        }
+    }
+
+    /// Who publishes `head`, for the publisher's rate limit: the bearer
+    /// token the publish authorizer accepted, else the client's address.
+    /// Without an authorizer a token proves nothing, and is not used: any
+    /// number of them would cost nothing to make.
+    fn publisher_of<'a>(&self, head: &'a Parts) -> Publisher<'a> {
+        let token = self
+            .publisher
+            .as_ref()
+            .and_then(|_| bearer_token(&head.headers))
+            .filter(|token| !token.is_empty());
+        match (token, head.extensions.get::<RemoteAddr>()) {
+            (Some(token), _) => Publisher::Token(token),
+            (None, Some(RemoteAddr(addr))) => Publisher::Addr(addr.ip()),
+            (None, None) => Publisher::Anonymous,
         }
     }
 
@@ -387,6 +410,17 @@ impl SseEndpoints {
             &serde_json::json!({ "channel": channel, "users": users }),
         )
     }
+}
+
+/// A publisher, as its rate limit knows it.
+#[derive(Hash)]
+enum Publisher<'a> {
+    /// By the bearer token the publish authorizer accepted.
+    Token(&'a str),
+    /// By the client's address.
+    Addr(IpAddr),
+    /// Every publisher without either.
+    Anonymous,
 }
 
 fn subscriber_of(info: &ConnectionInfo) -> Subscriber<'_> {

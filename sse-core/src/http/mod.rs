@@ -71,7 +71,9 @@ pub use endpoints::SseEndpoints;
 pub use probes::{healthz, readyz};
 pub use reply::{FrameStream, SseReply};
 pub use requests::{MAX_EXCLUSIONS, PublishError, PublishRequest};
-pub use responses::{auth_error, connect_error, error, json, method_not_allowed, payload_too_large, unreadable_body};
+pub use responses::{
+    auth_error, connect_error, error, json, method_not_allowed, payload_too_large, rate_limited, unreadable_body,
+};
 pub use routes::{RouteGroup, RoutePath};
 
 /// The largest request body the endpoints accept (1 MiB); adapters answer a

@@ -2,12 +2,14 @@
 //! adapters alike: JSON bodies and errors, and the answers to an oversized
 //! or unreadable body, a refused authentication and a refused connection.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::{AuthError, sse_headers};
-use crate::error::ConnectError;
+use crate::error::{ConnectError, SendError};
 use crate::manager::overloaded_body;
 
 /// A JSON response.
@@ -42,6 +44,27 @@ pub fn method_not_allowed(allowed: &[Method]) -> Response<Bytes> {
     if let Ok(allow) = HeaderValue::from_str(&allow) {
         response.headers_mut().insert(header::ALLOW, allow);
     }
+    response
+}
+
+/// The `429 Too Many Requests` answer to a publish over a rate limit
+/// ([`SendError::RateLimited`]): `{"error": "..."}` with a `Retry-After`
+/// header of `retry_after` in whole seconds, rounded up, at least 1.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let response = sse_core::http::rate_limited(Duration::from_millis(1200));
+/// assert_eq!(response.status(), 429);
+/// assert_eq!(response.headers()["retry-after"], "2");
+/// ```
+pub fn rate_limited(retry_after: Duration) -> Response<Bytes> {
+    let message = SendError::RateLimited { retry_after }.to_string();
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, &message);
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     response
 }
 

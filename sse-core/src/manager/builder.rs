@@ -196,6 +196,7 @@ impl SseManagerBuilder {
         };
         #[cfg(feature = "metrics")]
         let metrics = crate::metrics::Handles::register(&config.metric_channels);
+        let limits = super::limits::SendLimits::new(&config);
         let shared = Arc::new_cyclic(|me| Shared {
             history: Mutex::new(History::new(
                 config.history_size,
@@ -218,6 +219,7 @@ impl SseManagerBuilder {
             instance: fastrand::u64(1..),
             pending: Mutex::new(HashMap::new()),
             keys: Mutex::new(super::idempotency::Keys::default()),
+            limits,
             hooks,
             presence_sync,
             stats_sync,

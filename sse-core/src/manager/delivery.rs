@@ -47,8 +47,9 @@ impl Shared {
     /// without a backplane.
     ///
     /// # Errors
-    /// [`SendError::OverBudget`].
+    /// [`SendError::RateLimited`], [`SendError::OverBudget`].
     pub(super) fn send(&self, audience: &Audience, event: &Event) -> Result<Delivery, SendError> {
+        self.check_rate(audience.target())?;
         let start = Instant::now();
         let delivery = self.deliver(audience, event, Source::Local)?;
         if event.dispatches() {

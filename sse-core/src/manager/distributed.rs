@@ -46,6 +46,7 @@ impl Shared {
         let start = std::time::Instant::now();
         let entry = Entry::new(self.instance, audience, event).ok_or(SendError::NotDistributable)?;
         // Checked before the log: once published, no instance can refuse it.
+        self.check_rate(audience.target())?;
         self.check_budget(event.encode().len())?;
         let shard = match audience.target() {
             Target::Channel(channel) => backplane.channel_shard(channel),

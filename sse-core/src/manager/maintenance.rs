@@ -2,8 +2,9 @@
 //! heartbeats to connections that have been silent for the heartbeat
 //! interval, closes connections whose lifetime or expiry deadline passed
 //! and, with an idle timeout, those that received no event for that long,
-//! and sleeps until the next of those is due (or until it is woken by a
-//! nearer deadline or by shutdown). There is no timer per connection.
+//! drops the rate limits' keys whose allowance is whole again, and sleeps
+//! until the next of those is due (or until it is woken by a nearer
+//! deadline or by shutdown). There is no timer per connection.
 
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,7 @@ use super::Shared;
 use crate::config::{Heartbeat, SseConfig};
 use crate::connection::CloseReason;
 use crate::event::{Event, comment_frame};
+use crate::rate_limit::PRUNE_INTERVAL;
 use crate::stats::Counters;
 
 /// The encoded heartbeat of `config`; `None` when heartbeats are off.
@@ -39,6 +41,7 @@ pub(super) fn heartbeat_frame(config: &SseConfig) -> Option<Bytes> {
 pub(super) async fn run(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
     let mut next_heartbeat = Instant::now();
     let mut next_idle_check = Instant::now();
+    let mut next_prune = Instant::now();
     loop {
         let (runtime, sleep_for) = {
             let Some(shared) = shared.upgrade() else { return };
@@ -62,10 +65,16 @@ pub(super) async fn run(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
                     next_idle_check = now.checked_add(idle_tick).unwrap_or(far_future(now));
                 }
             }
+            let prunes = shared.limits.any();
+            if prunes && now >= next_prune {
+                shared.limits.prune();
+                next_prune = now.checked_add(PRUNE_INTERVAL).unwrap_or(far_future(now));
+            }
             let wake_at = [
                 tick.map(|_| next_heartbeat),
                 next_deadline,
                 idle_tick.map(|_| next_idle_check),
+                prunes.then_some(next_prune),
             ]
             .into_iter()
             .flatten()

@@ -8,9 +8,9 @@
 //! them, `delivery` records an event and fans it out to their queues,
 //! `distributed` takes the backplane's path, `maintenance` runs
 //! heartbeats, expiry and the idle timeout, `hooks` runs the application's
-//! lifecycle hooks, `presence` keeps who is online in a channel and
+//! lifecycle hooks, `presence` keeps who is online in a channel,
 //! `shared_presence` reports it to a backplane that keeps it across
-//! instances.
+//! instances and `limits` holds the send rate limits.
 
 #[cfg(feature = "http")]
 mod admin_view;
@@ -21,6 +21,7 @@ mod delivery;
 mod distributed;
 mod hooks;
 mod idempotency;
+mod limits;
 mod maintenance;
 mod presence;
 mod readiness;
@@ -200,7 +201,9 @@ impl SseManager {
     /// # Errors
     /// [`SendError::ShutDown`] once [`SseManager::shutdown`] was called;
     /// [`SendError::OverBudget`] when the event's frame would exceed
-    /// [`SseConfig::frame_memory_budget`]; with a backplane, [`SendError::Backplane`] when it is unreachable and
+    /// [`SseConfig::frame_memory_budget`]; [`SendError::RateLimited`] over
+    /// [`SseConfig::user_send_rate`] or [`SseConfig::channel_send_rate`];
+    /// with a backplane, [`SendError::Backplane`] when it is unreachable and
     /// [`SendError::NotDistributable`] for a [`Target::Filter`].
     pub async fn send(&self, target: impl Into<Audience>, event: Event) -> Result<Delivery, SendError> {
         self.send_to(&target.into(), &event).await
@@ -487,7 +490,9 @@ impl SseManager {
 /// (with a backplane that has shards) are a leaf lock too, taken under
 /// `history` and `registry`;
 /// lifecycle hooks are only spawned there, and run as tasks of their own,
-/// holding none of these locks.
+/// holding none of these locks. The rate limits' locks are leaves: taken
+/// at the start of a send, under `keys` at most, and released before
+/// anything else is taken.
 pub(crate) struct Shared {
     config: SseConfig,
     /// Sequencer and replay log.
@@ -511,6 +516,8 @@ pub(crate) struct Shared {
     instance: u64,
     /// The keys of recent idempotent sends, without a backplane.
     keys: Mutex<idempotency::Keys>,
+    /// The send rate limits.
+    limits: limits::SendLimits,
     /// Local delivery counts of this instance's backplane publications, by
     /// log id, until their publisher collects them.
     pending: Mutex<HashMap<String, Pending>>,

@@ -19,6 +19,7 @@ mod metrics;
 mod nats;
 mod presence;
 mod publish;
+mod rate_limits;
 mod redis;
 mod replay;
 mod stream;
@@ -43,6 +44,7 @@ macro_rules! conformance_tests {
                 publish::published_event_fields,
                 publish::exclusions_and_replay_are_validated,
                 publish::idempotency_key_publishes_once,
+                rate_limits::publish_rate_answers_429_per_publisher,
                 replay::replay_after_last_event_id_header,
                 replay::replay_after_last_event_id_query,
                 replay::header_wins_over_query,
