@@ -96,6 +96,13 @@ impl Shared {
             options.allowed_channels,
             options.remote_addr,
         ));
+        if let Some(interval) = self.config.heartbeat_interval {
+            let due_ms = queue
+                .last_push_ms()
+                .saturating_add(interval.as_millis().try_into().unwrap_or(u64::MAX));
+            let tick_ms = super::heartbeats::tick_ms(interval);
+            self.heartbeats.lock().file(client_id.clone(), due_ms, tick_ms);
+        }
         let mut slow = Vec::new();
         if let Some(entry) = registry.get(client_id.as_str()) {
             let channels = entry.info.channels.iter().map(String::as_str);

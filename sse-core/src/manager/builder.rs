@@ -224,6 +224,7 @@ impl SseManagerBuilder {
             presence_sync,
             stats_sync,
             shards: Shards::default(),
+            heartbeats: Mutex::new(super::heartbeats::Wheel::new()),
             #[cfg(feature = "metrics")]
             metrics,
             me: me.clone(),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_channel::mpsc;
 use futures_util::{FutureExt as _, StreamExt as _};
 
-use super::Shared;
+use super::{Shared, heartbeats};
 use crate::config::{Heartbeat, SseConfig};
 use crate::connection::CloseReason;
 use crate::event::{Event, comment_frame};
@@ -49,7 +49,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
                 return;
             }
             let now = Instant::now();
-            let tick = shared.config.heartbeat_interval.map(heartbeat_tick);
+            let tick = shared.config.heartbeat_interval.map(heartbeats::tick);
             if let Some(tick) = tick {
                 if now >= next_heartbeat {
                     shared.heartbeat();
@@ -101,7 +101,8 @@ pub(super) async fn run(shared: Weak<Shared>, mut wake: mpsc::Receiver<()>) {
 
 impl Shared {
     /// Queues a heartbeat for every connection that is due one before the
-    /// next tick.
+    /// next tick, looking only at those the wheel files under the ticks
+    /// passed (see [`heartbeats`](super::heartbeats)).
     fn heartbeat(&self) {
         let (Some(frame), Some(interval)) = (&self.heartbeat_frame, self.config.heartbeat_interval) else {
             return;
@@ -113,21 +114,31 @@ impl Shared {
         // recorded as sent at the due time, not the tick: an idle connection
         // gets exactly one heartbeat per interval, not one per 7/8 of it.
         let now_ms = self.now_ms();
-        let tick = heartbeat_tick(interval);
+        let tick_ms = heartbeats::tick_ms(interval);
         let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
-        let horizon_ms = now_ms.saturating_add(u64::try_from((tick + tick / 2).as_millis()).unwrap_or(u64::MAX));
+        let horizon_ms = now_ms.saturating_add(tick_ms + tick_ms / 2);
         let mut slow = Vec::new();
         let mut sent = 0u64;
         {
+            // The lock order: the registry, then the wheel.
             let registry = self.registry.read();
-            for entry in registry.iter() {
-                let due_ms = entry.queue.last_push_ms().saturating_add(interval_ms);
+            let mut wheel = self.heartbeats.lock();
+            for id in wheel.take(now_ms, tick_ms) {
+                // A connection gone since it was filed is forgotten.
+                let Some(entry) = registry.get(id.as_str()) else {
+                    continue;
+                };
+                let mut due_ms = entry.queue.last_push_ms().saturating_add(interval_ms);
                 if due_ms < horizon_ms {
-                    let pushed = entry.queue.push_heartbeat(frame.clone(), due_ms.max(now_ms));
-                    if self.pushed(entry, pushed, &mut slow) {
-                        sent += 1;
+                    let sent_at = due_ms.max(now_ms);
+                    let pushed = entry.queue.push_heartbeat(frame.clone(), sent_at);
+                    if !self.pushed(entry, pushed, &mut slow) {
+                        continue;
                     }
+                    sent += 1;
+                    due_ms = sent_at.saturating_add(interval_ms);
                 }
+                wheel.file(id, due_ms, tick_ms);
             }
         }
         Counters::add(&self.stats.heartbeats, sent);
@@ -193,9 +204,4 @@ fn far_future(now: Instant) -> Instant {
 /// connection is closed between the timeout and 9/8 of it.
 fn idle_tick(timeout: Duration) -> Duration {
     timeout / 8
-}
-
-/// The period of the heartbeat timer for a heartbeat `interval`.
-fn heartbeat_tick(interval: Duration) -> Duration {
-    interval / 8
 }

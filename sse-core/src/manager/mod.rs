@@ -19,6 +19,7 @@ mod builder;
 mod cluster_stats;
 mod delivery;
 mod distributed;
+mod heartbeats;
 mod hooks;
 mod idempotency;
 mod limits;
@@ -488,7 +489,8 @@ impl SseManager {
 /// (with shared presence, the change is marked there instead, in the
 /// presence marks, a leaf lock taken under `registry`); the shards read
 /// (with a backplane that has shards) are a leaf lock too, taken under
-/// `history` and `registry`;
+/// `history` and `registry`, and so is the heartbeats' wheel, taken under
+/// `registry`;
 /// lifecycle hooks are only spawned there, and run as tasks of their own,
 /// holding none of these locks. The rate limits' locks are leaves: taken
 /// at the start of a send, under `keys` at most, and released before
@@ -533,6 +535,8 @@ pub(crate) struct Shared {
     stats_sync: Option<StatsSync>,
     /// With a backplane that has shards: the shards read, and who waits.
     shards: Shards,
+    /// The connections the heartbeat ticks look at, by tick.
+    heartbeats: Mutex<heartbeats::Wheel>,
     /// This state itself, for the handle a disconnect hook is given.
     me: Weak<Shared>,
 }
