@@ -13,6 +13,11 @@
 //! Every wait is bounded by [`WAIT`]; a test that waits longer fails with a
 //! message naming what it waited for.
 //!
+//! Inside [`over_http2`], the servers started are spoken to over HTTP/2
+//! without TLS (prior knowledge, as `curl --http2-prior-knowledge` does):
+//! the suite runs a selection of its cases that way, since browsers speak
+//! HTTP/2 to any HTTPS origin.
+//!
 //! The Redis cases run two servers on one stream of the Redis at
 //! [`REDIS_URL`], under a key prefix of their own ([`RedisPrefix`]); without
 //! a Redis there they print why and pass, unless `SSE_CI_STRICT=1`, which
@@ -54,6 +59,19 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// How often the polling helpers ([`TestServer::wait_for_stats`]) look again.
 const POLL: Duration = Duration::from_millis(20);
+
+tokio::task_local! {
+    /// Whether the servers started in this scope are spoken to over HTTP/2.
+    static HTTP2: bool;
+}
+
+/// Runs `case` with every [`TestServer`] it starts spoken to over HTTP/2
+/// with prior knowledge (no TLS, no upgrade): its client sends the HTTP/2
+/// preface on every connection, and [`TestServer::start`] checks that the
+/// server answers in HTTP/2.
+pub async fn over_http2<F: Future>(case: F) -> F::Output {
+    HTTP2.scope(true, case).await
+}
 
 /// One demo server, serving on `127.0.0.1` on an ephemeral port until
 /// [`TestServer::stop`] (or until it is dropped).
@@ -110,11 +128,22 @@ impl TestServer {
         let shutdown = sse_examples::graceful(manager.clone(), drain, signal);
         let mut task = tokio::spawn(serve(demo, listener, shutdown));
 
-        let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
+        let http2 = HTTP2.try_with(|on| *on).unwrap_or(false);
+        let mut client = reqwest::Client::builder().no_proxy();
+        if http2 {
+            client = client.http2_prior_knowledge();
+        }
+        let client = client.build().expect("an HTTP client");
         let probe_url = format!("{base_url}/sse-demo");
         let ready = async {
             loop {
-                if client.get(&probe_url).send().await.is_ok() {
+                if let Ok(response) = client.get(&probe_url).send().await {
+                    let expected = if http2 {
+                        reqwest::Version::HTTP_2
+                    } else {
+                        reqwest::Version::HTTP_11
+                    };
+                    assert_eq!(response.version(), expected, "the server's HTTP version");
                     return;
                 }
                 tokio::time::sleep(POLL).await;

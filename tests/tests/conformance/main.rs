@@ -4,7 +4,8 @@
 //!
 //! The cases live in one module per topic of the document; this file only
 //! declares them and generates, for each framework, a module with one test
-//! per case (the harness, [`sse_tests::TestServer`], is in `tests/src/lib.rs`;
+//! per case, and in it a module `http2` running a selection of the cases
+//! again over HTTP/2 (prior knowledge, [`sse_tests::over_http2`]) (the harness, [`sse_tests::TestServer`], is in `tests/src/lib.rs`;
 //! what the cases share, in [`common`]).
 
 mod admin;
@@ -99,7 +100,38 @@ macro_rules! conformance_tests {
                 nats::nats_idempotency_key_spans_instances,
                 nats::nats_cluster_stats_are_not_shared,
             );
+
+            /// Cases run again over HTTP/2 with prior knowledge.
+            mod http2 {
+                conformance_tests!(@http2 $serve;
+                    stream::stream_headers,
+                    stream::first_frames,
+                    stream::heartbeats_keep_idle_streams_alive,
+                    targeting::targets_reach_exactly_their_connections,
+                    targeting::channels_joined_and_left_at_runtime,
+                    targeting::exclusions_skip_users_and_clients,
+                    publish::data_round_trip,
+                    publish::published_event_fields,
+                    publish::idempotency_key_publishes_once,
+                    replay::replay_after_last_event_id_header,
+                    replay::reset_for_unknown_ids,
+                    replay::replay_seam_has_no_gap_or_duplicate,
+                    limits::per_user_limit_closes_oldest,
+                    limits::max_lifetime_closes_streams,
+                    errors::publish_rejects_bad_input,
+                    redis::redis_targets_across_instances,
+                    redis::redis_resume_on_another_instance,
+                );
+            }
         }
+    };
+    (@http2 $serve:path; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                sse_tests::over_http2(crate::$module::$case($serve)).await;
+            }
+        )*
     };
     (@cases $serve:path; $($module:ident :: $case:ident),* $(,)?) => {
         $(
