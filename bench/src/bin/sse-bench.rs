@@ -110,6 +110,9 @@ struct Load {
     /// with the library recording none (`SSE_METRICS=off`), instead of the
     /// library with the baseline.
     metrics: bool,
+    /// Subscribe over HTTP/2 with prior knowledge, the streams spread over
+    /// this many connections (0: HTTP/1.1, one connection per stream).
+    http2_connections: usize,
 }
 
 impl Load {
@@ -125,6 +128,7 @@ impl Load {
             seconds,
             redis: false,
             metrics: false,
+            http2_connections: 0,
         }
     }
 }
@@ -275,12 +279,27 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
     } else {
         usize::MAX
     };
+    // Over HTTP/2, one client per connection: each keeps its streams on one.
+    let h2_clients: Vec<reqwest::Client> = (0..load.http2_connections)
+        .map(|_| {
+            reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .tcp_nodelay(true)
+                .build()
+                .unwrap_or_default()
+        })
+        .collect();
     let mut tasks = Vec::with_capacity(load.connections);
     for i in 0..load.connections {
         let url = format!("{base}/api/sse?userId=u{i}");
         let slow = i % slow_every == slow_every - 1;
+        let stream_client = if h2_clients.is_empty() {
+            &client
+        } else {
+            &h2_clients[i % h2_clients.len()]
+        };
         tasks.push(tokio::spawn(subscriber(
-            client.clone(),
+            stream_client.clone(),
             url,
             shared.clone(),
             max_seq,
@@ -556,6 +575,23 @@ fn scenarios(args: &Args) -> Vec<(&'static str, Load)> {
             },
         ),
     ];
+    // Many streams over few connections, as browsers multiplex an origin's
+    // streams over HTTP/2 (100 per connection, within the servers' limit
+    // of concurrent streams).
+    list.push((
+        "h2c-1k",
+        Load {
+            http2_connections: 10,
+            ..Load::new(1000.min(n), 10, s)
+        },
+    ));
+    list.push((
+        "h2c-10k",
+        Load {
+            http2_connections: n.div_ceil(100),
+            ..Load::new(n, 10, s)
+        },
+    ));
     // The broadcasts with and without metrics: what observability costs.
     list.push((
         "metrics-broadcast-10k",
@@ -672,10 +708,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The floor server broadcasts everything and has no queues: it
         // calibrates broadcasts only.
         let paired = load.redis || load.metrics;
-        if args.floor && !paired && !load.targeted && load.rate > 0 && load.slow_fraction == 0.0 && load.churn == 0 {
+        // Neither it nor the transport server speaks HTTP/2.
+        let http1 = load.http2_connections == 0;
+        if args.floor
+            && http1
+            && !paired
+            && !load.targeted
+            && load.rate > 0
+            && load.slow_fraction == 0.0
+            && load.churn == 0
+        {
             servers.push(("floor", &floor, vec![]));
         }
-        if args.transport && !paired {
+        if args.transport && http1 && !paired {
             servers.push(("transport", &transport, vec![]));
         }
         let mut reports = Vec::new();
@@ -702,7 +747,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let [ours, theirs, ..] = &reports[..] {
             ratio_row("ratio", ours, theirs);
         }
-        if let (true, [_, baseline, .., transport]) = (args.transport && !paired, &reports[..]) {
+        if let (true, [_, baseline, .., transport]) = (args.transport && http1 && !paired, &reports[..]) {
             ratio_row("transport ratio", transport, baseline);
         }
     }
