@@ -183,7 +183,7 @@ impl Shared {
     }
 
     /// Checks the requested channels and metadata against the limits.
-    fn validate(&self, options: &ConnectOptions) -> Result<(), ConnectError> {
+    pub(super) fn validate(&self, options: &ConnectOptions) -> Result<(), ConnectError> {
         let config = &self.config;
         if options.channels.len() > config.max_channels_per_connection {
             return Err(ConnectError::TooManyChannels {

@@ -176,8 +176,11 @@ impl SseManager {
     /// registered.
     pub async fn connect(&self, options: ConnectOptions) -> Result<Connection, ConnectError> {
         // With a backplane that reads channels by interest, the connection
-        // registers once its channels are read.
-        self.shared.await_shards(&options.channels).await?;
+        // registers once its channels are read (channels that are refused
+        // anyway are not waited for).
+        if self.shared.backplane.is_some() && self.shared.validate(&options).is_ok() {
+            self.shared.await_shards(&options.channels).await?;
+        }
         self.shared.connect(options)
     }
 
