@@ -18,11 +18,13 @@
 //! a bounded list of *marks*.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::event::MAX_ID_LEN;
+use crate::event::{MAX_ID_LEN, Priority};
+use crate::queue::Tag;
 use crate::target::Audience;
 
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub(crate) struct Entry {
     custom_id: Option<String>,
     pub(crate) audience: Audience,
     pub(crate) frame: Bytes,
+    /// The event's priority and conflation key: a keyed entry is replayed
+    /// only if no later one of its key supersedes it.
+    priority: Priority,
+    key: Option<Arc<str>>,
     at: Instant,
 }
 
@@ -40,7 +46,10 @@ const ENTRY_OVERHEAD: usize = 128;
 
 impl Entry {
     fn cost(&self) -> usize {
-        ENTRY_OVERHEAD + self.frame.len() + self.custom_id.as_ref().map_or(0, |id| 2 * id.len())
+        ENTRY_OVERHEAD
+            + self.frame.len()
+            + self.custom_id.as_ref().map_or(0, |id| 2 * id.len())
+            + self.key.as_ref().map_or(0, |key| key.len())
     }
 }
 
@@ -137,7 +146,14 @@ impl History {
         }
     }
 
-    pub(crate) fn push(&mut self, seq: u64, custom_id: Option<String>, audience: Audience, frame: Bytes, now: Instant) {
+    pub(crate) fn push(
+        &mut self,
+        seq: u64,
+        custom_id: Option<String>,
+        audience: Audience,
+        (frame, tag): (Bytes, Tag),
+        now: Instant,
+    ) {
         if self.capacity == 0 {
             self.evicted_upto = seq;
             self.prune_marks();
@@ -151,6 +167,8 @@ impl History {
             custom_id,
             audience,
             frame,
+            priority: tag.priority,
+            key: tag.key,
             at: now,
         };
         self.bytes += entry.cost();
@@ -243,6 +261,38 @@ impl History {
         self.entries.range(start..)
     }
 
+    /// The entries a client resuming after `seq` is replayed, oldest
+    /// first: those after it that `reaches` it, less the keyed ones that a
+    /// later one of their key supersedes, as in a lagging connection's
+    /// queue (a later entry of the same key supersedes one of the same or
+    /// lower priority). So the client gets the latest event of every key.
+    pub(crate) fn replay(&self, seq: u64, reaches: impl Fn(&Entry) -> bool) -> Vec<&Entry> {
+        let mut entries: Vec<&Entry> = self.after(seq).filter(|e| reaches(e)).collect();
+        if entries.iter().any(|e| e.key.is_some()) {
+            // Walking back from the newest: the highest priority seen later
+            // for each key.
+            let mut later: HashMap<&str, Priority> = HashMap::new();
+            let mut keep = vec![true; entries.len()];
+            for (i, entry) in entries.iter().enumerate().rev() {
+                let Some(key) = entry.key.as_deref() else {
+                    continue;
+                };
+                match later.get_mut(key) {
+                    Some(seen) => {
+                        keep[i] = *seen < entry.priority;
+                        *seen = (*seen).max(entry.priority);
+                    }
+                    None => {
+                        later.insert(key, entry.priority);
+                    }
+                }
+            }
+            let mut keep = keep.into_iter();
+            entries.retain(|_| keep.next().unwrap_or(true));
+        }
+        entries
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -270,7 +320,7 @@ mod tests {
             seq,
             custom.map(str::to_owned),
             Target::All.into(),
-            Bytes::new(),
+            (Bytes::new(), Tag::NORMAL),
             Instant::now(),
         );
         seq
@@ -315,7 +365,7 @@ mod tests {
             seq,
             None,
             Target::All.into(),
-            Bytes::from(vec![b'x'; len]),
+            (Bytes::from(vec![b'x'; len]), Tag::NORMAL),
             Instant::now(),
         );
         seq
@@ -346,7 +396,7 @@ mod tests {
         let mut h = History::new(10, Some(Duration::from_millis(10)), usize::MAX);
         let start = Instant::now();
         let seq = h.next_seq();
-        h.push(seq, None, Target::All.into(), Bytes::new(), start);
+        h.push(seq, None, Target::All.into(), (Bytes::new(), Tag::NORMAL), start);
         assert_eq!(h.len(), 1);
         assert_eq!(
             h.resume(&(seq - 1).to_string(), start + Duration::from_millis(50)),
@@ -393,5 +443,40 @@ mod tests {
         assert_eq!(h.len(), 0);
         assert_eq!(h.resume(&seq.to_string(), Instant::now()), Resume::After(seq));
         assert_eq!(h.resume(&(seq - 1).to_string(), Instant::now()), Resume::Unknown);
+    }
+
+    #[test]
+    fn replay_gives_the_latest_event_of_each_key() {
+        let mut h = history(16);
+        let start = h.peek_seq() - 1;
+        let mut publish = |data: &str, priority: Priority, key: Option<&str>| {
+            let seq = h.next_seq();
+            let tag = Tag {
+                priority,
+                key: key.map(Arc::from),
+            };
+            h.push(
+                seq,
+                None,
+                Target::All.into(),
+                (Bytes::from(data.to_owned()), tag),
+                Instant::now(),
+            );
+        };
+        publish("a1", Priority::Normal, Some("a"));
+        publish("x", Priority::Normal, None);
+        publish("b1", Priority::High, Some("b"));
+        publish("a2", Priority::Normal, Some("a"));
+        publish("b2", Priority::Normal, Some("b"));
+        publish("y", Priority::Normal, None);
+        publish("a3", Priority::High, Some("a"));
+        let replayed = |h: &History| -> Vec<String> {
+            h.replay(start, |_| true)
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.frame).into_owned())
+                .collect()
+        };
+        // A normal event of a key does not supersede a high-priority one.
+        assert_eq!(replayed(&h), ["x", "b1", "b2", "y", "a3"]);
     }
 }
