@@ -43,6 +43,10 @@ pub const MAX_ID_LEN: usize = 256;
 /// event is built, so an `Event` value can always be written to the wire
 /// safely.
 ///
+/// Beside its fields, an event may carry a [`Priority`] and a conflation
+/// key, which are not written to the wire: they decide what the queue of a
+/// client that lags may drop or replace (see [`flow`]).
+///
 /// ```
 /// use sse_core::Event;
 ///

@@ -180,15 +180,16 @@ impl Queue {
                 _ => 0,
             };
             let len = frame.len();
-            let (dropped, fits) = if self.fits(&inner, len) {
-                (0, true)
+            let shed = if self.fits(&inner, len) {
+                Ok(0)
             } else if class == Class::High {
                 inner.shed(|inner| self.fits(inner, len))
             } else {
-                (0, false)
+                Err(0)
             };
-            if !fits {
-                let dropped = dropped + inner.clear() + 1;
+            if let Err(removed) = shed {
+                // Every frame the push removed or would have queued.
+                let dropped = conflated + removed + inner.clear() + 1;
                 inner.state = State::Closed(CloseReason::SlowConsumer);
                 (Push::Overflow { dropped }, inner.waker.take())
             } else {
@@ -198,6 +199,7 @@ impl Queue {
                     class,
                 };
                 inner.count_in(&slot);
+                let dropped = shed.unwrap_or_default();
                 let result = if conflated + dropped == 0 {
                     Push::Queued
                 } else {

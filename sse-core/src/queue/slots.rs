@@ -249,23 +249,20 @@ impl Inner {
     /// Removes heartbeats and unkeyed normal events, oldest first, until
     /// `fits` says a new frame fits; each normal event removed leaves a gap
     /// (merged with a gap next to it). Returns the normal events removed,
-    /// and whether the frame fits now.
-    pub(super) fn shed(&mut self, fits: impl Fn(&Inner) -> bool) -> (usize, bool) {
-        let mut dropped = 0;
+    /// or, if the frame cannot fit, `Err` with the frames removed.
+    pub(super) fn shed(&mut self, fits: impl Fn(&Inner) -> bool) -> Result<usize, usize> {
+        let (mut dropped, mut removed) = (0, 0usize);
         while !fits(self) {
-            let Some(i) = self.slots().position(Slot::sheddable) else {
-                return (dropped, false);
-            };
+            let i = self.slots().position(Slot::sheddable).ok_or(removed)?;
             let held = i >= self.main_len();
-            let Some(slot) = self.remove(i) else {
-                return (dropped, false);
-            };
+            let slot = self.remove(i).ok_or(removed)?;
+            removed += 1;
             if slot.class == Class::Normal {
                 dropped += 1;
                 self.mark_gap(i, held);
             }
         }
-        (dropped, true)
+        Ok(dropped)
     }
 
     /// Notes one more normal event removed at `i` (of the held frames if
