@@ -159,6 +159,32 @@ impl Queue {
         self.push_as(frame, tag, sent_at_ms, Kind::Opening)
     }
 
+    /// Makes room for a frame of `len` bytes tagged `tag`: replaces the
+    /// queued frames of its key, then, if it does not fit, drops normal
+    /// frames for a high-priority one. Returns the push's outcome, or `Err`
+    /// with the frames dropped (the new one included) when it cannot fit:
+    /// the queue is then empty, and the caller closes it.
+    #[inline(never)]
+    fn make_room(&self, inner: &mut Inner, tag: &Tag, class: Class, len: usize) -> Result<Push, usize> {
+        let conflated = match &tag.key {
+            Some(key) if inner.keyed > 0 => inner.conflate(key, class),
+            _ => 0,
+        };
+        let shed = if self.fits(inner, len) {
+            Ok(0)
+        } else if class == Class::High {
+            inner.shed(|inner| self.fits(inner, len))
+        } else {
+            Err(0)
+        };
+        match shed {
+            // Every frame the push removed or would have queued.
+            Err(removed) => Err(conflated + removed + inner.clear() + 1),
+            Ok(0) if conflated == 0 => Ok(Push::Queued),
+            Ok(dropped) => Ok(Push::MadeRoom { conflated, dropped }),
+        }
+    }
+
     /// Whether a frame of `len` bytes fits in the queue as it is.
     fn fits(&self, inner: &Inner, len: usize) -> bool {
         inner.counted < self.capacity && !(inner.bytes > 0 && inner.bytes.saturating_add(len) > self.max_bytes)
@@ -170,49 +196,41 @@ impl Queue {
             (_, Priority::High) => Class::High,
             _ => Class::Normal,
         };
+        let len = frame.len();
         let (result, waker) = {
             let mut inner = self.inner.lock();
             if inner.state != State::Open {
                 return Push::Closed;
             }
-            let conflated = match &tag.key {
-                Some(key) if inner.keyed > 0 => inner.conflate(key, class),
-                _ => 0,
-            };
-            let len = frame.len();
-            let shed = if self.fits(&inner, len) {
-                Ok(0)
-            } else if class == Class::High {
-                inner.shed(|inner| self.fits(inner, len))
+            // An unkeyed frame that fits, the usual case, goes straight in.
+            let made = if tag.key.is_some() || !self.fits(&inner, len) {
+                self.make_room(&mut inner, tag, class, len)
             } else {
-                Err(0)
+                Ok(Push::Queued)
             };
-            if let Err(removed) = shed {
-                // Every frame the push removed or would have queued.
-                let dropped = conflated + removed + inner.clear() + 1;
-                inner.state = State::Closed(CloseReason::SlowConsumer);
-                (Push::Overflow { dropped }, inner.waker.take())
-            } else {
-                let slot = Slot {
-                    frame,
-                    key: tag.key.clone(),
-                    class,
-                };
-                inner.count_in(&slot);
-                let dropped = shed.unwrap_or_default();
-                let result = if conflated + dropped == 0 {
-                    Push::Queued
-                } else {
-                    Push::MadeRoom { conflated, dropped }
-                };
-                match (&mut inner.held, kind) {
-                    (Some(held), Kind::Live | Kind::Heartbeat) => {
-                        held.push_back(slot);
-                        (result, None)
-                    }
-                    _ => {
-                        inner.push_back(slot);
-                        (result, inner.waker.take())
+            match made {
+                Err(dropped) => {
+                    inner.state = State::Closed(CloseReason::SlowConsumer);
+                    (Push::Overflow { dropped }, inner.waker.take())
+                }
+                Ok(result) => {
+                    inner.counted += 1;
+                    inner.bytes += len;
+                    inner.keyed += usize::from(tag.key.is_some());
+                    let slot = Slot {
+                        frame,
+                        key: tag.key.clone(),
+                        class,
+                    };
+                    match (&mut inner.held, kind) {
+                        (Some(held), Kind::Live | Kind::Heartbeat) => {
+                            held.push_back(slot);
+                            (result, None)
+                        }
+                        _ => {
+                            inner.push_back(slot);
+                            (result, inner.waker.take())
+                        }
                     }
                 }
             }
@@ -335,6 +353,10 @@ impl Queue {
         }
         if let Some(first) = inner.head.take() {
             inner.count_out(&first);
+            if inner.rest.is_empty() {
+                // A client that keeps up: one frame, nothing to coalesce.
+                return Poll::Ready(Some((first.frame, 1)));
+            }
             let (mut total, mut count) = (first.frame.len(), 1);
             // What the coalesced slots took from the counts.
             let (mut counted, mut bytes, mut keyed) = (0, 0, 0);

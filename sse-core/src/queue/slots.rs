@@ -34,9 +34,9 @@ pub(super) enum Class {
     Normal,
     /// A high-priority event: counted, never removed for room.
     High,
-    /// Where this many normal events were removed: taken as a `dropped`
-    /// event. Not counted.
-    Gap(u32),
+    /// Where normal events were removed: taken as a `dropped` event, whose
+    /// frame holds how many. Not counted.
+    Gap,
 }
 
 impl Slot {
@@ -59,16 +59,31 @@ impl Slot {
         Slot {
             frame: gap_frame(dropped),
             key: None,
-            class: Class::Gap(dropped),
+            class: Class::Gap,
         }
     }
+
+    /// How many events a gap stands for, read back from its frame (the
+    /// count is not kept beside it, so that a slot stays small and plain to
+    /// move on the hot path); `None` for any other slot.
+    fn gap_count(&self) -> Option<u32> {
+        if self.class != Class::Gap {
+            return None;
+        }
+        let digits = self.frame.strip_prefix(GAP_PREFIX.as_bytes())?;
+        let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+        std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+    }
 }
+
+/// How the `dropped` event's frame starts; its count follows.
+const GAP_PREFIX: &str = "event: dropped\ndata: {\"dropped\":";
 
 /// The `dropped` event that takes the place of `dropped` normal events
 /// removed from a queue. It has no id: the client's last event id stays
 /// that of the last event it was sent.
 fn gap_frame(dropped: u32) -> Bytes {
-    Bytes::from(format!("event: dropped\ndata: {{\"dropped\":{dropped}}}\n\n"))
+    Bytes::from(format!("{GAP_PREFIX}{dropped}}}\n\n"))
 }
 
 #[derive(Debug)]
@@ -124,15 +139,6 @@ impl Inner {
             0 if main > 0 => self.head.as_mut(),
             i if i < main => self.rest.get_mut(i - 1),
             i => self.held.as_mut()?.get_mut(i - main),
-        }
-    }
-
-    /// Counts `slot` in, as it joins the queue.
-    pub(super) fn count_in(&mut self, slot: &Slot) {
-        if slot.counted() {
-            self.counted += 1;
-            self.bytes += slot.frame.len();
-            self.keyed += usize::from(slot.key.is_some());
         }
     }
 
@@ -198,7 +204,7 @@ impl Inner {
     /// Drops every queued slot and returns how many frames there were (the
     /// gaps left out).
     pub(super) fn clear(&mut self) -> usize {
-        let frames = self.slots().filter(|s| !matches!(s.class, Class::Gap(_))).count();
+        let frames = self.slots().filter(|s| s.class != Class::Gap).count();
         self.head = None;
         self.rest = VecDeque::new();
         self.held = None;
@@ -211,6 +217,7 @@ impl Inner {
     /// Removes the queued frames with `key` that a new frame of `class`
     /// supersedes: a high-priority one supersedes every frame of its key, a
     /// normal one the normal frames only. Returns how many were removed.
+    #[inline(never)]
     pub(super) fn conflate(&mut self, key: &str, class: Class) -> usize {
         let mut removed = 0;
         let mut i = 0;
@@ -235,9 +242,10 @@ impl Inner {
         let Some(before) = i.checked_sub(1) else {
             return;
         };
-        let (Some(Class::Gap(a)), Some(Class::Gap(b))) =
-            (self.get_mut(before).map(|s| s.class), self.get_mut(i).map(|s| s.class))
-        else {
+        let (Some(a), Some(b)) = (
+            self.get_mut(before).and_then(|s| s.gap_count()),
+            self.get_mut(i).and_then(|s| s.gap_count()),
+        ) else {
             return;
         };
         self.remove(i);
@@ -250,6 +258,8 @@ impl Inner {
     /// `fits` says a new frame fits; each normal event removed leaves a gap
     /// (merged with a gap next to it). Returns the normal events removed,
     /// or, if the frame cannot fit, `Err` with the frames removed.
+    #[cold]
+    #[inline(never)]
     pub(super) fn shed(&mut self, fits: impl Fn(&Inner) -> bool) -> Result<usize, usize> {
         let (mut dropped, mut removed) = (0, 0usize);
         while !fits(self) {
@@ -270,7 +280,7 @@ impl Inner {
     fn mark_gap(&mut self, i: usize, held: bool) {
         for at in [i.checked_sub(1), Some(i)].into_iter().flatten() {
             if let Some(slot) = self.get_mut(at) {
-                if let Class::Gap(n) = slot.class {
+                if let Some(n) = slot.gap_count() {
                     *slot = Slot::gap(n.saturating_add(1));
                     return;
                 }
