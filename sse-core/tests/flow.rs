@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::Event as Parsed;
 use futures::StreamExt as _;
+use sse_core::test_util::MemoryLog;
 use sse_core::{CloseReason, ConnectOptions, Connection, Event, Priority, SseManager, Target};
 
 use common::{drain, parse};
@@ -201,4 +202,51 @@ async fn a_key_published_again_replaces_the_unread_event() {
     manager.broadcast(price("btc", 3)).await.expect("running");
     assert_eq!(summary(&events(drain(&mut slow))), ["price:btc=3"]);
     assert_eq!(manager.stats().events_conflated, 2);
+}
+
+#[tokio::test]
+async fn priority_and_key_cross_the_backplane() {
+    let log = MemoryLog::new();
+    let instance = || {
+        SseManager::builder()
+            .backplane(log.clone())
+            .configure(|c| c.heartbeat_interval(None).client_queue(4))
+            .build()
+            .expect("valid configuration")
+    };
+    let (a, b) = (instance(), instance());
+    let mut slow_on_b = connect(&b, ConnectOptions::new()).await;
+    let mut reader_on_b = connect(&b, ConnectOptions::new()).await;
+    let first = a.broadcast(plain(0)).await.expect("running").id.expect("an id");
+    for value in 1..=20 {
+        a.broadcast(price("btc", value)).await.expect("running");
+    }
+    a.broadcast(alert(1)).await.expect("running");
+    a.broadcast(plain(1)).await.expect("running");
+    // b delivers the log on its own, each entry to both its connections in
+    // one fan-out that this single-threaded runtime runs to its end: once
+    // the connection that reads has the last event, so has the one that
+    // does not.
+    tokio::time::timeout(TIMEOUT, async {
+        let mut seen = Vec::new();
+        while !events(seen.clone()).iter().any(|e| e.event == "plain" && e.data == "1") {
+            seen.push(reader_on_b.next().await.expect("stream open"));
+        }
+    })
+    .await
+    .expect("b delivers every entry");
+    let got = events(drain(&mut slow_on_b));
+    assert_eq!(
+        summary(&got),
+        ["plain:0", "price:btc=20", "alert:1", "plain:1"],
+        "on b too: the latest price and the alert, in order, the queue of four never full"
+    );
+    assert_eq!(b.stats().slow_closed, 0);
+
+    let mut resumed = connect(&b, ConnectOptions::new().last_event_id(Some(first))).await;
+    assert_eq!(
+        summary(&events(drain(&mut resumed))),
+        ["price:btc=20", "alert:1", "plain:1"],
+        "b replays the latest event of the key"
+    );
 }
