@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::presence::{PresenceCount, PresenceUpdate};
 pub use self::stats::{ClusterReport, InstanceReport, StatsReport};
-use crate::event::Event;
+use crate::event::{Event, Priority};
 pub use crate::manager::SHARD_LINGER;
 use crate::manager::{PresenceMember, Shared};
 use crate::target::{Audience, Target};
@@ -575,9 +575,10 @@ impl BackplaneSink {
 ///
 /// Fields added later are optional and left out when empty, so entries
 /// written before them still decode, and entries without them are written
-/// as before: `x` (the exclusions) and the event's `live` flag. An instance
-/// that predates them ignores them, delivering such an entry to the whole
-/// target and keeping it for replay.
+/// as before: `x` (the exclusions) and the event's `live`, `priority` and
+/// `key`. An instance that predates them ignores them, delivering such an
+/// entry to the whole target as a normal unkeyed event and keeping it for
+/// replay.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Entry {
     #[serde(rename = "o")]
@@ -631,6 +632,11 @@ struct WireEvent {
     /// Delivered by every instance, kept for replay by none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     live: bool,
+    /// `high`, or absent for normal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    priority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
 }
 
 impl Entry {
@@ -652,6 +658,8 @@ impl Entry {
             retry: event.retry().map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX)),
             comment: event.comment().map(str::to_owned),
             live: event.is_live_only(),
+            priority: (event.priority() != Priority::Normal).then(|| event.priority().as_str().to_owned()),
+            key: event.key().map(str::to_owned),
         };
         let except = WireExclusions {
             users: audience.excluded_users().to_vec(),
@@ -704,6 +712,12 @@ impl Entry {
         if wire.live {
             builder = builder.live_only();
         }
+        if let Some(key) = wire.key {
+            builder = builder.key(key);
+        }
+        // A priority this instance does not know is sent as normal.
+        let priority = wire.priority.as_deref().and_then(Priority::from_name);
+        builder = builder.priority(priority.unwrap_or_default());
         let audience = Audience::new(target)
             .except_users(self.except.users)
             .except_clients(self.except.clients);
@@ -742,6 +756,27 @@ mod tests {
         assert!(matches!(decoded.target(), Target::Channel(c) if c == "news"));
         assert_eq!(decoded.excluded_users(), ["bob"]);
         assert_eq!(decoded.excluded_clients().len(), 1);
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn priority_and_key_cross_the_log() {
+        let event = Event::builder()
+            .data("64000")
+            .priority(Priority::High)
+            .key("price:BTC")
+            .build()
+            .expect("valid");
+        let encoded = Entry::new(1, &Target::All.into(), &event)
+            .expect("distributable")
+            .encode();
+        assert_eq!(
+            String::from_utf8_lossy(&encoded),
+            r#"{"o":1,"t":{"kind":"all"},"e":{"data":"64000","priority":"high","key":"price:BTC"}}"#
+        );
+        let (_, back) = Entry::decode(&encoded)
+            .and_then(|e| e.into_parts().map_err(BackplaneError::new))
+            .expect("round trip");
         assert_eq!(back, event);
     }
 }

@@ -33,6 +33,14 @@ pub enum EventError {
     /// client could resume from its id: it is written without one.
     #[error("a live-only event (not kept for replay) cannot have an id")]
     LiveOnlyWithId,
+    /// The conflation key is empty, longer than
+    /// [`MAX_KEY_LEN`](crate::event::MAX_KEY_LEN) bytes, or holds control
+    /// characters.
+    #[error("event key {reason}")]
+    InvalidKey {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// A connection was refused by [`SseManager::connect`](crate::SseManager::connect).

@@ -15,6 +15,7 @@
 //! bytes.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -22,8 +23,10 @@ use serde::Serialize;
 
 use crate::error::EventError;
 
+pub mod flow;
 mod payloads;
 
+pub use self::flow::{MAX_KEY_LEN, Priority};
 pub use self::payloads::NotificationKind;
 pub(crate) use self::payloads::timestamp;
 
@@ -39,6 +42,10 @@ pub const MAX_ID_LEN: usize = 256;
 /// [`Event::named`] and [`Event::json`]); every field is validated when the
 /// event is built, so an `Event` value can always be written to the wire
 /// safely.
+///
+/// Beside its fields, an event may carry a [`Priority`] and a conflation
+/// key, which are not written to the wire: they decide what the queue of a
+/// client that lags may drop or replace (see [`flow`]).
 ///
 /// ```
 /// use sse_core::Event;
@@ -62,6 +69,8 @@ pub struct Event {
     retry: Option<Duration>,
     comment: Option<String>,
     live_only: bool,
+    priority: Priority,
+    key: Option<Arc<str>>,
 }
 
 impl Event {
@@ -88,10 +97,13 @@ impl Event {
             retry: None,
             comment: None,
             live_only: false,
+            priority: Priority::Normal,
+            key: None,
         }
     }
 
-    /// Whether no field is set (whether or not it is live-only).
+    /// Whether no field is set (whatever its live-only flag, priority and
+    /// key).
     fn is_empty(&self) -> bool {
         self.id.is_none()
             && self.event.is_none()
@@ -345,7 +357,9 @@ impl EventBuilder {
     /// * [`EventError::Empty`]: no field was set (the frame would be a lone
     ///   blank line, which clients ignore);
     /// * [`EventError::LiveOnlyWithId`]: the event is
-    ///   [live-only](EventBuilder::live_only) and has an id.
+    ///   [live-only](EventBuilder::live_only) and has an id;
+    /// * [`EventError::InvalidKey`]: the [conflation key](EventBuilder::key)
+    ///   is empty, too long or holds control characters.
     pub fn build(self) -> Result<Event, EventError> {
         if let Some(error) = self.json_error {
             return Err(EventError::Json(error));
@@ -358,6 +372,9 @@ impl EventBuilder {
         }
         if let Some(id) = &self.event.id {
             validate_id(id)?;
+        }
+        if let Some(key) = &self.event.key {
+            flow::validate_key(key)?;
         }
         if let Some(name) = &self.event.event {
             if name.contains(['\r', '\n']) {

@@ -18,11 +18,13 @@
 //! a bounded list of *marks*.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::event::MAX_ID_LEN;
+use crate::event::{MAX_ID_LEN, Priority};
+use crate::queue::Tag;
 use crate::target::Audience;
 
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub(crate) struct Entry {
     custom_id: Option<String>,
     pub(crate) audience: Audience,
     pub(crate) frame: Bytes,
+    /// The event's priority and conflation key: a keyed entry is replayed
+    /// only if no later one of its key supersedes it.
+    priority: Priority,
+    key: Option<Arc<str>>,
     at: Instant,
 }
 
@@ -40,7 +46,10 @@ const ENTRY_OVERHEAD: usize = 128;
 
 impl Entry {
     fn cost(&self) -> usize {
-        ENTRY_OVERHEAD + self.frame.len() + self.custom_id.as_ref().map_or(0, |id| 2 * id.len())
+        ENTRY_OVERHEAD
+            + self.frame.len()
+            + self.custom_id.as_ref().map_or(0, |id| 2 * id.len())
+            + self.key.as_ref().map_or(0, |key| key.len())
     }
 }
 
@@ -141,10 +150,17 @@ impl History {
     /// the entries kept, though newer ones are kept already: an entry of a
     /// shard this instance starts reading. Returns whether it was kept: not
     /// when it is held already, or older than what the history retains.
-    pub(crate) fn insert(&mut self, order: u64, id: String, audience: Audience, frame: Bytes, now: Instant) -> bool {
+    pub(crate) fn insert(
+        &mut self,
+        order: u64,
+        id: String,
+        audience: Audience,
+        (frame, tag): (Bytes, Tag),
+        now: Instant,
+    ) -> bool {
         if order >= self.next_seq {
             let seq = self.seq_at(order);
-            self.push(seq, Some(id), audience, frame, now);
+            self.push(seq, Some(id), audience, (frame, tag), now);
             return true;
         }
         if self.capacity == 0 || order <= self.evicted_upto || self.custom.contains_key(&id) {
@@ -160,6 +176,8 @@ impl History {
             custom_id: Some(id),
             audience,
             frame,
+            priority: tag.priority,
+            key: tag.key,
             at: now,
         };
         self.bytes += entry.cost();
@@ -181,7 +199,14 @@ impl History {
         }
     }
 
-    pub(crate) fn push(&mut self, seq: u64, custom_id: Option<String>, audience: Audience, frame: Bytes, now: Instant) {
+    pub(crate) fn push(
+        &mut self,
+        seq: u64,
+        custom_id: Option<String>,
+        audience: Audience,
+        (frame, tag): (Bytes, Tag),
+        now: Instant,
+    ) {
         if self.capacity == 0 {
             self.evicted_upto = seq;
             self.prune_marks();
@@ -195,6 +220,8 @@ impl History {
             custom_id,
             audience,
             frame,
+            priority: tag.priority,
+            key: tag.key,
             at: now,
         };
         self.bytes += entry.cost();
@@ -287,6 +314,38 @@ impl History {
         self.entries.range(start..)
     }
 
+    /// The entries a client resuming after `seq` is replayed, oldest
+    /// first: those after it that `reaches` it, less the keyed ones that a
+    /// later one of their key supersedes, as in a lagging connection's
+    /// queue (a later entry of the same key supersedes one of the same or
+    /// lower priority). So the client gets the latest event of every key.
+    pub(crate) fn replay(&self, seq: u64, reaches: impl Fn(&Entry) -> bool) -> Vec<&Entry> {
+        let mut entries: Vec<&Entry> = self.after(seq).filter(|e| reaches(e)).collect();
+        if entries.iter().any(|e| e.key.is_some()) {
+            // Walking back from the newest: the highest priority seen later
+            // for each key.
+            let mut later: HashMap<&str, Priority> = HashMap::new();
+            let mut keep = vec![true; entries.len()];
+            for (i, entry) in entries.iter().enumerate().rev() {
+                let Some(key) = entry.key.as_deref() else {
+                    continue;
+                };
+                match later.get_mut(key) {
+                    Some(seen) => {
+                        keep[i] = *seen < entry.priority;
+                        *seen = (*seen).max(entry.priority);
+                    }
+                    None => {
+                        later.insert(key, entry.priority);
+                    }
+                }
+            }
+            let mut keep = keep.into_iter();
+            entries.retain(|_| keep.next().unwrap_or(true));
+        }
+        entries
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -314,7 +373,7 @@ mod tests {
             seq,
             custom.map(str::to_owned),
             Target::All.into(),
-            Bytes::new(),
+            (Bytes::new(), Tag::NORMAL),
             Instant::now(),
         );
         seq
@@ -327,7 +386,7 @@ mod tests {
             seq,
             Some(id.to_owned()),
             Target::All.into(),
-            Bytes::new(),
+            (Bytes::new(), Tag::NORMAL),
             Instant::now(),
         );
     }
@@ -348,10 +407,28 @@ mod tests {
         at(&mut h, O + 1_000, "a");
         at(&mut h, O + 3_000, "c");
         at(&mut h, O + 5_000, "e");
-        assert!(h.insert(O + 2_000, "b".into(), Target::All.into(), Bytes::new(), Instant::now()));
-        assert!(h.insert(O + 4_000, "d".into(), Target::All.into(), Bytes::new(), Instant::now()));
+        assert!(h.insert(
+            O + 2_000,
+            "b".into(),
+            Target::All.into(),
+            (Bytes::new(), Tag::NORMAL),
+            Instant::now()
+        ));
+        assert!(h.insert(
+            O + 4_000,
+            "d".into(),
+            Target::All.into(),
+            (Bytes::new(), Tag::NORMAL),
+            Instant::now()
+        ));
         assert!(
-            !h.insert(O + 4_000, "d".into(), Target::All.into(), Bytes::new(), Instant::now()),
+            !h.insert(
+                O + 4_000,
+                "d".into(),
+                Target::All.into(),
+                (Bytes::new(), Tag::NORMAL),
+                Instant::now()
+            ),
             "held already"
         );
         assert_eq!(ids_after(&mut h, "a"), ["b", "c", "d", "e"]);
@@ -359,10 +436,22 @@ mod tests {
         // Full: the oldest goes, and nothing older than it comes back.
         at(&mut h, O + 6_000, "f");
         assert_eq!(h.resume("a", Instant::now()), Resume::Unknown);
-        assert!(!h.insert(O + 500, "z".into(), Target::All.into(), Bytes::new(), Instant::now()));
+        assert!(!h.insert(
+            O + 500,
+            "z".into(),
+            Target::All.into(),
+            (Bytes::new(), Tag::NORMAL),
+            Instant::now()
+        ));
         assert_eq!(ids_after(&mut h, "b"), ["c", "d", "e", "f"]);
         // An entry newer than all is recorded at the end.
-        assert!(h.insert(O + 7_000, "g".into(), Target::All.into(), Bytes::new(), Instant::now()));
+        assert!(h.insert(
+            O + 7_000,
+            "g".into(),
+            Target::All.into(),
+            (Bytes::new(), Tag::NORMAL),
+            Instant::now()
+        ));
         at(&mut h, O + 8_000, "h");
         assert_eq!(ids_after(&mut h, "f"), ["g", "h"]);
     }
@@ -406,7 +495,7 @@ mod tests {
             seq,
             None,
             Target::All.into(),
-            Bytes::from(vec![b'x'; len]),
+            (Bytes::from(vec![b'x'; len]), Tag::NORMAL),
             Instant::now(),
         );
         seq
@@ -437,7 +526,7 @@ mod tests {
         let mut h = History::new(10, Some(Duration::from_millis(10)), usize::MAX);
         let start = Instant::now();
         let seq = h.next_seq();
-        h.push(seq, None, Target::All.into(), Bytes::new(), start);
+        h.push(seq, None, Target::All.into(), (Bytes::new(), Tag::NORMAL), start);
         assert_eq!(h.len(), 1);
         assert_eq!(
             h.resume(&(seq - 1).to_string(), start + Duration::from_millis(50)),
@@ -484,5 +573,40 @@ mod tests {
         assert_eq!(h.len(), 0);
         assert_eq!(h.resume(&seq.to_string(), Instant::now()), Resume::After(seq));
         assert_eq!(h.resume(&(seq - 1).to_string(), Instant::now()), Resume::Unknown);
+    }
+
+    #[test]
+    fn replay_gives_the_latest_event_of_each_key() {
+        let mut h = history(16);
+        let start = h.peek_seq() - 1;
+        let mut publish = |data: &str, priority: Priority, key: Option<&str>| {
+            let seq = h.next_seq();
+            let tag = Tag {
+                priority,
+                key: key.map(Arc::from),
+            };
+            h.push(
+                seq,
+                None,
+                Target::All.into(),
+                (Bytes::from(data.to_owned()), tag),
+                Instant::now(),
+            );
+        };
+        publish("a1", Priority::Normal, Some("a"));
+        publish("x", Priority::Normal, None);
+        publish("b1", Priority::High, Some("b"));
+        publish("a2", Priority::Normal, Some("a"));
+        publish("b2", Priority::Normal, Some("b"));
+        publish("y", Priority::Normal, None);
+        publish("a3", Priority::High, Some("a"));
+        let replayed = |h: &History| -> Vec<String> {
+            h.replay(start, |_| true)
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.frame).into_owned())
+                .collect()
+        };
+        // A normal event of a key does not supersede a high-priority one.
+        assert_eq!(replayed(&h), ["x", "b1", "b2", "y", "a3"]);
     }
 }

@@ -73,7 +73,7 @@ pub use error::{
     ClusterStatsError, ConfigError, ConnectError, EventError, NotReady, PresenceError, SendError, SubscribeError,
     TransportError,
 };
-pub use event::{Event, EventBuilder, NotificationKind};
+pub use event::{Event, EventBuilder, NotificationKind, Priority};
 pub use manager::{
     ClusterStats, ConnectContext, Delivery, DisconnectContext, InstanceStats, MAX_IDEMPOTENCY_KEY_LEN, PresenceMember,
     SseManager, SseManagerBuilder, overloaded_body,

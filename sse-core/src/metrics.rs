@@ -20,6 +20,8 @@
 //! | `sse_bytes_written_total` | counter: bytes of those frames | |
 //! | `sse_queue_depth` | histogram: frames a connection's writer found queued when it took them, sampled: every connection's first take and one in [`DEPTH_SAMPLE`] after | |
 //! | `sse_slow_clients_closed_total` | counter | |
+//! | `sse_events_dropped_total` | counter: normal events dropped from a lagging connection's queue for a high-priority one | |
+//! | `sse_events_conflated_total` | counter: queued events replaced by a newer one with the same conflation key | |
 //! | `sse_events_replayed_total` | counter | |
 //! | `sse_resets_total` | counter | |
 //! | `sse_heartbeats_total` | counter | |
@@ -85,6 +87,16 @@ pub fn describe() {
         "sse_slow_clients_closed_total",
         Unit::Count,
         "Connections closed because they could not keep up."
+    );
+    describe_counter!(
+        "sse_events_dropped_total",
+        Unit::Count,
+        "Normal events dropped from a lagging connection's full queue to make room for a high-priority one."
+    );
+    describe_counter!(
+        "sse_events_conflated_total",
+        Unit::Count,
+        "Queued events replaced by a newer event with the same conflation key."
     );
     describe_counter!(
         "sse_events_replayed_total",
@@ -210,6 +222,8 @@ pub(crate) struct Handles {
     latency: Histogram,
     heartbeats: Counter,
     published: [Counter; TARGET_KINDS.len()],
+    dropped: Counter,
+    conflated: Counter,
 }
 
 impl Handles {
@@ -232,6 +246,8 @@ impl Handles {
             latency: histogram!("sse_delivery_latency_seconds"),
             heartbeats: counter!("sse_heartbeats_total"),
             published: TARGET_KINDS.map(|kind| counter!("sse_events_published_total", "target" => kind)),
+            dropped: counter!("sse_events_dropped_total"),
+            conflated: counter!("sse_events_conflated_total"),
         }
     }
 
@@ -262,6 +278,13 @@ impl Handles {
     /// A send has queued its frame everywhere, `elapsed` after its call.
     pub(crate) fn delivered_after(&self, elapsed: Duration) {
         self.latency.record(elapsed.as_secs_f64());
+    }
+
+    /// A push replaced `conflated` queued events of its key and dropped
+    /// `dropped` normal ones.
+    pub(crate) fn made_room(&self, conflated: usize, dropped: usize) {
+        self.conflated.increment(conflated as u64);
+        self.dropped.increment(dropped as u64);
     }
 
     /// `n` heartbeats were queued.

@@ -29,6 +29,13 @@ pub struct Stats {
     pub frames_delivered: u64,
     /// Frames discarded because their connection was closed as too slow.
     pub frames_dropped: u64,
+    /// Normal-priority events dropped from a lagging connection's full
+    /// queue to make room for a high-priority one (the connection stays
+    /// open and is sent a `dropped` event where they were).
+    pub events_dropped: u64,
+    /// Queued events replaced by a newer event with the same conflation key
+    /// before a lagging connection read them.
+    pub events_conflated: u64,
     /// Events sent again to a resuming client from the history.
     pub events_replayed: u64,
     /// `reset` events sent for a `Last-Event-ID` the history does not hold.
@@ -70,6 +77,8 @@ impl Stats {
         self.events_published += other.events_published;
         self.frames_delivered += other.frames_delivered;
         self.frames_dropped += other.frames_dropped;
+        self.events_dropped += other.events_dropped;
+        self.events_conflated += other.events_conflated;
         self.events_replayed += other.events_replayed;
         self.resets += other.resets;
         self.heartbeats += other.heartbeats;
@@ -89,6 +98,8 @@ pub(crate) struct Counters {
     pub(crate) events_published: AtomicU64,
     pub(crate) frames_delivered: AtomicU64,
     pub(crate) frames_dropped: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+    pub(crate) events_conflated: AtomicU64,
     pub(crate) events_replayed: AtomicU64,
     pub(crate) resets: AtomicU64,
     pub(crate) heartbeats: AtomicU64,
@@ -145,6 +156,8 @@ impl Counters {
         stats.events_published = get(&self.events_published);
         stats.frames_delivered = get(&self.frames_delivered);
         stats.frames_dropped = get(&self.frames_dropped);
+        stats.events_dropped = get(&self.events_dropped);
+        stats.events_conflated = get(&self.events_conflated);
         stats.events_replayed = get(&self.events_replayed);
         stats.resets = get(&self.resets);
         stats.heartbeats = get(&self.heartbeats);

@@ -113,6 +113,12 @@ struct Load {
     /// Subscribe over HTTP/2 with prior knowledge, the streams spread over
     /// this many connections (0: HTTP/1.1, one connection per stream).
     http2_connections: usize,
+    /// Publish with a conflation key among this many (`k0`, `k1`, ...), and
+    /// compare with the same load published without keys, both on the
+    /// library with a queue of `queue` frames; 0: no keys.
+    keys: usize,
+    /// `SSE_CLIENT_QUEUE` of the keyed comparison.
+    queue: usize,
 }
 
 impl Load {
@@ -129,6 +135,8 @@ impl Load {
             redis: false,
             metrics: false,
             http2_connections: 0,
+            keys: 0,
+            queue: 1024,
         }
     }
 }
@@ -351,12 +359,15 @@ async fn run_load(base: &str, pid: Option<u32>, load: &Load) -> Report {
         let total = load.rate * load.seconds;
         for seq in 0..total {
             tick.tick().await;
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "event": "bench",
                 "data": format!("{seq} {} {pad}", now_micros()),
                 "target": if load.targeted { "user" } else { "all" },
                 "targetId": "u0",
             });
+            if load.keys > 0 {
+                body["key"] = format!("k{}", seq % load.keys as u64).into();
+            }
             let (client, url, published) = (client.clone(), format!("{base}/api/sse/publish"), published.clone());
             tokio::spawn(async move {
                 if let Ok(response) = client.post(url).json(&body).send().await {
@@ -567,6 +578,20 @@ fn scenarios(args: &Args) -> Vec<(&'static str, Load)> {
                 ..Load::new(1000.min(n), 20, s)
             },
         ),
+        // Slow readers again, on a short queue, with events published under a
+        // few conflation keys and without: with keys, a slow reader's queue
+        // holds the latest event per key and it stays connected; without,
+        // it is closed as too slow. Half the clients stop reading.
+        (
+            "slow-readers-keyed",
+            Load {
+                slow_fraction: 0.5,
+                payload: 64 * 1024,
+                keys: 8,
+                queue: 32,
+                ..Load::new(20.min(n), 100, s)
+            },
+        ),
         (
             "churn",
             Load {
@@ -692,10 +717,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let baseline = bin_dir.join("baseline-server");
     let floor = bin_dir.join("floor-server");
     let transport = bin_dir.join("transport-server");
+    // What the server's statistics said after a keyed comparison's runs.
+    let mut notes = Vec::new();
     for (name, load) in &list {
         let redis = || vec![("SSE_REDIS_URL", args.redis_url.clone())];
         let metrics_off = || vec![("SSE_METRICS", "off".to_owned())];
-        let mut servers = if load.redis {
+        let queue = || vec![("SSE_CLIENT_QUEUE", load.queue.to_string())];
+        let mut servers = if load.keys > 0 {
+            vec![("library+keys", &library, queue()), ("library", &library, queue())]
+        } else if load.redis {
             vec![("library+redis", &library, redis()), ("library", &library, vec![])]
         } else if load.metrics {
             vec![
@@ -707,7 +737,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         // The floor server broadcasts everything and has no queues: it
         // calibrates broadcasts only.
-        let paired = load.redis || load.metrics;
+        let paired = load.redis || load.metrics || load.keys > 0;
         // Neither it nor the transport server speaks HTTP/2.
         let http1 = load.http2_connections == 0;
         if args.floor
@@ -726,8 +756,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut reports = Vec::new();
         for (server_name, binary, env) in servers {
             let server = Server::start(binary, load, &env, args.server_cpus.as_deref()).await?;
-            let report = run_load(&server.base, server.pid, load).await;
+            // The keyed comparison's second run publishes the same load
+            // without keys.
+            let unkeyed = Load {
+                keys: 0,
+                ..load.clone()
+            };
+            let this_load = if load.keys > 0 && server_name == "library" {
+                &unkeyed
+            } else {
+                load
+            };
+            let report = run_load(&server.base, server.pid, this_load).await;
             print_row(name, server_name, &report);
+            if load.keys > 0 {
+                notes.push(format!("{name} {server_name}: {}", queue_stats(&server.base).await));
+            }
             reports.push(report);
             server.stop().await;
             // Let sockets in TIME_WAIT and the kernel settle.
@@ -751,5 +795,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ratio_row("transport ratio", transport, baseline);
         }
     }
+    for note in notes {
+        println!("{note}");
+    }
     Ok(())
+}
+
+/// The server's counts of slow clients closed, events conflated and events
+/// dropped, from `GET /api/sse/stats`.
+async fn queue_stats(base: &str) -> String {
+    let stats: serde_json::Value = match reqwest::get(format!("{base}/api/sse/stats")).await {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(error) => return format!("no statistics: {error}"),
+    };
+    format!(
+        "slowClosed {}, eventsConflated {}, eventsDropped {}",
+        stats["slowClosed"], stats["eventsConflated"], stats["eventsDropped"]
+    )
 }

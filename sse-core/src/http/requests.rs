@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::EventError;
-use crate::event::Event;
+use crate::event::{Event, Priority};
 use crate::target::{Audience, Target};
 
 /// The body of `POST /publish`.
@@ -15,7 +15,8 @@ use crate::target::{Audience, Target};
 /// ```json
 /// { "event": "notification", "data": {"any": "json"}, "id": "optional",
 ///   "retry": 5000, "target": "all", "targetId": "...", "targetIds": ["..."],
-///   "exceptUserIds": ["..."], "exceptClientIds": ["..."], "replay": true }
+///   "exceptUserIds": ["..."], "exceptClientIds": ["..."], "replay": true,
+///   "priority": "high", "key": "price:BTC" }
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,6 +48,13 @@ pub struct PublishRequest {
     /// `false`: the event is [live-only](Event::live_only), delivered now
     /// and never replayed, and has no id. Absent or `true`: as usual.
     pub replay: Option<bool>,
+    /// `high` or `normal` (the default): the event's
+    /// [priority](crate::event::flow) in the queues of clients that lag.
+    pub priority: Option<String>,
+    /// The event's [conflation key](crate::EventBuilder::key): at most
+    /// [`MAX_KEY_LEN`](crate::event::MAX_KEY_LEN) bytes, no control
+    /// characters.
+    pub key: Option<String>,
 }
 
 /// The most users, and the most connections, one publish may exclude.
@@ -59,8 +67,9 @@ impl PublishRequest {
     /// # Errors
     /// A [`PublishError`] saying what is wrong: an unknown target, a missing
     /// `targetId` or `targetIds`, more than [`MAX_EXCLUSIONS`] exclusions of
-    /// a kind, or an event the builder refuses (an event name or id that is
-    /// invalid, no field at all, or an id with `"replay": false`). Its
+    /// a kind, an unknown priority, or an event the builder refuses (an
+    /// event name, id or key that is invalid, no field at all, or an id with
+    /// `"replay": false`). Its
     /// message is the `error` of the endpoint's `400` answer.
     pub fn into_parts(self) -> Result<(Audience, Event), PublishError> {
         let target_id = |target: &'static str| match &self.target_id {
@@ -101,6 +110,15 @@ impl PublishRequest {
             .except_users(except_users)
             .except_clients(except_clients);
         let mut builder = Event::builder();
+        if let Some(name) = self.priority.as_deref() {
+            let priority = Priority::from_name(name).ok_or_else(|| PublishError::UnknownPriority {
+                priority: name.chars().take(64).collect(),
+            })?;
+            builder = builder.priority(priority);
+        }
+        if let Some(key) = self.key {
+            builder = builder.key(key);
+        }
         if self.replay == Some(false) {
             builder = builder.live_only();
         }
@@ -139,6 +157,12 @@ pub enum PublishError {
     MissingTargetId {
         /// The target that needs the id.
         target: &'static str,
+    },
+    /// `priority` is neither `high` nor `normal`.
+    #[error("unknown priority {priority:?}: expected high or normal")]
+    UnknownPriority {
+        /// The refused priority, cut to its first 64 characters.
+        priority: String,
     },
     /// The `users` target without `targetIds`.
     #[error("target \"users\" requires targetIds")]
@@ -296,6 +320,33 @@ mod tests {
                 parse(&over).expect_err("over the limit"),
                 format!("{field} lists 1001 entries; at most 1000 are allowed")
             );
+        }
+    }
+
+    #[test]
+    fn priority_and_key() {
+        let (_, event) = parse(r#"{"data":1,"priority":"high","key":"price:BTC"}"#).expect("valid");
+        assert_eq!((event.priority(), event.key()), (Priority::High, Some("price:BTC")));
+        let (_, event) = parse(r#"{"data":1,"priority":"normal"}"#).expect("valid");
+        assert_eq!((event.priority(), event.key()), (Priority::Normal, None));
+        assert_eq!(
+            parse(r#"{"data":1,"priority":"urgent"}"#).expect_err("unknown"),
+            r#"unknown priority "urgent": expected high or normal"#
+        );
+        assert!(parse(r#"{"data":1,"priority":1}"#).is_err_and(|e| e.contains("invalid type")));
+        let long = "k".repeat(crate::event::MAX_KEY_LEN + 1);
+        for (body, message) in [
+            (r#"{"data":1,"key":""}"#.to_owned(), "event key is empty"),
+            (
+                r#"{"data":1,"key":"a\nb"}"#.to_owned(),
+                "event key holds control characters",
+            ),
+            (
+                format!(r#"{{"data":1,"key":"{long}"}}"#),
+                "event key is longer than 256 bytes",
+            ),
+        ] {
+            assert_eq!(parse(&body).expect_err(&body), message);
         }
     }
 }

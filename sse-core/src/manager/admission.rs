@@ -332,7 +332,8 @@ impl Shared {
     }
 
     /// Queues what a client resuming after `last_id` missed: every retained
-    /// event after it whose target reaches `info`, or one `reset` event if
+    /// event after it whose target reaches `info` (of the events with a
+    /// conflation key, only the latest of each key), or one `reset` event if
     /// the id is not held. The frames are the history's own `Bytes`.
     fn replay(&self, history: &mut History, last_id: &str, info: &ConnectionInfo, queue: &Queue, now: Instant) {
         let resume = match history.resume(last_id, now) {
@@ -344,11 +345,9 @@ impl Shared {
         match resume {
             Resume::After(seq) => {
                 let mut replayed = 0u64;
-                for entry in history.after(seq) {
-                    if entry.audience.matches(info) {
-                        queue.push_unbounded(entry.frame.clone());
-                        replayed += 1;
-                    }
+                for entry in history.replay(seq, |entry| entry.audience.matches(info)) {
+                    queue.push_unbounded(entry.frame.clone());
+                    replayed += 1;
                 }
                 Counters::add(&self.stats.events_replayed, replayed);
                 #[cfg(feature = "metrics")]

@@ -3,8 +3,11 @@
 //! be replayed it is recorded in the replay history (an event for one client
 //! or a live-only one is not). The registry finds the connections its
 //! target reaches, the audience's exclusions are skipped, and the same frame
-//! is pushed into each one's bounded queue. A connection whose queue
-//! overflows is closed as too slow once the fan-out is done. Every frame
+//! is pushed into each one's bounded queue, tagged with the event's
+//! priority and conflation key. A push that made room in a lagging
+//! connection's queue (a frame replaced by a newer one of its key, normal
+//! events dropped for a high-priority one) is counted; a connection whose
+//! queue overflows is closed as too slow once the fan-out is done. Every frame
 //! encoded here is counted against the frame memory budget; a local send
 //! that would exceed it is refused before it is recorded. Heartbeats and
 //! the backplane's entries use the same pushes.
@@ -19,7 +22,7 @@ use crate::connection::ClientId;
 use crate::error::SendError;
 use crate::event::Event;
 use crate::history::History;
-use crate::queue::Push;
+use crate::queue::{Push, Tag};
 use crate::stats::Counters;
 use crate::target::{Audience, Target};
 
@@ -145,7 +148,7 @@ impl Shared {
                 _ => (None, budget(event.encode())?),
             };
             let delivered = if fan_out {
-                self.fan_out(&self.registry.read(), audience, &frame, &mut slow)
+                self.fan_out(&self.registry.read(), audience, &frame, &Tag::of(event), &mut slow)
             } else {
                 0
             };
@@ -159,30 +162,39 @@ impl Shared {
         Ok(delivery)
     }
 
-    /// Queues `frame` for every connection of `audience`; those that
-    /// overflow join `slow`. Returns how many were reached.
+    /// Queues `frame`, tagged `tag`, for every connection of `audience`;
+    /// those that overflow join `slow`. Returns how many were reached.
     pub(super) fn fan_out(
         &self,
         registry: &Registry,
         audience: &Audience,
         frame: &Bytes,
+        tag: &Tag,
         slow: &mut Vec<ClientId>,
     ) -> usize {
         let now_ms = self.now_ms();
         let mut delivered = 0;
         registry.for_each_target(audience.target(), |entry| {
-            if !audience.excludes(&entry.info) && self.push(entry, frame, now_ms, slow) {
+            if !audience.excludes(&entry.info) && self.push(entry, frame, tag, now_ms, slow) {
                 delivered += 1;
             }
         });
         delivered
     }
 
-    /// Queues `frame` for one connection, as sent at `sent_at_ms`; if its
-    /// queue overflows, the dropped frames are counted and the connection
-    /// joins `slow`. Returns whether the frame was queued.
-    pub(super) fn push(&self, entry: &Registered, frame: &Bytes, sent_at_ms: u64, slow: &mut Vec<ClientId>) -> bool {
-        self.pushed(entry, entry.queue.push(frame.clone(), sent_at_ms), slow)
+    /// Queues `frame`, tagged `tag`, for one connection, as sent at
+    /// `sent_at_ms`; if its queue overflows, the dropped frames are counted
+    /// and the connection joins `slow`. Returns whether the frame was
+    /// queued.
+    pub(super) fn push(
+        &self,
+        entry: &Registered,
+        frame: &Bytes,
+        tag: &Tag,
+        sent_at_ms: u64,
+        slow: &mut Vec<ClientId>,
+    ) -> bool {
+        self.pushed(entry, entry.queue.push_event(frame.clone(), tag, sent_at_ms), slow)
     }
 
     /// Counts the outcome of a push to one connection; see
@@ -190,6 +202,10 @@ impl Shared {
     pub(super) fn pushed(&self, entry: &Registered, pushed: Push, slow: &mut Vec<ClientId>) -> bool {
         match pushed {
             Push::Queued => true,
+            Push::MadeRoom { conflated, dropped } => {
+                self.made_room(conflated, dropped);
+                true
+            }
             Push::Overflow { dropped } => {
                 Counters::add(&self.stats.frames_dropped, dropped as u64);
                 slow.push(entry.info.client_id.clone());
@@ -197,6 +213,16 @@ impl Shared {
             }
             Push::Closed => false,
         }
+    }
+
+    /// Counts what a push to a lagging connection removed from its queue:
+    /// `conflated` frames replaced by a newer one of their key, `dropped`
+    /// normal events dropped for a high-priority one.
+    pub(super) fn made_room(&self, conflated: usize, dropped: usize) {
+        Counters::add(&self.stats.events_conflated, conflated as u64);
+        Counters::add(&self.stats.events_dropped, dropped as u64);
+        #[cfg(feature = "metrics")]
+        self.metrics.made_room(conflated, dropped);
     }
 
     /// Unregisters the connections a fan-out found too slow. Called once the
@@ -235,7 +261,8 @@ fn record(
             history.mark(seq, named);
         }
     } else {
-        history.push(seq, named, audience.clone(), frame.clone(), Instant::now());
+        let tag = Tag::of(event);
+        history.push(seq, named, audience.clone(), (frame.clone(), tag), Instant::now());
     }
     Ok((id, frame))
 }
@@ -256,7 +283,13 @@ fn insert(
     let keep = event.carries_id() && !matches!(audience.target(), Target::Client(_));
     if keep {
         if let Ok(frame) = budget(event.encode_with_id(Some(&id))) {
-            history.insert(order, id.clone(), audience.clone(), frame, Instant::now());
+            history.insert(
+                order,
+                id.clone(),
+                audience.clone(),
+                (frame, Tag::of(event)),
+                Instant::now(),
+            );
         }
     }
     Delivery {

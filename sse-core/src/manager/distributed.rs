@@ -16,6 +16,7 @@ use super::{Delivery, Shared};
 use crate::backplane::{Appended, Backplane, Entry};
 use crate::error::SendError;
 use crate::event::Event;
+use crate::queue::Tag;
 use crate::stats::Counters;
 use crate::target::{Audience, Target};
 
@@ -200,7 +201,14 @@ impl Shared {
     pub(super) fn deliver_unlogged(&self, event: &Event) {
         let frame = event.encode_with_id(None);
         let mut slow = Vec::new();
-        self.fan_out(&self.registry.read(), &Audience::new(Target::All), &frame, &mut slow);
+        let tag = Tag::of(event);
+        self.fan_out(
+            &self.registry.read(),
+            &Audience::new(Target::All),
+            &frame,
+            &tag,
+            &mut slow,
+        );
         self.remove_slow(slow);
     }
 

@@ -19,7 +19,7 @@ use futures_util::FutureExt as _;
 use super::{Shared, SseManager};
 use crate::connection::{ClientId, CloseReason, ConnectionInfo};
 use crate::event::Event;
-use crate::queue::{Push, Queue};
+use crate::queue::{Push, Queue, Tag};
 use crate::runtime::BoxFuture;
 
 type ConnectHook = Arc<dyn Fn(ConnectContext) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -117,8 +117,15 @@ impl ConnectContext {
     /// other send.
     pub fn send(&self, event: &Event) -> bool {
         let shared = &self.manager.shared;
-        match self.queue.push_opening(event.encode(), shared.now_ms()) {
+        match self
+            .queue
+            .push_opening(event.encode(), &Tag::of(event), shared.now_ms())
+        {
             Push::Queued => true,
+            Push::MadeRoom { conflated, dropped } => {
+                shared.made_room(conflated, dropped);
+                true
+            }
             Push::Overflow { dropped } => {
                 crate::stats::Counters::add(&shared.stats.frames_dropped, dropped as u64);
                 shared.remove_slow(vec![self.info.client_id.clone()]);

@@ -14,6 +14,7 @@ use super::Shared;
 use super::registry::Registry;
 use crate::connection::{ClientId, channel_allowed};
 use crate::event::Event;
+use crate::queue::Tag;
 use crate::target::{Audience, Target};
 
 /// One user present in a channel.
@@ -131,7 +132,7 @@ impl Shared {
         let Some((audience, event)) = notice(channel, user, change) else {
             return;
         };
-        self.fan_out(registry, &audience, &event.encode(), slow);
+        self.fan_out(registry, &audience, &event.encode(), &Tag::NORMAL, slow);
     }
 
     /// Who is in `channel`: every user with a connection subscribed to it,

@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
                 publish::exclusions_and_replay_are_validated,
                 publish::idempotency_key_publishes_once,
                 rate_limits::publish_rate_answers_429_per_publisher,
+                publish::priority_and_key,
                 replay::replay_after_last_event_id_header,
                 replay::replay_after_last_event_id_query,
                 replay::header_wins_over_query,

@@ -1,6 +1,7 @@
 //! Published events on the wire (`docs/http-api.md`, "Publishing" and "The
 //! wire format"): data as text or JSON, exact frames, the id, name and retry
-//! of an event, and the checks on exclusions and `replay`.
+//! of an event, the checks on exclusions and `replay`, and `priority` and
+//! `key`.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use sse_examples::ServeFn;
 use sse_tests::TestServer;
 
-use crate::common::{assert_error, names_until};
+use crate::common::{assert_error, events_until, names_until};
 
 pub(crate) async fn data_round_trip(serve: ServeFn) {
     let server = TestServer::start(serve, &[]).await;
@@ -147,4 +148,67 @@ pub(crate) async fn idempotency_key_publishes_once(serve: ServeFn) {
     }
     server.publish_ok(&json!({"event": "end", "data": 1})).await;
     assert_eq!(names_until(&mut subscriber.stream, "end").await, ["paid", "paid"]);
+}
+
+pub(crate) async fn priority_and_key(serve: ServeFn) {
+    let server = TestServer::start(serve, &[]).await;
+    let mark = server.publish_ok(&json!({"event": "mark", "data": 0})).await;
+    let mut s = server.subscribe("").await;
+    for value in [1, 2, 3] {
+        let body = json!({"event": "price", "data": value, "key": "price:BTC"});
+        server.publish_ok(&body).await;
+    }
+    server
+        .publish_ok(&json!({"event": "alert", "data": "x", "priority": "high"}))
+        .await;
+    server
+        .publish_ok(&json!({"event": "calm", "data": "y", "priority": "normal", "key": "k"}))
+        .await;
+    let live = events_until(&mut s.stream, "calm").await;
+    let got: Vec<(&str, &str)> = live.iter().map(|e| (e.event.as_str(), e.data.as_str())).collect();
+    // A price still waiting in the queue when the next one comes is
+    // replaced by it: the reader gets some of them, in order, and the last.
+    let (alert, prices) = got.split_last().expect("events before calm");
+    assert_eq!(*alert, ("alert", "x"), "{got:?}");
+    let values: Vec<&str> = prices
+        .iter()
+        .map(|(name, data)| {
+            assert_eq!(*name, "price", "{got:?}");
+            *data
+        })
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    assert_eq!(values.last(), Some(&"3"), "the latest price: {got:?}");
+    let frames: Vec<String> = s.stream.frames().into_iter().map(|(_, text)| text).collect();
+    assert!(
+        frames.iter().all(|f| !f.contains("price:BTC") && !f.contains("high")),
+        "neither the key nor the priority is on the wire: {frames:?}"
+    );
+
+    // A resuming client is replayed the latest event of each key.
+    let mut resumed = server.subscribe_with("", &[("last-event-id", &mark.id)]).await;
+    let replayed = events_until(&mut resumed.stream, "calm").await;
+    let got: Vec<(&str, &str)> = replayed.iter().map(|e| (e.event.as_str(), e.data.as_str())).collect();
+    assert_eq!(got, [("price", "3"), ("alert", "x")]);
+
+    let long = "k".repeat(257);
+    let cases = [
+        (json!({"data": 1, "priority": "urgent"}), "priority"),
+        (json!({"data": 1, "priority": 1}), "json"),
+        (json!({"data": 1, "key": ""}), "key"),
+        (json!({"data": 1, "key": "a\nb"}), "key"),
+        (json!({"data": 1, "key": long}), "key"),
+        (json!({"data": 1, "key": ["k"]}), "json"),
+    ];
+    for (body, about) in &cases {
+        let (status, answer) = server.publish(body).await;
+        let shown: String = body.to_string().chars().take(120).collect();
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, about, &shown);
+    }
+    server.publish_ok(&json!({"event": "end", "data": 1})).await;
+    assert_eq!(
+        names_until(&mut s.stream, "end").await,
+        Vec::<String>::new(),
+        "nothing was sent on bad input"
+    );
 }
