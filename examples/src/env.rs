@@ -26,7 +26,8 @@ use sse_core::{RateLimit, SseConfig};
 /// `GET /api/sse/stats/cluster`), the memory bounds
 /// `SSE_HISTORY_BYTES`, `SSE_CLIENT_QUEUE_BYTES` and
 /// `SSE_FRAME_BUDGET_BYTES`, `SSE_IDEMPOTENCY_WINDOW_MS`, `SSE_PUBLISH_RATE`
-/// (publishes per second per publisher, unlimited when unset), and the
+/// (publishes per second per publisher, unlimited when unset),
+/// `SSE_WRITE_BATCH_MS` (the write batch window, 0 to 1000), and the
 /// server's own limits ([`EnvConfig::server`]).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -232,6 +233,18 @@ impl EnvConfig {
         };
         if let Some(ms) = parse_with("SSE_IDEMPOTENCY_WINDOW_MS", &at_least_1000)? {
             sse = sse.idempotency_window(Duration::from_millis(ms));
+        }
+        let at_most_1000 = |text: &str| -> Result<u64, String> {
+            count(text).and_then(|n| {
+                if n > 1000 {
+                    Err("must be at most 1000".to_owned())
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        if let Some(ms) = parse_with("SSE_WRITE_BATCH_MS", &at_most_1000)? {
+            sse = sse.write_batch_window(Duration::from_millis(ms));
         }
         let rate = |text: &str| -> Result<u64, String> {
             positive(text).and_then(|n| {
@@ -530,6 +543,7 @@ mod tests {
             ("SSE_CLIENT_QUEUE_BYTES", "65536"),
             ("SSE_FRAME_BUDGET_BYTES", "4194304"),
             ("SSE_IDEMPOTENCY_WINDOW_MS", "60000"),
+            ("SSE_WRITE_BATCH_MS", "5"),
             ("SSE_PUBLISH_RATE", "20"),
         ])
         .expect("valid");
@@ -562,6 +576,8 @@ mod tests {
         assert_eq!(config.sse.client_queue_bytes(), 64 << 10);
         assert_eq!(config.sse.frame_memory_budget(), 4 << 20);
         assert_eq!(config.sse.idempotency_window(), Duration::from_secs(60));
+        assert_eq!(config.sse.write_batch_window(), Duration::from_millis(5));
+        assert_eq!(env(&[]).expect("defaults").sse.write_batch_window(), Duration::ZERO);
         assert_eq!(
             config.sse.publish_rate(),
             Some(RateLimit::per_second(20).with_burst(20))
@@ -750,6 +766,7 @@ mod tests {
             ("SSE_HISTORY_BYTES", "lots"),
             ("SSE_FRAME_BUDGET_BYTES", "0"),
             ("SSE_IDEMPOTENCY_WINDOW_MS", "999"),
+            ("SSE_WRITE_BATCH_MS", "1001"),
             ("SSE_PUBLISH_RATE", "0"),
             ("SSE_PUBLISH_RATE", "fast"),
             ("SSE_PUBLISH_RATE", "1000001"),

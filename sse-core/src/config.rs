@@ -62,6 +62,7 @@ pub struct SseConfig {
     pub(crate) channel_send_rate: Option<RateLimit>,
     pub(crate) publish_rate: Option<RateLimit>,
     pub(crate) rate_limit_keys: usize,
+    pub(crate) write_batch_window: Duration,
 }
 
 /// Builds an [`SseConfig`]: every setting starts at its default, each setter
@@ -168,6 +169,7 @@ impl Default for SseConfig {
             channel_send_rate: None,
             publish_rate: None,
             rate_limit_keys: 100_000,
+            write_batch_window: Duration::ZERO,
         }
     }
 }
@@ -342,6 +344,13 @@ settings! {
     /// the cluster's statistics within that time. An instance that shuts
     /// down withdraws its report at once.
     stats_interval: copy Duration;
+    /// How long a connection's writer waits, once a frame reaches its empty
+    /// queue, for more frames to gather into the same write (default 0: it
+    /// writes at once; at most 1 s). For servers that send many events per
+    /// second to each client and trade that much latency for fewer writes;
+    /// a client that is behind is written to without waiting. Heartbeats
+    /// and the last frames before a close wait too.
+    write_batch_window: copy Duration;
     /// Channels, by exact name, whose events get a metric series of their
     /// own, `sse_channel_events_published_total{channel="..."}` (feature
     /// `metrics`; default: none). Every other metric's labels take fixed
@@ -434,6 +443,9 @@ impl SseConfig {
                 "metric_channels",
                 "at most 1,000 names, each not empty and without control characters",
             );
+        }
+        if self.write_batch_window > Duration::from_secs(1) {
+            return invalid("write_batch_window", "must be at most 1 s");
         }
         if self.stats_interval < Duration::from_millis(100) {
             return invalid("stats_interval", "must be at least 100 ms");

@@ -318,6 +318,47 @@ pub struct Connection {
     /// one take in [`DEPTH_SAMPLE`](crate::metrics::DEPTH_SAMPLE).
     #[cfg(feature = "metrics")]
     pub(crate) takes: u32,
+    /// With a [write batch window](crate::SseConfigBuilder::write_batch_window):
+    /// the window running, and whether it ran since the queue was last
+    /// found empty.
+    pub(crate) batch: Batch,
+}
+
+/// The write batch window of one connection.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Behind a mutex only to keep the connection `Sync`; taken with
+    /// `get_mut`, never locked.
+    timer: parking_lot::Mutex<Option<crate::runtime::BoxFuture<'static, ()>>>,
+    waited: bool,
+}
+
+impl Batch {
+    /// `Pending` while the window for the frames queued runs: it starts
+    /// when a frame is found in a queue that was empty.
+    fn poll(
+        &mut self,
+        window: Duration,
+        queue: &Queue,
+        runtime: &dyn crate::Runtime,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let timer = self.timer.get_mut();
+        if timer.is_none() {
+            if self.waited || !queue.has_frames() {
+                return Poll::Ready(());
+            }
+            *timer = Some(runtime.sleep(window));
+        }
+        if let Some(running) = timer.as_mut() {
+            if running.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        *timer = None;
+        self.waited = true;
+        Poll::Ready(())
+    }
 }
 
 impl Connection {
@@ -379,6 +420,15 @@ impl Stream for Connection {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = self.get_mut();
+        let window = this.shared.config.write_batch_window;
+        if !window.is_zero()
+            && this
+                .batch
+                .poll(window, &this.queue, &*this.shared.runtime, cx)
+                .is_pending()
+        {
+            return Poll::Pending;
+        }
         match this.queue.poll_frames(cx) {
             Poll::Ready(Some((frames, count))) => {
                 tracing::trace!(parent: &this.span, frames = count, bytes = frames.len(), "sse frames written");
@@ -391,7 +441,11 @@ impl Stream for Connection {
                 Poll::Ready(Some(frames))
             }
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // Empty: the next frame opens a window again.
+                this.batch.waited = false;
+                Poll::Pending
+            }
         }
     }
 }

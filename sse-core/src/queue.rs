@@ -337,6 +337,11 @@ impl Queue {
         }
     }
 
+    /// Whether a frame is ready to be taken.
+    pub(crate) fn has_frames(&self) -> bool {
+        self.inner.lock().head.is_some()
+    }
+
     /// Takes the queued frames, with their count; `Ready(None)` once the
     /// queue is closed and drained.
     ///

@@ -119,6 +119,10 @@ struct Load {
     keys: usize,
     /// `SSE_CLIENT_QUEUE` of the keyed comparison.
     queue: usize,
+    /// Compare the library with this write batch window (ms,
+    /// `SSE_WRITE_BATCH_MS`) with the library without one; 0: no such
+    /// comparison.
+    batch_ms: u64,
 }
 
 impl Load {
@@ -137,6 +141,7 @@ impl Load {
             http2_connections: 0,
             keys: 0,
             queue: 1024,
+            batch_ms: 0,
         }
     }
 }
@@ -600,6 +605,15 @@ fn scenarios(args: &Args) -> Vec<(&'static str, Load)> {
             },
         ),
     ];
+    // 100 events/s to each client, written as they come or gathered over
+    // a 5 ms window: what batching buys in writes and CPU.
+    list.push((
+        "batch-100",
+        Load {
+            batch_ms: 5,
+            ..Load::new(1000.min(n), 100, s)
+        },
+    ));
     // Many streams over few connections, as browsers multiplex an origin's
     // streams over HTTP/2 (100 per connection, within the servers' limit
     // of concurrent streams).
@@ -668,6 +682,15 @@ fn print_header() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
+/// The write system calls of process `pid` so far (`syscw` in
+/// `/proc/<pid>/io`), where it can be read.
+fn write_calls(pid: Option<u32>) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", pid?)).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("syscw: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 fn print_row(scenario: &str, server: &str, r: &Report) {
     let ratio = if r.expected > 0 {
         r.delivered as f64 / r.expected as f64
@@ -723,7 +746,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let redis = || vec![("SSE_REDIS_URL", args.redis_url.clone())];
         let metrics_off = || vec![("SSE_METRICS", "off".to_owned())];
         let queue = || vec![("SSE_CLIENT_QUEUE", load.queue.to_string())];
-        let mut servers = if load.keys > 0 {
+        let batch = || vec![("SSE_WRITE_BATCH_MS", load.batch_ms.to_string())];
+        let mut servers = if load.batch_ms > 0 {
+            vec![("library+batch", &library, batch()), ("library", &library, vec![])]
+        } else if load.keys > 0 {
             vec![("library+keys", &library, queue()), ("library", &library, queue())]
         } else if load.redis {
             vec![("library+redis", &library, redis()), ("library", &library, vec![])]
@@ -737,7 +763,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         // The floor server broadcasts everything and has no queues: it
         // calibrates broadcasts only.
-        let paired = load.redis || load.metrics || load.keys > 0;
+        let paired = load.redis || load.metrics || load.keys > 0 || load.batch_ms > 0;
         // Neither it nor the transport server speaks HTTP/2.
         let http1 = load.http2_connections == 0;
         if args.floor
@@ -767,8 +793,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 load
             };
+            let writes_before = write_calls(server.pid);
             let report = run_load(&server.base, server.pid, this_load).await;
             print_row(name, server_name, &report);
+            if load.batch_ms > 0 {
+                if let (Some(before), Some(after)) = (writes_before, write_calls(server.pid)) {
+                    notes.push(format!(
+                        "{name} {server_name}: {} write system calls for {} deliveries",
+                        after - before,
+                        report.delivered
+                    ));
+                }
+            }
             if load.keys > 0 {
                 notes.push(format!("{name} {server_name}: {}", queue_stats(&server.base).await));
             }

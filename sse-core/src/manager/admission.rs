@@ -20,7 +20,7 @@ use super::Shared;
 use super::presence::Presence;
 use super::registry::{Registered, Registry};
 use crate::config::{ConnectedEvent, UserLimitPolicy};
-use crate::connection::{ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
+use crate::connection::{Batch, ClientId, CloseReason, ConnectOptions, Connection, ConnectionInfo, channel_allowed};
 use crate::error::{ConnectError, SubscribeError};
 use crate::event::{Event, retry_frame};
 use crate::history::{History, Resume};
@@ -132,6 +132,7 @@ impl Shared {
             span,
             #[cfg(feature = "metrics")]
             takes: 0,
+            batch: Batch::default(),
         })
     }
 

@@ -499,7 +499,7 @@ impl SseManager {
 /// at the start of a send, under `keys` at most, and released before
 /// anything else is taken.
 pub(crate) struct Shared {
-    config: SseConfig,
+    pub(crate) config: SseConfig,
     /// Sequencer and replay log.
     history: Mutex<History>,
     /// The open connections and their indexes.
@@ -513,7 +513,7 @@ pub(crate) struct Shared {
     wake: mpsc::Sender<()>,
     retry_frame: Bytes,
     heartbeat_frame: Option<Bytes>,
-    runtime: Arc<dyn Runtime>,
+    pub(crate) runtime: Arc<dyn Runtime>,
     backplane: Option<Arc<dyn Backplane>>,
     /// The bytes of event frames alive, against their budget.
     budget: Arc<FrameBudget>,

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
                 publish::published_event_fields,
                 publish::exclusions_and_replay_are_validated,
                 publish::idempotency_key_publishes_once,
+                publish::write_batch_window_keeps_every_frame,
                 rate_limits::publish_rate_answers_429_per_publisher,
                 publish::priority_and_key,
                 replay::replay_after_last_event_id_header,

@@ -212,3 +212,18 @@ pub(crate) async fn priority_and_key(serve: ServeFn) {
         "nothing was sent on bad input"
     );
 }
+
+/// `SSE_WRITE_BATCH_MS` ("Configuration"): frames gathered over the window
+/// arrive unchanged, in order, with their ids.
+pub(crate) async fn write_batch_window_keeps_every_frame(serve: ServeFn) {
+    let server = TestServer::start(serve, &[("SSE_WRITE_BATCH_MS", "50")]).await;
+    let mut s = server.subscribe("").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(server.publish_ok(&json!({"event": "batched", "data": n})).await.id);
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let event = s.stream.expect_event("batched").await;
+        assert_eq!((event.data.as_str(), &event.id), (n.to_string().as_str(), id));
+    }
+}
