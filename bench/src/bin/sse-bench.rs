@@ -83,6 +83,9 @@ struct Args {
     /// a busy generator does not take the server's core.
     #[arg(long)]
     server_cpus: Option<String>,
+    /// The write batch window of the `batch-100` scenario, in ms.
+    #[arg(long, default_value_t = 5)]
+    batch_ms: u64,
     /// The Redis of the `redis-latency` scenario.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -606,11 +609,12 @@ fn scenarios(args: &Args) -> Vec<(&'static str, Load)> {
         ),
     ];
     // 100 events/s to each client, written as they come or gathered over
-    // a 5 ms window: what batching buys in writes and CPU.
+    // a window (`--batch-ms`, 5 by default): what batching buys in writes
+    // and CPU.
     list.push((
         "batch-100",
         Load {
-            batch_ms: 5,
+            batch_ms: args.batch_ms.max(1),
             ..Load::new(1000.min(n), 100, s)
         },
     ));
