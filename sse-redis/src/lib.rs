@@ -350,6 +350,46 @@ impl RedisBackplane {
         self.on_runtime(async move { inner.writer.ping(&inner).await }).await
     }
 
+    /// Appends `payload` to the stream of `shard` (the shared one for
+    /// `None`), saying on failure whether it may be stored all the same.
+    async fn append(&self, shard: Option<u32>, payload: Bytes) -> Result<String, BackplaneError> {
+        let inner = self.inner.clone();
+        let sent = Arc::new(AtomicBool::new(false));
+        let flag = sent.clone();
+        let result = self
+            .on_runtime(async move { inner.writer.append(&inner, shard, &payload, &flag).await })
+            .await;
+        result.map_err(|error| classify(error, &sent))
+    }
+
+    /// As [`RedisBackplane::append`], once per `key` within `window`.
+    async fn append_once(
+        &self,
+        shard: Option<u32>,
+        payload: Bytes,
+        key: &str,
+        window: Duration,
+    ) -> Result<Appended, BackplaneError> {
+        let inner = self.inner.clone();
+        let sent = Arc::new(AtomicBool::new(false));
+        let flag = sent.clone();
+        let key = key.to_owned();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let result = self
+            .on_runtime(async move {
+                inner
+                    .writer
+                    .append_once(&inner, shard, &payload, &key, window_ms, &flag)
+                    .await
+            })
+            .await;
+        match result {
+            Ok((id, true)) => Ok(Appended::earlier(id)),
+            Ok((id, false)) => Ok(Appended::new(id)),
+            Err(error) => Err(classify(error, &sent)),
+        }
+    }
+
     /// Runs `task` on the backplane's Tokio runtime, whatever runs the
     /// caller, within the timeout.
     async fn on_runtime<T: Send + 'static>(
@@ -378,34 +418,11 @@ impl RedisBackplane {
 #[async_trait]
 impl Backplane for RedisBackplane {
     async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError> {
-        let inner = self.inner.clone();
-        let sent = Arc::new(AtomicBool::new(false));
-        let flag = sent.clone();
-        let result = self
-            .on_runtime(async move { inner.writer.append(&inner, None, &payload, &flag).await })
-            .await;
-        result.map_err(|error| classify(error, &sent))
+        self.append(None, payload).await
     }
 
     async fn publish_once(&self, payload: Bytes, key: &str, window: Duration) -> Result<Appended, BackplaneError> {
-        let inner = self.inner.clone();
-        let sent = Arc::new(AtomicBool::new(false));
-        let flag = sent.clone();
-        let key = key.to_owned();
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let result = self
-            .on_runtime(async move {
-                inner
-                    .writer
-                    .append_once(&inner, None, &payload, &key, window_ms, &flag)
-                    .await
-            })
-            .await;
-        match result {
-            Ok((id, true)) => Ok(Appended::earlier(id)),
-            Ok((id, false)) => Ok(Appended::new(id)),
-            Err(error) => Err(classify(error, &sent)),
-        }
+        self.append_once(None, payload, key, window).await
     }
 
     fn channel_shard(&self, channel: &str) -> Option<u32> {
@@ -417,13 +434,7 @@ impl Backplane for RedisBackplane {
     }
 
     async fn publish_to_shard(&self, shard: u32, payload: Bytes) -> Result<String, BackplaneError> {
-        let inner = self.inner.clone();
-        let sent = Arc::new(AtomicBool::new(false));
-        let flag = sent.clone();
-        let result = self
-            .on_runtime(async move { inner.writer.append(&inner, Some(shard), &payload, &flag).await })
-            .await;
-        result.map_err(|error| classify(error, &sent))
+        self.append(Some(shard), payload).await
     }
 
     async fn publish_once_to_shard(
@@ -433,24 +444,7 @@ impl Backplane for RedisBackplane {
         key: &str,
         window: Duration,
     ) -> Result<Appended, BackplaneError> {
-        let inner = self.inner.clone();
-        let sent = Arc::new(AtomicBool::new(false));
-        let flag = sent.clone();
-        let key = key.to_owned();
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let result = self
-            .on_runtime(async move {
-                inner
-                    .writer
-                    .append_once(&inner, Some(shard), &payload, &key, window_ms, &flag)
-                    .await
-            })
-            .await;
-        match result {
-            Ok((id, true)) => Ok(Appended::earlier(id)),
-            Ok((id, false)) => Ok(Appended::new(id)),
-            Err(error) => Err(classify(error, &sent)),
-        }
+        self.append_once(Some(shard), payload, key, window).await
     }
 
     fn preload(&self, sink: &BackplaneSink) {
