@@ -165,6 +165,29 @@ impl Step for Reader {
     }
 }
 
+/// Whether the stream at `key` still holds `last`, an entry read from it:
+/// it exists and its last entry is not older. (A stream recreated since
+/// then holds only entries of its own, whose `prev` the next read checks.)
+pub(crate) async fn holds(
+    connection: &mut MultiplexedConnection,
+    key: &str,
+    last: &str,
+) -> Result<bool, RedisBackplaneError> {
+    let tail: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(connection)
+        .await
+        .map_err(RedisBackplaneError::Command)?;
+    Ok(tail
+        .ids
+        .first()
+        .is_some_and(|entry| compare_ids(&entry.id, last).is_some_and(|o| o.is_ge())))
+}
+
 /// A connection of the reader's own: its blocking reads wait up to the read
 /// timeout for an answer.
 pub(crate) async fn connect(inner: &Inner) -> Result<MultiplexedConnection, RedisBackplaneError> {
@@ -197,9 +220,7 @@ impl Reader {
         Ok(())
     }
 
-    /// Whether the stream still continues from `position`: it exists and
-    /// its last entry is not older. (A stream recreated since then holds
-    /// only entries of its own, whose `prev` the next read checks.)
+    /// Reports lost history unless the stream still [holds] `position`.
     async fn check_position(
         &mut self,
         connection: &mut MultiplexedConnection,
@@ -208,20 +229,7 @@ impl Reader {
         let Some(position) = self.position.as_deref() else {
             return Ok(());
         };
-        let last: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(&self.inner.key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(connection)
-            .await
-            .map_err(RedisBackplaneError::Command)?;
-        let holds = last
-            .ids
-            .first()
-            .is_some_and(|entry| compare_ids(&entry.id, position).is_some_and(|o| o.is_ge()));
-        if !holds {
+        if !holds(connection, &self.inner.key, position).await? {
             self.history_lost(sink, "the stream is gone or ends before the last entry read");
         }
         Ok(())

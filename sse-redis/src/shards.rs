@@ -27,7 +27,7 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use sse_core::BackplaneSink;
 
-use crate::reader::{Step, compare_ids, parse_id, payload, text};
+use crate::reader::{Step, holds, parse_id, payload, text};
 use crate::{Inner, RedisBackplaneError};
 
 /// How often, and how many times, a change of the shards wanted interrupts
@@ -391,20 +391,7 @@ impl Sharded {
     ) -> Result<(), RedisBackplaneError> {
         for stream in &self.streams {
             let Some(last) = stream.last.as_deref() else { continue };
-            let tail: StreamRangeReply = redis::cmd("XREVRANGE")
-                .arg(&stream.key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(connection)
-                .await
-                .map_err(RedisBackplaneError::Command)?;
-            let holds = tail
-                .ids
-                .first()
-                .is_some_and(|entry| compare_ids(&entry.id, last).is_some_and(|o| o.is_ge()));
-            if !holds {
+            if !holds(connection, &stream.key, last).await? {
                 self.history_lost(sink, "a stream is gone or ends before the last entry read");
                 return Ok(());
             }
