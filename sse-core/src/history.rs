@@ -170,10 +170,29 @@ impl History {
         if self.entries.get(place).is_some_and(|e| e.seq == order) {
             return false;
         }
-        self.custom.insert(id.clone(), order);
+        self.keep(place, order, Some(id), audience, (frame, tag), now);
+        true
+    }
+
+    /// Keeps the entry `seq` at `place` among the entries, then evicts the
+    /// oldest ones while the history is over its count or its bytes (an
+    /// event larger than the whole budget goes at once, and with it every
+    /// event before it).
+    fn keep(
+        &mut self,
+        place: usize,
+        seq: u64,
+        custom_id: Option<String>,
+        audience: Audience,
+        (frame, tag): (Bytes, Tag),
+        now: Instant,
+    ) {
+        if let Some(id) = &custom_id {
+            self.custom.insert(id.clone(), seq);
+        }
         let entry = Entry {
-            seq: order,
-            custom_id: Some(id),
+            seq,
+            custom_id,
             audience,
             frame,
             priority: tag.priority,
@@ -185,7 +204,6 @@ impl History {
         while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
             self.pop_front();
         }
-        true
     }
 
     /// The id of the newest event issued: a resume point that replays
@@ -212,25 +230,7 @@ impl History {
             self.prune_marks();
             return;
         }
-        if let Some(id) = &custom_id {
-            self.custom.insert(id.clone(), seq);
-        }
-        let entry = Entry {
-            seq,
-            custom_id,
-            audience,
-            frame,
-            priority: tag.priority,
-            key: tag.key,
-            at: now,
-        };
-        self.bytes += entry.cost();
-        self.entries.push_back(entry);
-        // An event larger than the whole budget goes at once, and with it
-        // every event before it.
-        while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
-            self.pop_front();
-        }
+        self.keep(self.entries.len(), seq, custom_id, audience, (frame, tag), now);
         self.expire(now);
     }
 
