@@ -251,19 +251,9 @@ async fn every_instance_delivers_the_shards_in_one_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_shard_cannot_be_read_is_refused() {
-    if std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        skip("the redis-server binary is not installed");
+    let Some((server, fx, _)) = own_server("shards-down").await else {
         return;
-    }
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let server = Server::start(port, &std::env::temp_dir()).expect("redis-server starts");
-    wait_for_redis(&url).await;
-    let fx = fixture_at(&url, "shards-down").await.expect("own redis-server answers");
+    };
     let (a, plane) = fx.sharded().await;
     let x = channels_on_distinct_shards(&plane, 1)[0].0.clone();
     drop(server);

@@ -41,15 +41,9 @@ fn signal(server: &Server, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_redis_gives_honest_outcomes_and_keyed_retries_deliver_once() {
-    if Command::new("redis-server").arg("--version").output().is_err() {
-        skip("the redis-server binary is not installed");
+    let Some((server, fx, _)) = own_server("stall").await else {
         return;
-    }
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let server = Server::start(port, &std::env::temp_dir()).expect("redis-server starts");
-    wait_for_redis(&url).await;
-    let fx = fixture_at(&url, "stall").await.expect("own redis-server answers");
+    };
     let instance = || async {
         let backplane = fx
             .backplane(1000)

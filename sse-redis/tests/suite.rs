@@ -5,7 +5,6 @@
 //! restart loses the stream. Skipped with a printed reason without them,
 //! failed under `SSE_CI_STRICT=1`.
 
-use std::process::Command;
 use std::sync::Mutex;
 
 use sse_core::test_util::backplane_suite::{self as suite, SharedLog};
@@ -171,17 +170,9 @@ async fn sharded_broker_restart_mid_stream() {
 
 /// The restart check on a `redis-server` of the test's own.
 async fn restart(shards: u32) {
-    if Command::new("redis-server").arg("--version").output().is_err() {
-        skip("the redis-server binary is not installed");
+    let Some((server, fx, port)) = own_server("suite-restart").await else {
         return;
-    }
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let server = Server::start(port, &std::env::temp_dir()).expect("redis-server starts");
-    wait_for_redis(&url).await;
-    let fx = fixture_at(&url, "suite-restart")
-        .await
-        .expect("own redis-server answers");
+    };
     let log = Redis {
         fx,
         shards,

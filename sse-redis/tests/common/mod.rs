@@ -234,6 +234,26 @@ impl Drop for Server {
     }
 }
 
+/// A `redis-server` of the test's own on a free loopback port, once it
+/// answers, and a fixture on it; `None` (skipped, or failed under
+/// `SSE_CI_STRICT=1`) when the binary is not installed.
+pub(crate) async fn own_server(test: &str) -> Option<(Server, Fixture, u16)> {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("the redis-server binary is not installed");
+        return None;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = Server::start(port, &std::env::temp_dir()).expect("redis-server starts");
+    wait_for_redis(&url).await;
+    let fx = fixture_at(&url, test).await.expect("own redis-server answers");
+    Some((server, fx, port))
+}
+
 /// Waits until a Redis answers at `url`.
 pub(crate) async fn wait_for_redis(url: &str) {
     let deadline = Instant::now() + WAIT;
