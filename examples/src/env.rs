@@ -138,6 +138,30 @@ impl EnvConfig {
         let count =
             |text: &str| -> Result<u64, String> { text.parse::<u64>().map_err(|e| format!("not a whole number: {e}")) };
         let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        // A positive number of at least `min`.
+        let at_least = |min: u64| {
+            move |text: &str| -> Result<u64, String> {
+                positive(text).and_then(|n| {
+                    if n < min {
+                        Err(format!("must be at least {min}"))
+                    } else {
+                        Ok(n)
+                    }
+                })
+            }
+        };
+        // A number that `rule` takes, of at most `max`.
+        let at_most = |rule: fn(&str) -> Result<u64, String>, max: u64| {
+            move |text: &str| -> Result<u64, String> {
+                rule(text).and_then(|n| {
+                    if n > max {
+                        Err(format!("must be at most {max}"))
+                    } else {
+                        Ok(n)
+                    }
+                })
+            }
+        };
 
         let addr = match get("SSE_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
@@ -148,16 +172,7 @@ impl EnvConfig {
             })?,
         };
         let mut sse = SseConfig::builder();
-        let at_least_10 = |text: &str| -> Result<u64, String> {
-            positive(text).and_then(|n| {
-                if n < 10 {
-                    Err("must be at least 10".to_owned())
-                } else {
-                    Ok(n)
-                }
-            })
-        };
-        if let Some(ms) = parse_with("SSE_HEARTBEAT_MS", &at_least_10)? {
+        if let Some(ms) = parse_with("SSE_HEARTBEAT_MS", &at_least(10))? {
             sse = sse.heartbeat_interval(Some(Duration::from_millis(ms)));
         }
         if let Some(ms) = parse_with("SSE_RETRY_MS", &count)? {
@@ -190,7 +205,7 @@ impl EnvConfig {
         if let Some(n) = parse_with("SSE_FRAME_BUDGET_BYTES", &positive)? {
             sse = sse.frame_memory_budget(size(n));
         }
-        if let Some(ms) = parse_with("SSE_IDLE_TIMEOUT_MS", &at_least_10)? {
+        if let Some(ms) = parse_with("SSE_IDLE_TIMEOUT_MS", &at_least(10))? {
             sse = sse.idle_timeout(Some(Duration::from_millis(ms)));
         }
         if let Some((variable, value)) = get("SSE_PRESENCE_CHANNELS") {
@@ -207,55 +222,19 @@ impl EnvConfig {
             }
             sse = sse.presence_channels(patterns);
         }
-        let at_least_100 = |text: &str| -> Result<u64, String> {
-            positive(text).and_then(|n| {
-                if n < 100 {
-                    Err("must be at least 100".to_owned())
-                } else {
-                    Ok(n)
-                }
-            })
-        };
-        if let Some(ms) = parse_with("SSE_PRESENCE_TIMEOUT_MS", &at_least_100)? {
+        if let Some(ms) = parse_with("SSE_PRESENCE_TIMEOUT_MS", &at_least(100))? {
             sse = sse.presence_timeout(Duration::from_millis(ms));
         }
-        if let Some(ms) = parse_with("SSE_STATS_INTERVAL_MS", &at_least_100)? {
+        if let Some(ms) = parse_with("SSE_STATS_INTERVAL_MS", &at_least(100))? {
             sse = sse.stats_interval(Duration::from_millis(ms));
         }
-        let at_least_1000 = |text: &str| -> Result<u64, String> {
-            positive(text).and_then(|n| {
-                if n < 1000 {
-                    Err("must be at least 1000".to_owned())
-                } else {
-                    Ok(n)
-                }
-            })
-        };
-        if let Some(ms) = parse_with("SSE_IDEMPOTENCY_WINDOW_MS", &at_least_1000)? {
+        if let Some(ms) = parse_with("SSE_IDEMPOTENCY_WINDOW_MS", &at_least(1000))? {
             sse = sse.idempotency_window(Duration::from_millis(ms));
         }
-        let at_most_1000 = |text: &str| -> Result<u64, String> {
-            count(text).and_then(|n| {
-                if n > 1000 {
-                    Err("must be at most 1000".to_owned())
-                } else {
-                    Ok(n)
-                }
-            })
-        };
-        if let Some(ms) = parse_with("SSE_WRITE_BATCH_MS", &at_most_1000)? {
+        if let Some(ms) = parse_with("SSE_WRITE_BATCH_MS", &at_most(count, 1000))? {
             sse = sse.write_batch_window(Duration::from_millis(ms));
         }
-        let rate = |text: &str| -> Result<u64, String> {
-            positive(text).and_then(|n| {
-                if n > 1_000_000 {
-                    Err("must be at most 1000000".to_owned())
-                } else {
-                    Ok(n)
-                }
-            })
-        };
-        if let Some(rate) = parse_with("SSE_PUBLISH_RATE", &rate)? {
+        if let Some(rate) = parse_with("SSE_PUBLISH_RATE", &at_most(positive, 1_000_000))? {
             let rate = u32::try_from(rate).unwrap_or(u32::MAX);
             sse = sse.publish_rate(Some(RateLimit::per_second(rate)));
         }
@@ -273,7 +252,7 @@ impl EnvConfig {
             ("SSE_KEEP_ALIVE_TIMEOUT_MS", &mut server.keep_alive_timeout),
             ("SSE_WRITE_TIMEOUT_MS", &mut server.write_timeout),
         ] {
-            if let Some(ms) = parse_with(name, &at_least_10)? {
+            if let Some(ms) = parse_with(name, &at_least(10))? {
                 *field = Duration::from_millis(ms);
             }
         }
@@ -281,16 +260,8 @@ impl EnvConfig {
             server.max_sockets = size(n);
         }
         let drain = Duration::from_millis(parse_with("SSE_DRAIN_MS", &count)?.unwrap_or(0));
-        let shards = |text: &str| -> Result<u64, String> {
-            positive(text).and_then(|n| {
-                if n > u64::from(sse_redis::MAX_SHARDS) {
-                    Err(format!("must be at most {}", sse_redis::MAX_SHARDS))
-                } else {
-                    Ok(n)
-                }
-            })
-        };
-        let redis_shards = parse_with("SSE_REDIS_SHARDS", &shards)?.and_then(|n| u32::try_from(n).ok());
+        let redis_shards = parse_with("SSE_REDIS_SHARDS", &at_most(positive, u64::from(sse_redis::MAX_SHARDS)))?
+            .and_then(|n| u32::try_from(n).ok());
         let on_off = |text: &str| match text {
             "on" => Ok(1),
             "off" => Ok(0),
