@@ -293,7 +293,7 @@ impl SseEndpoints {
     /// header when there is one, within the publisher's
     /// [rate limit](crate::SseConfig::publish_rate).
     async fn publish(&self, head: &Parts, body: &[u8]) -> Response<Bytes> {
-        if let Err(SendError::RateLimited { retry_after }) = self.manager.check_publisher(&self.publisher_of(head)) {
+        if let Err(SendError::RateLimited { retry_after }) = self.manager.check_publish_rate(&self.publisher_of(head)) {
             return rate_limited(retry_after);
         }
         let key = match head.headers.get("idempotency-key").map(|value| value.to_str()) {

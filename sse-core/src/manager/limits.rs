@@ -21,7 +21,6 @@ pub(super) struct SendLimits {
     publishers: Option<KeyedLimiter<u64>>,
     /// Turns a publisher's identity into its key, a digest: a bearer token
     /// is never held in the clear.
-    #[cfg(feature = "http")]
     hasher: std::hash::RandomState,
 }
 
@@ -32,7 +31,6 @@ impl SendLimits {
             users: config.user_send_rate.map(|limit| KeyedLimiter::new(limit, keys)),
             channels: config.channel_send_rate.map(|limit| KeyedLimiter::new(limit, keys)),
             publishers: config.publish_rate.map(|limit| KeyedLimiter::new(limit, keys)),
-            #[cfg(feature = "http")]
             hasher: std::hash::RandomState::new(),
         }
     }
@@ -103,12 +101,30 @@ impl SseManager {
     /// Takes one event of the allowance of `publisher` (any identity: a
     /// bearer token, an address) under [`SseConfig::publish_rate`]; `Ok`
     /// when no such limit is configured. The identity is kept as a digest
-    /// only.
+    /// only. The built-in publish route calls it for every publish; an
+    /// application's own publish handler calls it the same way, and
+    /// answers a refusal as the route does (with `sse_core::http::rate_limited`,
+    /// feature `http`: `429` and `Retry-After`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sse_core::{RateLimit, SendError, SseConfig, SseManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = SseConfig::builder().publish_rate(Some(RateLimit::per_second(1))).build()?;
+    /// let manager = SseManager::builder().config(config).build()?;
+    /// assert!(manager.check_publish_rate(&"token-a").is_ok());
+    /// let refused = manager.check_publish_rate(&"token-a");
+    /// assert!(matches!(refused, Err(SendError::RateLimited { retry_after }) if retry_after > Duration::ZERO));
+    /// assert!(manager.check_publish_rate(&"token-b").is_ok(), "another publisher");
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`SendError::RateLimited`] over the limit.
-    #[cfg(feature = "http")]
-    pub(crate) fn check_publisher(&self, publisher: &impl std::hash::Hash) -> Result<(), SendError> {
+    pub fn check_publish_rate(&self, publisher: &impl std::hash::Hash) -> Result<(), SendError> {
         use std::hash::BuildHasher as _;
         let limits = &self.shared.limits;
         match &limits.publishers {
