@@ -46,12 +46,14 @@
 
 mod body;
 mod io;
+mod own_wake;
 
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,6 +66,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 pub use body::TimedBody;
 pub use hyper::body::Incoming;
 pub use io::WriteTimeout;
+use own_wake::OwnWake;
 
 use crate::SseConfig;
 use crate::http::RemoteAddr;
@@ -271,47 +274,66 @@ where
         tokio::spawn(async move {
             let _permit = permit;
             let mut connection = std::pin::pin!(builder.serve_connection_with_upgrades(io, service));
-            let mut closing = false;
+            // The watchers are polled only when one of them was woken
+            // (`OwnWake`), not on every wake of the connection: a stream
+            // woken to write an event costs one poll of the connection.
+            let watch = OwnWake::new(async {
+                tokio::select! {
+                    _ = stopped.changed() => Watched::Stopping,
+                    () = activity.idle_for(idle) => Watched::Idle,
+                }
+            });
+            let mut watch = std::pin::pin!(Some(watch));
             // Set once an idle connection was asked to close: one that is
             // still reading a head then (a slow one) does not get to finish.
-            let mut give_up = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86_400)));
-            let mut giving_up = false;
-            let result = loop {
-                tokio::select! {
-                    result = connection.as_mut() => break result,
-                    _ = stopped.changed(), if !closing => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
+            let mut give_up = std::pin::pin!(None::<OwnWake<tokio::time::Sleep>>);
+            let closed = std::future::poll_fn(|cx| {
+                loop {
+                    if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                        return Poll::Ready(Some(result));
                     }
-                    () = activity.idle_for(idle), if !closing => {
+                    if let Some(give_up) = give_up.as_mut().as_pin_mut()
+                        && give_up.poll(cx).is_ready()
+                    {
+                        tracing::debug!(%peer, "closing a connection still sending a request head");
+                        return Poll::Ready(None);
+                    }
+                    let Some(Poll::Ready(watched)) = watch.as_mut().as_pin_mut().map(|watch| watch.poll(cx)) else {
+                        return Poll::Pending;
+                    };
+                    watch.set(None);
+                    if matches!(watched, Watched::Idle) {
                         if !activity.began() {
                             // Before its first request the protocol is not
                             // known yet, and hyper could not close it.
                             tracing::debug!(%peer, "closing a connection without a request head");
-                            return;
+                            return Poll::Ready(None);
                         }
                         tracing::debug!(%peer, "closing an idle connection");
-                        closing = true;
-                        giving_up = true;
-                        give_up.as_mut().reset(tokio::time::Instant::now() + header_timeout);
-                        connection.as_mut().graceful_shutdown();
+                        give_up.set(Some(OwnWake::new(tokio::time::sleep(header_timeout))));
                     }
-                    () = give_up.as_mut(), if giving_up => {
-                        tracing::debug!(%peer, "closing a connection still sending a request head");
-                        return;
-                    }
+                    // Polled again at once: the close makes progress on a poll.
+                    connection.as_mut().graceful_shutdown();
                 }
-            };
-            if let Err(error) = result {
+            })
+            .await;
+            if let Some(Err(error)) = closed {
                 tracing::debug!(%peer, error = %Chain(&*error), "connection closed with an error");
             }
-            drop(stopped);
         });
     }
     drop(listener);
     stop.send_replace(());
     stop.closed().await;
     Ok(())
+}
+
+/// What a connection's watchers saw.
+enum Watched {
+    /// The server is shutting down.
+    Stopping,
+    /// No request has been in progress for the idle time.
+    Idle,
 }
 
 /// Whether an `accept` error concerns one connection only (it went away
