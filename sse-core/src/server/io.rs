@@ -20,7 +20,9 @@ pin_project! {
     pub struct WriteTimeout<T> {
         #[pin]
         inner: T,
-        deadline: Pin<Box<Sleep>>,
+        // Made at the first write that has to wait: most connections
+        // never need one.
+        deadline: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
         armed: bool,
     }
@@ -28,11 +30,11 @@ pin_project! {
 
 impl<T> WriteTimeout<T> {
     /// `inner` with writes limited to `timeout` without progress. Must be
-    /// called inside a Tokio runtime.
+    /// used inside a Tokio runtime.
     pub fn new(inner: T, timeout: Duration) -> Self {
         WriteTimeout {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: None,
             timeout,
             armed: false,
         }
@@ -48,7 +50,7 @@ impl<T> WriteTimeout<T> {
 /// finished one disarms the deadline.
 fn guard<R>(
     poll: Poll<io::Result<R>>,
-    deadline: Pin<&mut Sleep>,
+    deadline: &mut Option<Pin<Box<Sleep>>>,
     armed: &mut bool,
     timeout: Duration,
     cx: &mut Context<'_>,
@@ -57,12 +59,14 @@ fn guard<R>(
         *armed = false;
         return poll;
     }
-    let mut deadline = deadline;
     if !*armed {
         *armed = true;
-        deadline.as_mut().reset(Instant::now() + timeout);
+        if let Some(deadline) = deadline {
+            deadline.as_mut().reset(Instant::now() + timeout);
+        }
     }
-    match deadline.poll(cx) {
+    let deadline = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+    match deadline.as_mut().poll(cx) {
         Poll::Ready(()) => {
             let message = format!("the client accepted no data for {timeout:?}");
             Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, message)))
@@ -81,7 +85,7 @@ impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.project();
         let poll = this.inner.poll_write(cx, buf);
-        guard(poll, this.deadline.as_mut(), this.armed, *this.timeout, cx)
+        guard(poll, this.deadline, this.armed, *this.timeout, cx)
     }
 
     fn poll_write_vectored(
@@ -91,7 +95,7 @@ impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let poll = this.inner.poll_write_vectored(cx, bufs);
-        guard(poll, this.deadline.as_mut(), this.armed, *this.timeout, cx)
+        guard(poll, this.deadline, this.armed, *this.timeout, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -101,13 +105,13 @@ impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let poll = this.inner.poll_flush(cx);
-        guard(poll, this.deadline.as_mut(), this.armed, *this.timeout, cx)
+        guard(poll, this.deadline, this.armed, *this.timeout, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let poll = this.inner.poll_shutdown(cx);
-        guard(poll, this.deadline.as_mut(), this.armed, *this.timeout, cx)
+        guard(poll, this.deadline, this.armed, *this.timeout, cx)
     }
 }
 
