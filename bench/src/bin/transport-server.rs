@@ -90,7 +90,10 @@ async fn connection(endpoints: SseEndpoints, mut socket: TcpStream, peer: Socket
         let too_large = matches!(body, Body::TooLarge);
         let reply = match parts.uri.path().strip_prefix(PREFIX) {
             Some(below) if below.is_empty() || below.starts_with('/') => match body {
-                Body::Complete(body) => endpoints.handle(&parts, below, body).await,
+                // Boxed: the task is sized for its largest state, and the
+                // handler's is larger than a stream's; its box is freed
+                // once it has answered.
+                Body::Complete(body) => Box::pin(endpoints.handle(&parts, below, body)).await,
                 Body::TooLarge => SseReply::Response(payload_too_large()),
             },
             _ => SseReply::Response(sse_examples::not_found()),
