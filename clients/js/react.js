@@ -24,7 +24,7 @@ import { SSEClient } from './sse-client.js';
 
 const useIsomorphicLayoutEffect = typeof document === 'undefined' ? useEffect : useLayoutEffect;
 
-const CALLBACKS = ['onOpen', 'onClose', 'onError', 'onMessage', 'onReset'];
+const CALLBACKS = ['onOpen', 'onClose', 'onError', 'onMessage', 'onReset', 'onDropped'];
 
 const DEFAULT_URL = '/api/sse';
 

@@ -17,6 +17,11 @@ export interface BuiltInEvents {
   reset: { reason?: string };
   /** The server refused the connection for load; the client retries later. */
   overloaded: { retryMs?: number };
+  /**
+   * The connection lagged and the server dropped that many of its queued
+   * normal-priority events to make room for a high-priority one.
+   */
+  dropped: { dropped: number };
 }
 
 /** The connection state. */
@@ -185,6 +190,12 @@ export interface SSEClientOptions<Events extends EventMap = EventMap> {
   onMessage?: (event: AnySSEEvent<KnownEvents<Events>>) => void;
   /** The server did not know the last event id: refetch the application's state. */
   onReset?: (event: SSEEvent<EventData<Events, 'reset'>, 'reset'>) => void;
+  /**
+   * The connection lagged, and the server dropped `data.dropped` queued
+   * normal-priority events to make room for a high-priority one (the
+   * events after it arrive as usual): refetch what they would have updated.
+   */
+  onDropped?: (event: SSEEvent<EventData<Events, 'dropped'>, 'dropped'>) => void;
   /** The EventSource implementation (default: the global one). */
   EventSource?: EventSourceConstructor;
   /** The BroadcastChannel implementation for `shareAcrossTabs` (default: the global one). */

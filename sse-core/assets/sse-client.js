@@ -29,7 +29,7 @@ const CONNECTING = 0;
 const CLOSED = 2;
 
 /** Event names listened to whatever the options: the server's own events. */
-const BUILT_IN_TYPES = ['message', 'connected', 'reset', 'overloaded'];
+const BUILT_IN_TYPES = ['message', 'connected', 'reset', 'overloaded', 'dropped'];
 
 const DEFAULTS = {
   url: '/api/sse',
@@ -796,6 +796,7 @@ export class SSEClient {
     }
     this._call('onMessage', record);
     if (message.type === 'reset') this._call('onReset', record);
+    if (message.type === 'dropped') this._call('onDropped', record);
     return record;
   }
 

@@ -22,6 +22,7 @@ function setup(options = {}) {
     onError: record('error'),
     onMessage: record('message'),
     onReset: record('reset'),
+    onDropped: record('dropped'),
     ...options,
   });
   const sources = EventSource.instances;
@@ -408,6 +409,25 @@ describe('events', () => {
     assert.equal(none.client.events.length, 0);
     assert.equal(none.client.lastEvent.data, 'x');
     none.client.disconnect();
+  });
+
+  it('calls onDropped with the count of events the server dropped, and stays connected', () => {
+    const { client, current, named, sources } = setup({ eventTypes: ['update', 'alert'] });
+    current().open();
+    current().emit('update', '1', '7');
+    current().emit('dropped', '{"dropped":3}');
+    current().emit('alert', '"high"', '11');
+    assert.equal(named('dropped').length, 1);
+    assert.deepEqual(named('dropped')[0].data, { dropped: 3 });
+    assert.deepEqual(
+      named('message').map((event) => event.type),
+      ['update', 'dropped', 'alert'],
+      'the events around it arrive in order',
+    );
+    assert.equal(client.lastEventId, '11');
+    assert.equal(client.state, 'connected');
+    assert.equal(sources.length, 1);
+    client.disconnect();
   });
 
   it('calls onReset on a reset and stays connected', () => {
