@@ -84,7 +84,8 @@ fn serve(
 async fn connection(endpoints: SseEndpoints, mut socket: TcpStream, peer: SocketAddr) -> io::Result<()> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
-        let Some((parts, body)) = read_request(&mut socket, &mut buf, peer).await? else {
+        // Boxed, like the handler below: the task keeps no room for them.
+        let Some((parts, body)) = Box::pin(read_request(&mut socket, &mut buf, peer)).await? else {
             return Ok(());
         };
         let too_large = matches!(body, Body::TooLarge);
