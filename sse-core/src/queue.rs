@@ -11,6 +11,7 @@
 //! client never blocks a publisher and never grows memory past its bound.
 //! Frames leave in the order they were queued, whatever their priority.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -30,6 +31,12 @@ mod tests;
 /// buffer: enough for a burst of small events to go out in one write, small
 /// enough that coalescing never copies a large event per connection.
 pub(crate) const COALESCE_BYTES: usize = 16 * 1024;
+
+/// The largest buffer of queued frames a queue frees once it is drained:
+/// enough for a connection's opening frames and a short burst, below what a
+/// lagging connection grows, which would otherwise allocate it again and
+/// again.
+const RELEASED_CAPACITY: usize = 4;
 
 #[derive(Debug)]
 pub(crate) struct Queue {
@@ -391,6 +398,12 @@ impl Queue {
                 buf.freeze()
             };
             inner.head = inner.rest.pop_front();
+            if inner.rest.is_empty() && inner.rest.capacity() <= RELEASED_CAPACITY {
+                // A short burst (a connection's opening frames, a replay of
+                // a few events) leaves no buffer behind for the connection's
+                // lifetime; a lagging connection's larger one stays.
+                inner.rest = VecDeque::new();
+            }
             return Poll::Ready(Some((taken, count)));
         }
         match inner.state {
