@@ -30,6 +30,9 @@ impl SseManager {
             entries.truncate(limit);
         }
         entries.sort_unstable_by_key(newest_first);
-        (entries.into_iter().map(|entry| entry.info.clone()).collect(), left_out)
+        (
+            entries.into_iter().map(|entry| (*entry.info).clone()).collect(),
+            left_out,
+        )
     }
 }

@@ -22,6 +22,7 @@ mod distributed;
 mod heartbeats;
 mod hooks;
 mod idempotency;
+mod ids;
 mod limits;
 mod maintenance;
 mod presence;
@@ -405,7 +406,7 @@ impl SseManager {
     /// Info of one connection (`getConnectionInfo`).
     pub fn connection_info(&self, client_id: &str) -> Option<ConnectionInfo> {
         let registry = self.shared.registry.read();
-        registry.get(client_id).map(|entry| entry.info.clone())
+        registry.get(client_id).map(|entry| (*entry.info).clone())
     }
 
     /// Every connection of user `user_id`, oldest first.

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ids::Ids;
 use crate::connection::{ClientId, ConnectionInfo};
 use crate::queue::Queue;
 use crate::stats::Stats;
@@ -21,9 +22,9 @@ use crate::target::Target;
 #[derive(Default)]
 pub(super) struct Registry {
     connections: HashMap<ClientId, Registered>,
-    by_user: HashMap<String, HashSet<ClientId>>,
-    by_session: HashMap<String, HashSet<ClientId>>,
-    by_channel: HashMap<String, HashSet<ClientId>>,
+    by_user: HashMap<String, Ids>,
+    by_session: HashMap<String, Ids>,
+    by_channel: HashMap<String, Ids>,
     /// Connections per client address, for the per-address limit.
     by_addr: HashMap<IpAddr, usize>,
     /// Lifetime and expiry deadlines, soonest first.
@@ -36,7 +37,9 @@ pub(super) struct Registry {
 
 /// One registered connection: what is known of it, and its queue.
 pub(super) struct Registered {
-    pub(super) info: ConnectionInfo,
+    /// Boxed: the table of connections holds its entries inline, spare
+    /// capacity included, and a fan-out reads only the queue.
+    pub(super) info: Box<ConnectionInfo>,
     pub(super) queue: Arc<Queue>,
     /// Registration order, to find a user's oldest connection; set by
     /// [`Registry::insert`].
@@ -58,7 +61,7 @@ impl Registered {
         remote_addr: Option<IpAddr>,
     ) -> Self {
         Registered {
-            info,
+            info: Box::new(info),
             queue,
             order: 0,
             deadline,
@@ -76,10 +79,10 @@ impl Registry {
         self.next_order += 1;
         let id = entry.info.client_id.clone();
         if let Some(user) = &entry.info.user_id {
-            self.by_user.entry(user.clone()).or_default().insert(id.clone());
+            index(&mut self.by_user, user, &id);
         }
         if let Some(session) = &entry.info.session_id {
-            self.by_session.entry(session.clone()).or_default().insert(id.clone());
+            index(&mut self.by_session, session, &id);
         }
         for channel in &entry.info.channels {
             self.index_channel(channel, &id);
@@ -139,14 +142,8 @@ impl Registry {
 
     /// Adds `id` to `channel`'s connections.
     fn index_channel(&mut self, channel: &str, id: &ClientId) {
-        match self.by_channel.get_mut(channel) {
-            Some(set) => {
-                set.insert(id.clone());
-            }
-            None => {
-                self.by_channel.insert(channel.to_owned(), HashSet::from([id.clone()]));
-                self.channel_version += 1;
-            }
+        if index(&mut self.by_channel, channel, id) {
+            self.channel_version += 1;
         }
     }
 
@@ -216,7 +213,7 @@ impl Registry {
 
     /// How many connections user `user` holds.
     pub(super) fn user_connection_count(&self, user: &str) -> usize {
-        self.by_user.get(user).map_or(0, HashSet::len)
+        self.by_user.get(user).map_or(0, Ids::len)
     }
 
     /// How many of user `user`'s connections are subscribed to `channel`.
@@ -238,7 +235,7 @@ impl Registry {
             .by_user
             .get(user)
             .into_iter()
-            .flatten()
+            .flat_map(Ids::iter)
             .filter_map(|id| self.connections.get(id).map(|entry| (entry.order, id.clone())))
             .collect();
         held.sort_unstable();
@@ -268,8 +265,8 @@ impl Registry {
 
     /// Calls `visit` for every connection `target` reaches, each once.
     pub(super) fn for_each_target(&self, target: &Target, mut visit: impl FnMut(&Registered)) {
-        let mut by_ids = |ids: Option<&HashSet<ClientId>>| {
-            for id in ids.into_iter().flatten() {
+        let mut by_ids = |ids: Option<&Ids>| {
+            for id in ids.into_iter().flat_map(Ids::iter) {
                 if let Some(entry) = self.connections.get(id) {
                     visit(entry);
                 }
@@ -304,7 +301,7 @@ impl Registry {
     /// The info of every connection `target` reaches, oldest first.
     pub(super) fn snapshot(&self, target: &Target) -> Vec<ConnectionInfo> {
         let mut infos = Vec::new();
-        self.for_each_target(target, |entry| infos.push(entry.info.clone()));
+        self.for_each_target(target, |entry| infos.push((*entry.info).clone()));
         infos.sort_by_key(|info| info.connected_at);
         infos
     }
@@ -312,12 +309,27 @@ impl Registry {
 
 /// Removes `id` from `key`'s set; returns whether the set went empty (and
 /// `key` with it).
-fn unindex(index: &mut HashMap<String, HashSet<ClientId>>, key: &str, id: &str) -> bool {
-    let Some(set) = index.get_mut(key) else {
+/// Adds `id` under `key`. Returns whether `key` is new to the index.
+fn index(index: &mut HashMap<String, Ids>, key: &str, id: &ClientId) -> bool {
+    match index.get_mut(key) {
+        Some(ids) => {
+            ids.insert(id.clone());
+            false
+        }
+        None => {
+            index.insert(key.to_owned(), Ids::One(id.clone()));
+            true
+        }
+    }
+}
+
+/// Removes `id` from under `key`. Returns whether that left `key` without
+/// connections (it is then removed from the index).
+fn unindex(index: &mut HashMap<String, Ids>, key: &str, id: &str) -> bool {
+    let Some(ids) = index.get_mut(key) else {
         return false;
     };
-    set.remove(id);
-    let emptied = set.is_empty();
+    let emptied = ids.remove(id);
     if emptied {
         index.remove(key);
     }
