@@ -120,7 +120,13 @@ async fn scenario(harness: &mut Harness, chromium: &Path, chromedriver: &Path) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let page = wait_for(&client, "three connections, listed, and the events/s chart", |p| {
-        p.connections == "3" && p.users == "3" && p.client_ids() == listed && p.rate_points >= 2 && p.published == "12"
+        p.connections == "3"
+            && p.users == "3"
+            && p.client_ids() == listed
+            && p.rate_points >= 2
+            && p.published == "12"
+            && p.dropped == "0"
+            && p.conflated == "0"
     })
     .await;
     let bob = page
@@ -254,6 +260,8 @@ struct Page {
     connections: String,
     users: String,
     published: String,
+    dropped: String,
+    conflated: String,
     rate_points: u64,
     updated: String,
     notice: String,
@@ -284,6 +292,8 @@ return {
   connections: text("connections-value"),
   users: text("users-value"),
   published: text("published-value"),
+  dropped: text("dropped-value"),
+  conflated: text("conflated-value"),
   ratePoints: Number(document.getElementById("chart-rate").dataset.points),
   updated: text("updated"),
   notice: text("notice"),

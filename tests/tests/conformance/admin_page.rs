@@ -150,6 +150,8 @@ pub(crate) async fn admin_snapshot_matches_stats(serve: ServeFn) {
         "connectionsOpened",
         "connectionsRejected",
         "slowClosed",
+        "eventsDropped",
+        "eventsConflated",
         "eventsPublished",
         "sendsTimed",
         "sendLatencyMicros",
