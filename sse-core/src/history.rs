@@ -391,6 +391,18 @@ mod tests {
         );
     }
 
+    /// Keeps the log entry `id` at its place `order`, as a shard's past is
+    /// loaded; whether it was kept.
+    fn insert_at(h: &mut History, order: u64, id: &str) -> bool {
+        h.insert(
+            order,
+            id.into(),
+            Target::All.into(),
+            (Bytes::new(), Tag::NORMAL),
+            Instant::now(),
+        )
+    }
+
     fn ids_after(h: &mut History, id: &str) -> Vec<String> {
         let Resume::After(seq) = h.resume(id, Instant::now()) else {
             panic!("{id} is not a resume point");
@@ -407,51 +419,18 @@ mod tests {
         at(&mut h, O + 1_000, "a");
         at(&mut h, O + 3_000, "c");
         at(&mut h, O + 5_000, "e");
-        assert!(h.insert(
-            O + 2_000,
-            "b".into(),
-            Target::All.into(),
-            (Bytes::new(), Tag::NORMAL),
-            Instant::now()
-        ));
-        assert!(h.insert(
-            O + 4_000,
-            "d".into(),
-            Target::All.into(),
-            (Bytes::new(), Tag::NORMAL),
-            Instant::now()
-        ));
-        assert!(
-            !h.insert(
-                O + 4_000,
-                "d".into(),
-                Target::All.into(),
-                (Bytes::new(), Tag::NORMAL),
-                Instant::now()
-            ),
-            "held already"
-        );
+        assert!(insert_at(&mut h, O + 2_000, "b"));
+        assert!(insert_at(&mut h, O + 4_000, "d"));
+        assert!(!insert_at(&mut h, O + 4_000, "d"), "held already");
         assert_eq!(ids_after(&mut h, "a"), ["b", "c", "d", "e"]);
         assert_eq!(ids_after(&mut h, "b"), ["c", "d", "e"]);
         // Full: the oldest goes, and nothing older than it comes back.
         at(&mut h, O + 6_000, "f");
         assert_eq!(h.resume("a", Instant::now()), Resume::Unknown);
-        assert!(!h.insert(
-            O + 500,
-            "z".into(),
-            Target::All.into(),
-            (Bytes::new(), Tag::NORMAL),
-            Instant::now()
-        ));
+        assert!(!insert_at(&mut h, O + 500, "z"));
         assert_eq!(ids_after(&mut h, "b"), ["c", "d", "e", "f"]);
         // An entry newer than all is recorded at the end.
-        assert!(h.insert(
-            O + 7_000,
-            "g".into(),
-            Target::All.into(),
-            (Bytes::new(), Tag::NORMAL),
-            Instant::now()
-        ));
+        assert!(insert_at(&mut h, O + 7_000, "g"));
         at(&mut h, O + 8_000, "h");
         assert_eq!(ids_after(&mut h, "f"), ["g", "h"]);
     }
