@@ -70,7 +70,9 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Also run the floor server (one in-place write per delivery, nothing
-    /// else) in the broadcast and targeted scenarios, as a calibration.
+    /// else) in the broadcast scenarios, as a calibration, and the same
+    /// with a task per connection (`task floor`) and behind axum and hyper
+    /// (`hyper floor`), the least a server built that way pays.
     #[arg(long)]
     floor: bool,
     /// Also run the transport server (the library's engine and endpoints
@@ -778,7 +780,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             && load.slow_fraction == 0.0
             && load.churn == 0
         {
+            let mode = |mode: &str| vec![("SSE_FLOOR_MODE", mode.to_owned())];
             servers.push(("floor", &floor, vec![]));
+            servers.push(("task floor", &floor, mode("task")));
+            servers.push(("hyper floor", &floor, mode("hyper")));
         }
         if args.transport && http1 && !paired {
             servers.push(("transport", &transport, vec![]));
