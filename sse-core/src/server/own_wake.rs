@@ -16,12 +16,16 @@ use pin_project_lite::pin_project;
 pin_project! {
     /// Wraps a future so that it is polled with a waker of its own, and only
     /// after that waker fired (or on the first poll): a poll of the task
-    /// for any other reason returns [`Poll::Pending`] at the cost of two
-    /// atomic operations.
+    /// for any other reason returns [`Poll::Pending`] at the cost of one
+    /// atomic load.
     pub(super) struct OwnWake<F> {
         #[pin]
         future: F,
         flag: Arc<Flag>,
+        // The task's waker as last registered in `flag`: while the task's
+        // waker is the same and nothing woke the future, a poll reads the
+        // flag and writes nothing to it.
+        registered: Option<Waker>,
     }
 }
 
@@ -51,6 +55,7 @@ impl<F> OwnWake<F> {
                 woken: AtomicBool::new(true),
                 task: AtomicWaker::new(),
             }),
+            registered: None,
         }
     }
 }
@@ -60,10 +65,20 @@ impl<F: Future> Future for OwnWake<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        let same_task = this.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        // Only a wake takes the task's waker out of `flag.task`, and it sets
+        // `woken` first: while `woken` is unset, the waker registered last
+        // is still there to be woken.
+        if same_task && !this.flag.woken.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
         // Registered before the flag is read, so that a wake between the
         // two is not lost.
         this.flag.task.register(cx.waker());
-        if !this.flag.woken.load(Ordering::Acquire) || !this.flag.woken.swap(false, Ordering::AcqRel) {
+        if !same_task {
+            *this.registered = Some(cx.waker().clone());
+        }
+        if !this.flag.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
         let waker = Waker::from(Arc::clone(this.flag));
@@ -130,5 +145,37 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "its wake reaches the task");
         assert!(own.as_mut().poll(&mut cx).is_ready());
         assert_eq!(probe.polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn every_wake_reaches_the_task_and_a_new_task_waker_is_used() {
+        let probe = Arc::new(Probe::default());
+        let wakes = Arc::new(TaskWakes::default());
+        let task = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&task);
+        let mut own = std::pin::pin!(OwnWake::new(Watched(Arc::clone(&probe))));
+        assert!(own.as_mut().poll(&mut cx).is_pending());
+
+        // Woken, polled, not ready: the next wake must reach the task too.
+        for round in 1..=3 {
+            let inner = probe.waker.lock().take().expect("registered a waker");
+            inner.wake();
+            assert_eq!(wakes.0.load(Ordering::SeqCst), round, "wake {round} reaches the task");
+            // Others' wakes in between change nothing.
+            assert!(own.as_mut().poll(&mut cx).is_pending());
+            assert!(own.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(probe.polls.load(Ordering::SeqCst), round + 1);
+        }
+
+        // Polled from another task: its waker is the one woken from now on.
+        let other = Arc::new(TaskWakes::default());
+        let other_task = Waker::from(Arc::clone(&other));
+        assert!(own.as_mut().poll(&mut Context::from_waker(&other_task)).is_pending());
+        let inner = probe.waker.lock().take().expect("registered a waker");
+        inner.wake();
+        assert_eq!(other.0.load(Ordering::SeqCst), 1, "the new task is woken");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 3, "the old one is not");
+        probe.ready.store(true, Ordering::SeqCst);
+        assert!(own.as_mut().poll(&mut Context::from_waker(&other_task)).is_ready());
     }
 }
