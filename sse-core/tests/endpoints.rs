@@ -1,8 +1,9 @@
 //! The endpoints as a server sees them: requests built with the `http`
 //! crate go through [`SseEndpoints`] and come back as responses, checked
 //! for their status, headers and JSON bodies: routing under the mount point,
-//! channel authorization at connect time and on runtime subscribes, and the
-//! provenance of connection metadata.
+//! channel authorization at connect time and on runtime subscribes, the
+//! provenance of connection metadata, and the `503` of a stream whose
+//! channels the backplane cannot start reading.
 #![cfg(all(feature = "http", feature = "tokio"))]
 
 use std::net::SocketAddr;
@@ -289,4 +290,53 @@ async fn query_parameters_cannot_pass_a_filter_on_the_identitys_metadata() {
     let listed = serde_json::to_value(dev.connections()).expect("JSON");
     assert_eq!(listed[0]["metadata"], serde_json::json!({"role": "admin"}));
     assert!(listed[0].get("clientMetadata").is_none(), "{listed}");
+}
+
+/// A backplane that puts every channel on shard 0 and never starts reading
+/// it, as one whose log cannot be reached.
+struct ShardNeverRead;
+
+#[async_trait]
+impl sse_core::Backplane for ShardNeverRead {
+    async fn publish(&self, _: Bytes) -> Result<String, sse_core::BackplaneError> {
+        Ok("1-0".to_owned())
+    }
+
+    async fn run(self: std::sync::Arc<Self>, _: sse_core::BackplaneSink) {
+        std::future::pending::<()>().await;
+    }
+
+    fn channel_shard(&self, _: &str) -> Option<u32> {
+        Some(0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_whose_channels_cannot_be_read_is_answered_503() {
+    let manager = SseManager::builder()
+        .backplane(ShardNeverRead)
+        .build()
+        .expect("manager");
+    let endpoints = SseEndpoints::new(manager.clone(), DevIdentity::enable());
+    // It could miss events: refused once the wait for its shard is over.
+    let reply = endpoints
+        .connect(&request(Method::GET, "/?userId=alice&channel=news"))
+        .await;
+    let SseReply::Response(response) = reply else {
+        panic!("a stream that could miss events was opened")
+    };
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let error = body(&response)["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("did not start reading"), "{error}");
+    assert_eq!(manager.connection_count(), 0);
+    assert_eq!(manager.stats().connections_rejected, 1);
+
+    // A stream without channels needs no shard.
+    let reply = endpoints.connect(&request(Method::GET, "/?userId=bob")).await;
+    assert!(matches!(reply, SseReply::Stream(_)), "bob is let in");
+    assert_eq!(manager.connection_count(), 1);
 }
