@@ -266,3 +266,54 @@ async fn a_connection_whose_shard_cannot_be_read_is_refused() {
     let _user = connect(&a, ConnectOptions::new().user("u")).await;
     assert_eq!(a.stats().connections_rejected, 1);
 }
+
+/// A hostile client joins channels chosen to land on every shard, to make
+/// its instance read the whole log: it costs what an unsharded instance
+/// reads and no more. The channels per connection stay capped, more
+/// clients doing the same read nothing more, and every channel still
+/// delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_on_every_shard_cost_at_most_the_whole_log() {
+    let Some(fx) = fixture("shards-every").await else {
+        return;
+    };
+    let (a, plane) = fx.sharded().await;
+
+    // Over the cap (64 by default): refused before anything is read.
+    let too_many: Vec<String> = (0..65).map(|k| format!("many-{k}")).collect();
+    let refused = a.connect(ConnectOptions::new().channels(too_many)).await;
+    assert!(
+        matches!(
+            refused.err(),
+            Some(sse_core::ConnectError::TooManyChannels { count: 65, max: 64 })
+        ),
+        "over the cap"
+    );
+    assert!(plane.shards_read().is_empty(), "a refused client makes nothing read");
+
+    let spread = channels_on_distinct_shards(&plane, SHARDS as usize);
+    let channels: Vec<String> = spread.iter().map(|(channel, _)| channel.clone()).collect();
+    let mut hostile = Vec::new();
+    for n in 0..3 {
+        let options = ConnectOptions::new().user(format!("h{n}")).channels(channels.clone());
+        hostile.push(connect(&a, options).await);
+        let mut read = plane.shards_read();
+        read.sort_unstable();
+        assert_eq!(
+            read,
+            (0..SHARDS).collect::<Vec<_>>(),
+            "every shard, once, after client {n}"
+        );
+    }
+
+    // Every channel still delivers to every one of them, in order.
+    for channel in &channels {
+        send(&a, Target::channel(channel), channel).await;
+    }
+    let expected: Vec<&str> = channels.iter().map(String::as_str).collect();
+    for watch in &mut hostile {
+        watch.until_exactly(&expected).await;
+    }
+    assert_eq!(a.connection_count(), 3);
+    assert_eq!(a.stats().connections_rejected, 1);
+}
