@@ -3,36 +3,17 @@
 //! went away: the calibrations measure deliveries, not a server that
 //! loses them.
 
-use std::process::Stdio;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::WAIT;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
-
-const WAIT: Duration = Duration::from_secs(10);
+use tokio::process::Child;
 
 async fn start(mode: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_floor-server"))
-        .env("SSE_ADDR", "127.0.0.1:0")
-        .env("SSE_FLOOR_MODE", mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("the server prints its address in time")
-        .expect("stdout is readable")
-        .expect("a first line");
-    let base = line
-        .strip_prefix("listening on ")
-        .expect("listening on ADDR")
-        .to_owned();
-    (child, base)
+    common::start(env!("CARGO_BIN_EXE_floor-server"), &[("SSE_FLOOR_MODE", mode)]).await
 }
 
 async fn publish(client: &reqwest::Client, base: &str, data: &str) -> Value {
