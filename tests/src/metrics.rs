@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use reqwest::{Method, StatusCode};
 
-use crate::{TestServer, bounded};
+use crate::TestServer;
+use crate::server::bounded;
 
 impl TestServer {
     /// `GET /metrics` (with the publish token, if any), which must answer

@@ -5,7 +5,7 @@
 //! The cases live in one module per topic of the document; this file only
 //! declares them and generates, for each framework, a module with one test
 //! per case, and in it a module `http2` running a selection of the cases
-//! again over HTTP/2 (prior knowledge, [`sse_tests::over_http2`]) (the harness, [`sse_tests::TestServer`], is in `tests/src/lib.rs`;
+//! again over HTTP/2 (prior knowledge, [`sse_tests::over_http2`]) (the harness, [`sse_tests::TestServer`], is in `tests/src/`;
 //! what the cases share, in [`common`]).
 
 mod admin;
