@@ -177,8 +177,15 @@
 //! The Redis client runs on Tokio: build the backplane inside a Tokio
 //! runtime. Its tasks are spawned on that runtime, so the manager itself may
 //! run on any [`Runtime`](sse_core::Runtime).
+//!
+//! [`Backplane`]: sse_core::Backplane
+//! [`Backplane::publish_once`]: sse_core::Backplane::publish_once
+//! [`BackplaneSink::history_lost`]: sse_core::BackplaneSink::history_lost
 #![forbid(unsafe_code)]
 
+mod backplane;
+mod builder;
+mod error;
 mod presence;
 mod reader;
 mod shards;
@@ -186,49 +193,18 @@ mod stats;
 mod writer;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_core::{
-    Appended, Backplane, BackplaneError, BackplaneSink, ClusterReport, PresenceMember, PresenceUpdate, StatsReport,
-    async_trait,
-};
+use sse_core::{Appended, BackplaneError};
 
+use crate::error::classify;
 use crate::writer::Writer;
 
-/// What can go wrong building or using a [`RedisBackplane`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RedisBackplaneError {
-    /// The Redis URL could not be parsed.
-    #[error("invalid Redis URL: {0}")]
-    InvalidUrl(#[source] redis::RedisError),
-    /// A setting of the builder is out of range.
-    #[error("invalid sse-redis configuration: {0}")]
-    InvalidConfig(&'static str),
-    /// The backplane was built outside a Tokio runtime.
-    #[error("sse-redis needs a Tokio runtime: build the backplane inside one")]
-    NoRuntime,
-    /// Redis could not be reached.
-    #[error("cannot connect to Redis: {0}")]
-    Connect(#[source] redis::RedisError),
-    /// A connection attempt that this publish waited for failed just now;
-    /// this one did not try again.
-    #[error("cannot connect to Redis: a connection attempt has just failed")]
-    Unavailable,
-    /// A command failed or its connection broke.
-    #[error("Redis command failed: {0}")]
-    Command(#[source] redis::RedisError),
-    /// Redis did not answer in time.
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
-    /// The backplane's task failed, or the Tokio runtime it was built in is
-    /// gone.
-    #[error("sse-redis task failed: {0}")]
-    Task(String),
-}
+pub use crate::builder::RedisBackplaneBuilder;
+pub use crate::error::RedisBackplaneError;
 
 /// A [`Backplane`] on one Redis stream; see the [crate docs](crate) for the
 /// design.
@@ -239,6 +215,8 @@ pub enum RedisBackplaneError {
 /// [`build`](RedisBackplaneBuilder::build) are loaded by the first manager
 /// built with it; another manager built with a clone loads them when its
 /// reader first reaches Redis, so give each manager a backplane of its own.
+///
+/// [`Backplane`]: sse_core::Backplane
 pub struct RedisBackplane {
     inner: Arc<Inner>,
     /// Where the reader goes on from, once this value's manager preloaded
@@ -415,145 +393,6 @@ impl RedisBackplane {
     }
 }
 
-#[async_trait]
-impl Backplane for RedisBackplane {
-    async fn publish(&self, payload: Bytes) -> Result<String, BackplaneError> {
-        self.append(None, payload).await
-    }
-
-    async fn publish_once(&self, payload: Bytes, key: &str, window: Duration) -> Result<Appended, BackplaneError> {
-        self.append_once(None, payload, key, window).await
-    }
-
-    fn channel_shard(&self, channel: &str) -> Option<u32> {
-        shards::shard_of(channel, self.inner.shards)
-    }
-
-    fn interest_changed(&self) {
-        shards::interrupt_reader(&self.inner);
-    }
-
-    async fn publish_to_shard(&self, shard: u32, payload: Bytes) -> Result<String, BackplaneError> {
-        self.append(Some(shard), payload).await
-    }
-
-    async fn publish_once_to_shard(
-        &self,
-        shard: u32,
-        payload: Bytes,
-        key: &str,
-        window: Duration,
-    ) -> Result<Appended, BackplaneError> {
-        self.append_once(Some(shard), payload, key, window).await
-    }
-
-    fn preload(&self, sink: &BackplaneSink) {
-        // Loaded now, before the manager is returned, so that it can resume
-        // clients from its first connection on.
-        let snapshot = self.inner.snapshot.lock().ok().and_then(|mut slot| slot.take());
-        let position = snapshot.map(|entries| {
-            if self.inner.shards > 0 {
-                shards::preload(sink, &entries)
-            } else {
-                reader::preload(sink, &entries)
-            }
-        });
-        if let Ok(mut slot) = self.preloaded.lock() {
-            *slot = position;
-        }
-    }
-
-    async fn run(self: Arc<Self>, sink: BackplaneSink) {
-        let position = self.preloaded.lock().ok().and_then(|mut slot| slot.take());
-        let task = self
-            .inner
-            .handle
-            .spawn(reader::read_log(self.inner.clone(), sink, position));
-        if let Err(error) = task.await {
-            tracing::error!(%error, "sse-redis: the log reader failed");
-        }
-    }
-
-    async fn check(&self) -> Result<(), BackplaneError> {
-        self.ping().await.map_err(BackplaneError::new)
-    }
-
-    fn shares_presence(&self) -> bool {
-        true
-    }
-
-    async fn update_presence(&self, instance: u64, update: PresenceUpdate) -> Result<bool, BackplaneError> {
-        let inner = self.inner.clone();
-        self.on_runtime(async move { presence::update(&inner, instance, update).await })
-            .await
-            .map_err(BackplaneError::new)
-    }
-
-    async fn renew_presence(&self, instance: u64, timeout: Duration) -> Result<bool, BackplaneError> {
-        let inner = self.inner.clone();
-        self.on_runtime(async move { presence::renew(&inner, instance, timeout).await })
-            .await
-            .map_err(BackplaneError::new)
-    }
-
-    async fn withdraw_presence(&self, instance: u64) -> Result<(), BackplaneError> {
-        let inner = self.inner.clone();
-        self.on_runtime(async move { presence::withdraw(&inner, instance).await })
-            .await
-            .map_err(BackplaneError::new)
-    }
-
-    async fn presence(&self, channel: &str) -> Result<Vec<PresenceMember>, BackplaneError> {
-        let inner = self.inner.clone();
-        let channel = channel.to_owned();
-        self.on_runtime(async move { presence::members(&inner, &channel).await })
-            .await
-            .map_err(BackplaneError::new)
-    }
-
-    fn shares_stats(&self) -> bool {
-        true
-    }
-
-    async fn report_stats(&self, instance: u64, report: StatsReport) -> Result<(), BackplaneError> {
-        let inner = self.inner.clone();
-        self.on_runtime(async move { stats::report(&inner, instance, report).await })
-            .await
-            .map_err(BackplaneError::new)
-    }
-
-    async fn withdraw_stats(&self, instance: u64) -> Result<(), BackplaneError> {
-        let inner = self.inner.clone();
-        self.on_runtime(async move { stats::withdraw(&inner, instance).await })
-            .await
-            .map_err(BackplaneError::new)
-    }
-
-    async fn cluster_stats(&self) -> Result<ClusterReport, BackplaneError> {
-        let inner = self.inner.clone();
-        self.on_runtime(async move { stats::query(&inner).await })
-            .await
-            .map_err(BackplaneError::new)
-    }
-}
-
-/// A failed append as the manager sees it: not published when it never
-/// left (no connection) or Redis refused it; of unknown outcome when it was
-/// sent and no answer came (it may be stored, and delivered everywhere).
-fn classify(error: RedisBackplaneError, sent: &AtomicBool) -> BackplaneError {
-    let unknown = sent.load(Ordering::Acquire)
-        && match &error {
-            RedisBackplaneError::Command(failure) => !writer::answered(failure),
-            RedisBackplaneError::Timeout(_) | RedisBackplaneError::Task(_) => true,
-            _ => false,
-        };
-    if unknown {
-        BackplaneError::outcome_unknown(error)
-    } else {
-        BackplaneError::new(error)
-    }
-}
-
 /// The shard that carries `channel`'s events among `shards` (see
 /// [`RedisBackplaneBuilder::shards`]): FNV-1a of the name's bytes, modulo
 /// `shards`; the same on every instance and in every version. `None` for 0
@@ -570,180 +409,10 @@ pub fn channel_shard(channel: &str, shards: u32) -> Option<u32> {
 /// The most shards [`RedisBackplaneBuilder::shards`] takes.
 pub const MAX_SHARDS: u32 = 1024;
 
-/// Builds a [`RedisBackplane`]: [`RedisBackplane::connect`].
-#[derive(Clone)]
-#[must_use]
-pub struct RedisBackplaneBuilder {
-    url: String,
-    prefix: String,
-    history: usize,
-    timeout: Duration,
-    read_timeout: Duration,
-    batch: usize,
-    shards: u32,
-}
-
-impl fmt::Debug for RedisBackplaneBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBackplaneBuilder")
-            .field("url", &redact(&self.url))
-            .field("prefix", &self.prefix)
-            .field("history", &self.history)
-            .field("timeout", &self.timeout)
-            .field("read_timeout", &self.read_timeout)
-            .field("batch", &self.batch)
-            .field("shards", &self.shards)
-            .finish()
-    }
-}
-
-/// `url` without the credentials it may hold.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
-impl RedisBackplaneBuilder {
-    /// The prefix of the stream's key, `{prefix}:events`: one per
-    /// deployment; instances with the same prefix share their events.
-    /// Default `"sse"`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Entries the stream keeps (`XADD … MAXLEN ~ history`), and that a
-    /// starting instance loads for replay. Match it to the managers'
-    /// [`history_size`](sse_core::SseConfig::history_size). Default 1000; at
-    /// least 1.
-    ///
-    /// Redis trims approximately, in whole internal nodes: the stream holds
-    /// at least `history` entries and at most about a node more
-    /// (`stream-node-max-entries`, 100 by default).
-    pub fn history(mut self, history: usize) -> Self {
-        self.history = history;
-        self
-    }
-
-    /// How long a connection attempt, a command, and a whole publish may
-    /// take before they fail. Default 2 s.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How long one blocking read waits for new entries; the reader checks
-    /// whether the manager is gone (and whether the stream still holds its
-    /// position) at least this often. Default 1 s.
-    pub fn read_timeout(mut self, read_timeout: Duration) -> Self {
-        self.read_timeout = read_timeout;
-        self
-    }
-
-    /// Entries read per `XREAD`. Default 512.
-    pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch;
-        self
-    }
-
-    /// Spreads channel events over `shards` streams, `{prefix}:events:{k}`
-    /// for `k` a hash of the channel's name (FNV-1a) modulo `shards`, so
-    /// that an instance reads only the shards of the channels its
-    /// connections hold; every other event stays on `{prefix}:events`,
-    /// which every instance reads. See the [crate docs](crate#sharding)
-    /// for what it changes. Default 0: no shards. At most
-    /// [`MAX_SHARDS`]. Every instance of a prefix must use the same
-    /// number.
-    pub fn shards(mut self, shards: u32) -> Self {
-        self.shards = shards;
-        self
-    }
-
-    /// Connects, checks that Redis answers, and reads the last
-    /// [`history`](Self::history) entries of the stream: the manager built
-    /// with the backplane holds them for replay as soon as it is built, and
-    /// delivers every later entry live, however soon after its start it was
-    /// published.
-    ///
-    /// # Errors
-    /// [`RedisBackplaneError::InvalidUrl`],
-    /// [`RedisBackplaneError::InvalidConfig`],
-    /// [`RedisBackplaneError::NoRuntime`], and
-    /// [`RedisBackplaneError::Connect`] (or
-    /// [`Timeout`](RedisBackplaneError::Timeout)) when Redis cannot be
-    /// reached: see [`build_lazy`](Self::build_lazy) to start anyway.
-    pub async fn build(self) -> Result<RedisBackplane, RedisBackplaneError> {
-        let backplane = self.build_lazy()?;
-        let inner = backplane.inner.clone();
-        let snapshot = backplane
-            .on_runtime(async move { inner.writer.recent(&inner).await })
-            .await?;
-        if let Ok(mut slot) = backplane.inner.snapshot.lock() {
-            *slot = Some(snapshot);
-        }
-        Ok(backplane)
-    }
-
-    /// Builds without connecting: connections are made when first needed,
-    /// so an instance can start while Redis is down (publishes fail until it
-    /// is up; the reader keeps trying). The reader loads the recent entries
-    /// once it reaches Redis: until then, the manager cannot resume clients,
-    /// and entries published before then are loaded for replay, not
-    /// delivered live.
-    ///
-    /// # Errors
-    /// [`RedisBackplaneError::InvalidUrl`],
-    /// [`RedisBackplaneError::InvalidConfig`] and
-    /// [`RedisBackplaneError::NoRuntime`].
-    pub fn build_lazy(self) -> Result<RedisBackplane, RedisBackplaneError> {
-        if self.prefix.is_empty() {
-            return Err(RedisBackplaneError::InvalidConfig("the key prefix is empty"));
-        }
-        if self.history == 0 {
-            return Err(RedisBackplaneError::InvalidConfig(
-                "the history must hold at least 1 entry",
-            ));
-        }
-        if self.batch == 0 {
-            return Err(RedisBackplaneError::InvalidConfig("the read batch must be at least 1"));
-        }
-        if self.timeout.is_zero() || self.read_timeout < Duration::from_millis(1) {
-            return Err(RedisBackplaneError::InvalidConfig(
-                "the timeout and read timeout must be positive (at least 1 ms)",
-            ));
-        }
-        if self.shards > MAX_SHARDS {
-            return Err(RedisBackplaneError::InvalidConfig("at most 1024 shards"));
-        }
-        let client = redis::Client::open(self.url.as_str()).map_err(RedisBackplaneError::InvalidUrl)?;
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| RedisBackplaneError::NoRuntime)?;
-        let writer = Writer::new(self.timeout);
-        Ok(RedisBackplane::new(Arc::new(Inner {
-            client,
-            key: format!("{}:events", self.prefix),
-            prefix: self.prefix.clone(),
-            history: self.history,
-            timeout: self.timeout,
-            read_timeout: self.read_timeout,
-            batch: self.batch,
-            handle,
-            writer,
-            presence: presence::Scripts::new(&self.prefix, self.shards > 0),
-            stats: stats::Scripts::new(&self.prefix),
-            shards: self.shards,
-            reader_client: AtomicI64::new(-1),
-            interest_checks: AtomicU64::new(0),
-            reading: Mutex::new(Vec::new()),
-            snapshot: Mutex::new(None),
-        })))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::redact;
 
     #[test]
     fn debug_output_hides_credentials() {
