@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
+use sse_bench::cpu_secs;
 use sse_core::test_util::MemoryLog;
 use sse_core::{ConnectOptions, Event, SseManager, Target};
 use sse_nats::NatsBackplane;
@@ -79,24 +80,6 @@ struct Args {
     nats_pid: Option<u32>,
 }
 
-/// utime + stime of a process (this one by default), in seconds.
-fn cpu_secs_of(pid: Option<u32>) -> f64 {
-    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn cpu_secs() -> f64 {
-    cpu_secs_of(None)
-}
-
 /// The `nats-server` process: the one given, or the first `pgrep` finds.
 fn nats_pid(args: &Args) -> Option<u32> {
     args.nats_pid.or_else(|| {
@@ -113,7 +96,7 @@ fn nats_pid(args: &Args) -> Option<u32> {
 async fn broker_cpu(args: &Args, kind: &str) -> Option<f64> {
     match kind {
         "redis" => redis_cpu(&args.redis_url).await,
-        "nats" => nats_pid(args).map(|pid| cpu_secs_of(Some(pid))),
+        "nats" => nats_pid(args).map(|pid| cpu_secs(Some(pid))),
         _ => None,
     }
 }
@@ -242,7 +225,7 @@ async fn run(args: &Args, phase: &Phase<'_>) -> Result<Report, String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let delivered_before = delivered(&managers);
     let broker_before = broker_cpu(args, phase.backplane).await;
-    let cpu_before = cpu_secs();
+    let cpu_before = cpu_secs(None);
     let started = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
     let data = "x".repeat(args.payload);
@@ -284,7 +267,7 @@ async fn run(args: &Args, phase: &Phase<'_>) -> Result<Report, String> {
         deliveries = delivered(&managers) - delivered_before;
     }
     let drain_secs = drain_start.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu_before;
+    let cpu = cpu_secs(None) - cpu_before;
     let broker_cpu = match broker_before {
         Some(before) => broker_cpu(args, phase.backplane).await.map(|after| after - before),
         None => None,

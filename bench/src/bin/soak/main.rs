@@ -180,13 +180,7 @@ fn elapsed_before_end(began: Instant, total: Duration) -> Duration {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(PathBuf::from)
-            .ok_or("no binary directory")?,
-    };
+    let bin_dir = sse_bench::bin_dir(args.bin_dir.as_ref())?;
     let demo = bin_dir.join("axum-demo");
     let mut broker = Broker::start().await?;
     let run = format!("soak-{}", std::process::id());

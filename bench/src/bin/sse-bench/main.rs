@@ -19,7 +19,6 @@
 //! generator's own CPU from `/proc/self` (a saturated generator shows).
 
 mod load;
-mod measure;
 mod report;
 mod run;
 mod server;
@@ -30,10 +29,10 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::load::{Load, scenarios};
-use crate::measure::write_calls;
 use crate::report::{Report, print_header, print_row};
 use crate::run::run_load;
 use crate::server::{Server, queue_stats};
+use sse_bench::write_calls;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "SSE load benchmark: library vs hand-written baseline")]
@@ -93,13 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         return Ok(());
     }
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(PathBuf::from)
-            .ok_or("no binary directory")?,
-    };
+    let bin_dir = sse_bench::bin_dir(args.bin_dir.as_ref())?;
     let library = bin_dir.join("axum-demo");
     let baseline = bin_dir.join("baseline-server");
     let floor = bin_dir.join("floor-server");

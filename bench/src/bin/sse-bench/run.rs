@@ -12,8 +12,8 @@ use hdrhistogram::Histogram;
 use parking_lot_free::Mutex;
 
 use crate::load::Load;
-use crate::measure::{cpu_secs, now_micros, rss_kib};
 use crate::report::Report;
+use sse_bench::{cpu_secs, now_micros, rss_kib};
 
 /// `std::sync::Mutex` without poisoning concerns for this tool's simple use.
 mod parking_lot_free {

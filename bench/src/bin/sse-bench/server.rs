@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::load::Load;
-use crate::measure::now_micros;
+use sse_bench::now_micros;
 
 /// A server process under test.
 pub(crate) struct Server {

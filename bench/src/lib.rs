@@ -1,17 +1,20 @@
-//! What the benchmark reads from the clock and from `/proc`: the time
-//! stamped on every event, and the CPU time, resident memory and write
-//! system calls of a process.
+//! What the benchmark binaries share: the time stamped on every event, what
+//! they read of a process from `/proc` (CPU time, resident memory, write
+//! system calls), and where the servers they start are.
+#![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) fn now_micros() -> u64 {
+/// Microseconds since the Unix epoch, as stamped on every event.
+pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// utime + stime of a process, in seconds.
-pub(crate) fn cpu_secs(pid: Option<u32>) -> f64 {
+/// utime + stime of process `pid` (this one if `None`), in seconds.
+pub fn cpu_secs(pid: Option<u32>) -> f64 {
     let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
     let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
@@ -26,8 +29,8 @@ pub(crate) fn cpu_secs(pid: Option<u32>) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Resident memory of a process, in KiB.
-pub(crate) fn rss_kib(pid: Option<u32>) -> f64 {
+/// Resident memory of process `pid` (this one if `None`), in KiB.
+pub fn rss_kib(pid: Option<u32>) -> f64 {
     let path = pid.map_or_else(|| "/proc/self/status".to_owned(), |pid| format!("/proc/{pid}/status"));
     std::fs::read_to_string(path)
         .ok()
@@ -42,9 +45,24 @@ pub(crate) fn rss_kib(pid: Option<u32>) -> f64 {
 
 /// The write system calls of process `pid` so far (`syscw` in
 /// `/proc/<pid>/io`), where it can be read.
-pub(crate) fn write_calls(pid: Option<u32>) -> Option<u64> {
+pub fn write_calls(pid: Option<u32>) -> Option<u64> {
     let io = std::fs::read_to_string(format!("/proc/{}/io", pid?)).ok()?;
     io.lines()
         .find_map(|line| line.strip_prefix("syscw: "))
         .and_then(|n| n.trim().parse().ok())
+}
+
+/// The directory of the server binaries: `given`, else the one holding the
+/// running binary (where Cargo puts them all).
+///
+/// # Errors
+/// When the running binary's path cannot be read.
+pub fn bin_dir(given: Option<&PathBuf>) -> std::io::Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir.clone()),
+        None => std::env::current_exe()?
+            .parent()
+            .map(PathBuf::from)
+            .ok_or_else(|| std::io::Error::other("the running binary has no directory")),
+    }
 }
