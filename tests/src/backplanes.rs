@@ -15,6 +15,18 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 const REDIS_ADDR: &str = "127.0.0.1:6379";
 
+/// A key prefix no other test, run or process uses: `test`, the process,
+/// the time and a count.
+fn unique_prefix(test: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("sse-conformance-{test}-{}-{nanos:x}-{n}", std::process::id())
+}
+
 /// Whether `SSE_CI_STRICT=1`: what a test needs must be there.
 pub fn strict() -> bool {
     std::env::var("SSE_CI_STRICT").is_ok_and(|value| value == "1")
@@ -44,14 +56,9 @@ impl RedisPrefix {
         };
         let reason = match tokio::time::timeout(Duration::from_secs(3), ping).await {
             Ok(Ok(answer)) if &answer == b"+PONG\r\n" => {
-                static COUNTER: AtomicU64 = AtomicU64::new(0);
-                let nanos = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos();
-                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-                let prefix = format!("sse-conformance-{test}-{}-{nanos:x}-{n}", std::process::id());
-                return Some(RedisPrefix { prefix });
+                return Some(RedisPrefix {
+                    prefix: unique_prefix(test),
+                });
             }
             Ok(Ok(answer)) => format!("{REDIS_ADDR} answered PING with {:?}", String::from_utf8_lossy(&answer)),
             Ok(Err(error)) => format!("no Redis at {REDIS_ADDR}: {error}"),
@@ -125,14 +132,9 @@ impl NatsPrefix {
         };
         let reason = match tokio::time::timeout(Duration::from_secs(3), info).await {
             Ok(Ok(line)) if line.starts_with("INFO ") && line.contains("\"jetstream\":true") => {
-                static COUNTER: AtomicU64 = AtomicU64::new(0);
-                let nanos = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos();
-                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-                let prefix = format!("sse-conformance-{test}-{}-{nanos:x}-{n}", std::process::id());
-                return Some(NatsPrefix { prefix });
+                return Some(NatsPrefix {
+                    prefix: unique_prefix(test),
+                });
             }
             Ok(Ok(line)) => format!("{NATS_ADDR} is not a NATS server with JetStream: {line:?}"),
             Ok(Err(error)) => format!("no NATS at {NATS_ADDR}: {error}"),
