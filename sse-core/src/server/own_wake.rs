@@ -124,11 +124,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn polled_first_then_only_after_its_own_wake() {
-        let probe = Arc::new(Probe::default());
+    /// A probe to watch, and a task's waker counting its wakes.
+    fn probe_and_task() -> (Arc<Probe>, Arc<TaskWakes>, Waker) {
         let wakes = Arc::new(TaskWakes::default());
         let task = Waker::from(Arc::clone(&wakes));
+        (Arc::new(Probe::default()), wakes, task)
+    }
+
+    #[test]
+    fn polled_first_then_only_after_its_own_wake() {
+        let (probe, wakes, task) = probe_and_task();
         let mut cx = Context::from_waker(&task);
         let mut own = std::pin::pin!(OwnWake::new(Watched(Arc::clone(&probe))));
 
@@ -149,9 +154,7 @@ mod tests {
 
     #[test]
     fn every_wake_reaches_the_task_and_a_new_task_waker_is_used() {
-        let probe = Arc::new(Probe::default());
-        let wakes = Arc::new(TaskWakes::default());
-        let task = Waker::from(Arc::clone(&wakes));
+        let (probe, wakes, task) = probe_and_task();
         let mut cx = Context::from_waker(&task);
         let mut own = std::pin::pin!(OwnWake::new(Watched(Arc::clone(&probe))));
         assert!(own.as_mut().poll(&mut cx).is_pending());
