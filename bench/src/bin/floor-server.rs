@@ -27,6 +27,7 @@
 //!   least any server built on them pays, the hand-written idiom and the
 //!   library included.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::pin::Pin;
@@ -34,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 
+use axum::http::StatusCode;
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::task::AtomicWaker;
@@ -85,25 +87,24 @@ impl Floor {
 /// the task that takes them.
 #[derive(Default)]
 struct Slot {
-    frames: Mutex<Vec<Bytes>>,
+    frames: Mutex<VecDeque<Bytes>>,
     waker: AtomicWaker,
 }
 
 impl Slot {
     fn put(&self, frame: Bytes) {
-        self.frames.lock().unwrap_or_else(PoisonError::into_inner).push(frame);
+        self.frames
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(frame);
         self.waker.wake();
     }
 
     /// The oldest frame not yet taken, or pending until one is put.
     fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Bytes> {
         self.waker.register(cx.waker());
-        let mut frames = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
-        match frames.len() {
-            0 => Poll::Pending,
-            1 => Poll::Ready(frames.pop().unwrap_or_default()),
-            _ => Poll::Ready(frames.remove(0)),
-        }
+        let frame = self.frames.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+        frame.map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -165,7 +166,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Res
 
 /// Encodes a publish's event once and sends it to every subscriber; the
 /// answer's status and JSON body.
-fn publish(floor: &Floor, body: &[u8]) -> (&'static str, String) {
+fn publish(floor: &Floor, body: &[u8]) -> (StatusCode, String) {
     match serde_json::from_slice::<Publish>(body) {
         Ok(publish) => {
             let id = floor.next_id.fetch_add(1, Ordering::Relaxed);
@@ -176,10 +177,10 @@ fn publish(floor: &Floor, body: &[u8]) -> (&'static str, String) {
             let event = publish.event.unwrap_or_else(|| "message".to_owned());
             let frame = Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"));
             let delivered = floor.broadcast(&frame);
-            ("200 OK", format!("{{\"id\":\"{id}\",\"delivered\":{delivered}}}"))
+            (StatusCode::OK, format!("{{\"id\":\"{id}\",\"delivered\":{delivered}}}"))
         }
         Err(error) => (
-            "400 Bad Request",
+            StatusCode::BAD_REQUEST,
             serde_json::json!({ "error": error.to_string() }).to_string(),
         ),
     }
@@ -210,10 +211,12 @@ async fn serve(floor: Arc<Floor>, mode: Mode, mut stream: TcpStream) -> std::io:
         let (status, answer) = if request_line.starts_with("POST /api/sse/publish") {
             publish(&floor, &body)
         } else {
-            ("404 Not Found", "{\"error\":\"not found\"}".to_owned())
+            (StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".to_owned())
         };
         let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+            status.as_str(),
+            status.canonical_reason().unwrap_or(""),
             answer.len()
         );
         stream.write_all(response.as_bytes()).await?;
@@ -225,7 +228,7 @@ async fn serve(floor: Arc<Floor>, mode: Mode, mut stream: TcpStream) -> std::io:
 fn router(floor: Arc<Floor>) -> axum::Router {
     use axum::body::Body;
     use axum::extract::State;
-    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::http::{HeaderValue, header};
     use axum::routing::{get, post};
 
     async fn subscribe(State(floor): State<Arc<Floor>>) -> axum::response::Response {
@@ -237,13 +240,7 @@ fn router(floor: Arc<Floor>) -> axum::Router {
     }
 
     async fn publish_route(State(floor): State<Arc<Floor>>, body: Bytes) -> (StatusCode, String) {
-        let (status, answer) = publish(&floor, &body);
-        let status = if status == "200 OK" {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        (status, answer)
+        publish(&floor, &body)
     }
 
     axum::Router::new()
